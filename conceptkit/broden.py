@@ -1,0 +1,668 @@
+"""Read and write the Broden layout, bit-compatible with NetDissect-Lite's loader.
+
+A Broden folder holds ``images/`` plus five kinds of CSV (see ``schemas/broden_*.json``):
+
+- ``category.csv``  ``name,first,last,count,frequency``; row order is category order everywhere.
+- ``label.csv``     ``number,name,category,frequency,coverage,syns``; ``category`` is ``cat(n)``
+  or ``cat(n);cat2(m)``.
+- ``c_<cat>.csv``   ``code,number,name,frequency,coverage``: dense per-category codes.
+- ``index.csv``     ``image,split,ih,iw,sh,sw,<one column per category>``; a category cell holds
+  ``;``-separated items: all digits = an image-level label number, else a label-plane PNG path.
+
+Label planes decode as ``R + 256 * G`` (blue ignored) at ``sh x sw``; 0 means unlabelled.
+
+This module also provides :class:`BrodenDataset`, a ``torch.utils.data.Dataset`` that yields an
+image with its label planes and image-level labels, and :func:`collate` to batch them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conceptkit.errors import LayoutError
+
+INDEX_FIXED = ("image", "split", "ih", "iw", "sh", "sw")
+CATEGORY_HEADER = ("name", "first", "last", "count", "frequency")
+LABEL_HEADER = ("number", "name", "category", "frequency", "coverage", "syns")
+CODE_HEADER = ("code", "number", "name", "frequency", "coverage")
+
+_CAT_FIELD = re.compile(r"^([^();]+)\((\d+)\)$")
+
+
+@dataclass(frozen=True)
+class Category:
+    """One row of ``category.csv``: first/last label number, label count, summed frequency."""
+
+    name: str
+    first: int
+    last: int
+    count: int
+    frequency: int
+
+
+@dataclass(frozen=True)
+class Label:
+    """One row of ``label.csv``. ``categories`` maps category -> images seen in it."""
+
+    number: int
+    name: str
+    categories: tuple[tuple[str, int], ...]
+    frequency: int
+    coverage: float
+    syns: str = ""
+
+    @property
+    def category_field(self) -> str:
+        """The ``cat(n);cat2(m)`` text NetDissect-Lite parses."""
+        return ";".join(f"{c}({n})" for c, n in self.categories)
+
+
+@dataclass(frozen=True)
+class CategoryCode:
+    """One row of ``c_<cat>.csv``: dense code within the category -> global label number."""
+
+    code: int
+    number: int
+    name: str
+    frequency: int
+    coverage: float
+
+
+@dataclass
+class IndexRow:
+    """One row of ``index.csv``.
+
+    ``planes[cat]`` lists label-plane PNG paths (relative to ``images/``);
+    ``image_labels[cat]`` lists image-level label numbers that cover the whole image.
+    """
+
+    image: str
+    split: str
+    ih: int
+    iw: int
+    sh: int
+    sw: int
+    planes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    image_labels: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def cell(self, category: str) -> str:
+        """The ``index.csv`` cell text for ``category`` (image-level numbers first, as Broden)."""
+        items = [str(n) for n in self.image_labels.get(category, ())]
+        items += list(self.planes.get(category, ()))
+        return ";".join(items)
+
+
+@dataclass
+class BrodenMeta:
+    """Everything in a Broden folder except ``index.csv`` rows and pixels."""
+
+    root: Path
+    categories: list[Category]
+    labels: list[Label]
+    codes: dict[str, list[CategoryCode]]
+    index_categories: list[str]
+
+    @property
+    def category_names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def label_names(self) -> dict[int, str]:
+        """Global label number -> name (0 is ``-``)."""
+        names = {0: "-"}
+        names.update({lab.number: lab.name for lab in self.labels})
+        return names
+
+    def primary_category(self) -> dict[int, str]:
+        """Label number -> its primary category: the one where its coverage is largest.
+
+        Ties go to the category listed first in ``category.csv`` (NetDissect-Lite's argmax).
+        """
+        order = self.category_names
+        best: dict[int, tuple[float, int, str]] = {}
+        for cat in order:
+            for code in self.codes.get(cat, []):
+                key = (code.coverage, -order.index(cat), cat)
+                if code.number not in best or key[:2] > best[code.number][:2]:
+                    best[code.number] = key
+        return {num: v[2] for num, v in best.items()}
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _open_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (1-based line number, row dict) of a CSV file, checking it exists."""
+    if not path.is_file():
+        raise LayoutError("file is missing", file=path)
+    try:
+        fh = open(path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise LayoutError(f"cannot be read ({exc.strerror})", file=path) from exc
+    with fh:
+        reader = csv.DictReader(fh)
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _int(path: Path, line: int, column: str, text: str | None) -> int:
+    try:
+        return int(text or "")
+    except ValueError:
+        raise LayoutError(
+            f"expected an integer, found {text!r}", file=path, place=f"line {line}, column {column}"
+        ) from None
+
+
+def _float(path: Path, line: int, column: str, text: str | None) -> float:
+    try:
+        return float(text or "")
+    except ValueError:
+        raise LayoutError(
+            f"expected a number, found {text!r}", file=path, place=f"line {line}, column {column}"
+        ) from None
+
+
+def _check_header(path: Path, expected: Sequence[str], exact: bool = True) -> list[str]:
+    if not path.is_file():
+        raise LayoutError("file is missing", file=path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    want = list(expected)
+    got = header if exact else header[: len(want)]
+    if got != want:
+        raise LayoutError(
+            f"header is {','.join(header)!r}, expected {','.join(want)!r}"
+            + ("" if exact else " followed by one column per category"),
+            file=path,
+            place="line 1",
+        )
+    return header
+
+
+def parse_category_field(text: str) -> tuple[tuple[str, int], ...]:
+    """Parse ``cat(n);cat2(m)`` into ``(("cat", n), ("cat2", m))``; ValueError when malformed."""
+    out = []
+    for piece in text.split(";"):
+        m = _CAT_FIELD.match(piece)
+        if not m:
+            raise ValueError(f"{piece!r} is not of the form cat(n)")
+        out.append((m.group(1), int(m.group(2))))
+    return tuple(out)
+
+
+def read_categories(root: Path) -> list[Category]:
+    path = root / "category.csv"
+    _check_header(path, CATEGORY_HEADER)
+    return [
+        Category(
+            name=r["name"],
+            first=_int(path, ln, "first", r["first"]),
+            last=_int(path, ln, "last", r["last"]),
+            count=_int(path, ln, "count", r["count"]),
+            frequency=_int(path, ln, "frequency", r["frequency"]),
+        )
+        for ln, r in _open_csv(path)
+    ]
+
+
+def read_labels(root: Path) -> list[Label]:
+    path = root / "label.csv"
+    _check_header(path, LABEL_HEADER)
+    labels = []
+    for ln, r in _open_csv(path):
+        number = _int(path, ln, "number", r["number"])
+        if number == 0:
+            cats: tuple[tuple[str, int], ...] = ()
+        else:
+            try:
+                cats = parse_category_field(r["category"] or "")
+            except ValueError as exc:
+                raise LayoutError(
+                    f"{exc}; NetDissect-Lite needs cat(n) or cat(n);cat2(m)",
+                    file=path,
+                    place=f"line {ln}, column category",
+                ) from None
+        labels.append(
+            Label(
+                number=number,
+                name=r["name"] or "",
+                categories=cats,
+                frequency=_int(path, ln, "frequency", r["frequency"]),
+                coverage=_float(path, ln, "coverage", r["coverage"]),
+                syns=r.get("syns") or "",
+            )
+        )
+    return labels
+
+
+def read_codes(root: Path, category: str) -> list[CategoryCode]:
+    path = root / f"c_{category}.csv"
+    _check_header(path, CODE_HEADER)
+    return [
+        CategoryCode(
+            code=_int(path, ln, "code", r["code"]),
+            number=_int(path, ln, "number", r["number"]),
+            name=r["name"] or "",
+            frequency=_int(path, ln, "frequency", r["frequency"]),
+            coverage=_float(path, ln, "coverage", r["coverage"]),
+        )
+        for ln, r in _open_csv(path)
+    ]
+
+
+def index_header(root: Path) -> list[str]:
+    """The header of ``index.csv``; LayoutError unless it starts with the fixed columns."""
+    return _check_header(root / "index.csv", INDEX_FIXED, exact=False)
+
+
+def parse_index_cell(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Split an index cell into (plane paths, image-level label numbers), empty pieces dropped."""
+    planes: list[str] = []
+    numbers: list[int] = []
+    for item in text.split(";"):
+        if not item:
+            continue
+        if item.isdigit():
+            numbers.append(int(item))
+        else:
+            planes.append(item)
+    return tuple(planes), tuple(numbers)
+
+
+def iter_index(root: str | Path) -> Iterator[tuple[int, IndexRow]]:
+    """Stream ``index.csv`` as (line number, row) without holding the file in memory."""
+    root = Path(root)
+    path = root / "index.csv"
+    header = index_header(root)
+    cats = header[len(INDEX_FIXED) :]
+    for ln, r in _open_csv(path):
+        if None in r or any(r.get(h) is None for h in header):
+            raise LayoutError(
+                f"has {len(r) - (1 if None in r else 0)} cells, header has {len(header)}",
+                file=path,
+                place=f"line {ln}",
+            )
+        row = IndexRow(
+            image=r["image"],
+            split=r["split"],
+            ih=_int(path, ln, "ih", r["ih"]),
+            iw=_int(path, ln, "iw", r["iw"]),
+            sh=_int(path, ln, "sh", r["sh"]),
+            sw=_int(path, ln, "sw", r["sw"]),
+        )
+        for cat in cats:
+            planes, numbers = parse_index_cell(r[cat])
+            if planes:
+                row.planes[cat] = planes
+            if numbers:
+                row.image_labels[cat] = numbers
+        yield ln, row
+
+
+def read_meta(root: str | Path) -> BrodenMeta:
+    """Read category.csv, label.csv, every c_<cat>.csv and the index header."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError("is not a folder", file=root)
+    categories = read_categories(root)
+    labels = read_labels(root)
+    codes = {c.name: read_codes(root, c.name) for c in categories}
+    index_cats = index_header(root)[len(INDEX_FIXED) :]
+    return BrodenMeta(root, categories, labels, codes, index_cats)
+
+
+def read_index(root: str | Path) -> list[IndexRow]:
+    """All rows of ``index.csv`` (use :func:`iter_index` to stream)."""
+    return [row for _, row in iter_index(root)]
+
+
+# ----------------------------------------------------------------------------- pixels
+
+
+def decode_plane(path: str | Path) -> np.ndarray:
+    """Decode a label-plane PNG into ``(H, W) int32`` label numbers (R + 256 * G)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("L", "P", "I", "I;16"):
+            return np.asarray(im, dtype=np.int32)
+        arr = np.asarray(im.convert("RGB"))
+    return arr[..., 0].astype(np.int32) + 256 * arr[..., 1].astype(np.int32)
+
+
+def encode_plane(labels: np.ndarray) -> np.ndarray:
+    """Encode ``(H, W)`` integer labels as ``(H, W, 3) uint8`` RGB with R + 256 * G, B = 0."""
+    lab = np.asarray(labels)
+    if lab.min(initial=0) < 0 or lab.max(initial=0) > 65535:
+        raise ValueError("label numbers must lie in 0..65535")
+    lab = lab.astype(np.int64)
+    out = np.zeros(lab.shape + (3,), dtype=np.uint8)
+    out[..., 0] = lab % 256
+    out[..., 1] = lab // 256
+    return out
+
+
+def save_plane(labels: np.ndarray, path: str | Path) -> None:
+    """Write a label plane as a PNG (deterministic bytes: no timestamps, fixed compression)."""
+    from PIL import Image
+
+    Image.fromarray(encode_plane(labels), "RGB").save(path, format="PNG", optimize=False)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class LabelStats:
+    """Per (category, label) image frequency and coverage, accumulated image by image.
+
+    ``coverage`` is the sum over images of the fraction of the image the label covers (an
+    image-level label covers 1.0), as Broden's label.csv and c_<cat>.csv hold it.
+    """
+
+    frequency: dict[tuple[str, int], int] = field(default_factory=dict)
+    coverage: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def add_image(
+        self,
+        planes: dict[str, Sequence[np.ndarray]],
+        image_labels: dict[str, Sequence[int]],
+    ) -> None:
+        """Add one image: ``planes[cat]`` are ``(sh, sw)`` int label arrays."""
+        for cat, arrays in planes.items():
+            seen: dict[int, float] = {}
+            for arr in arrays:
+                nums, counts = np.unique(np.asarray(arr), return_counts=True)
+                size = float(np.asarray(arr).size)
+                for n, c in zip(nums.tolist(), counts.tolist()):
+                    if n:
+                        seen[n] = seen.get(n, 0.0) + c / size
+            for n, cov in seen.items():
+                self._add(cat, n, cov)
+        for cat, numbers in image_labels.items():
+            for n in set(numbers):
+                if n:
+                    self._add(cat, n, 1.0)
+
+    def _add(self, cat: str, number: int, cov: float) -> None:
+        key = (cat, number)
+        self.frequency[key] = self.frequency.get(key, 0) + 1
+        self.coverage[key] = self.coverage.get(key, 0.0) + cov
+
+
+def build_tables(
+    category_order: Sequence[str],
+    names: dict[int, str],
+    stats: LabelStats,
+    syns: dict[int, str] | None = None,
+) -> tuple[list[Category], list[Label], dict[str, list[CategoryCode]]]:
+    """Derive category.csv, label.csv and c_<cat>.csv rows from label statistics.
+
+    Labels keep their global numbers; within a category codes are dense, ordered by
+    frequency (descending) then number, as Broden orders them.
+    """
+    syns = syns or {}
+    per_cat: dict[str, list[tuple[int, int, float]]] = {c: [] for c in category_order}
+    for (cat, num), freq in stats.frequency.items():
+        per_cat.setdefault(cat, []).append((num, freq, stats.coverage[(cat, num)]))
+    codes: dict[str, list[CategoryCode]] = {}
+    for cat in category_order:
+        entries = sorted(per_cat.get(cat, []), key=lambda e: (-e[1], e[0]))
+        codes[cat] = [
+            CategoryCode(code=i + 1, number=n, name=names[n], frequency=f, coverage=cv)
+            for i, (n, f, cv) in enumerate(entries)
+        ]
+    categories = []
+    for cat in category_order:
+        nums = [c.number for c in codes[cat]]
+        categories.append(
+            Category(
+                name=cat,
+                first=min(nums) if nums else 0,
+                last=max(nums) if nums else 0,
+                count=len(nums),
+                frequency=sum(c.frequency for c in codes[cat]),
+            )
+        )
+    labels = []
+    for num in sorted({n for (_, n) in stats.frequency}):
+        cats = tuple(
+            (cat, stats.frequency[(cat, num)])
+            for cat in category_order
+            if (cat, num) in stats.frequency
+        )
+        labels.append(
+            Label(
+                number=num,
+                name=names[num],
+                categories=cats,
+                frequency=sum(f for _, f in cats),
+                coverage=sum(stats.coverage[(cat, num)] for cat, _ in cats),
+                syns=syns.get(num, ""),
+            )
+        )
+    return categories, labels, codes
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _fmt_float(x: float) -> str:
+    return f"{x:f}"
+
+
+def category_csv(categories: Sequence[Category]) -> str:
+    return _csv_text(
+        CATEGORY_HEADER, ((c.name, c.first, c.last, c.count, c.frequency) for c in categories)
+    )
+
+
+def label_csv(labels: Sequence[Label]) -> str:
+    return _csv_text(
+        LABEL_HEADER,
+        (
+            (
+                lab.number,
+                lab.name,
+                lab.category_field,
+                lab.frequency,
+                _fmt_float(lab.coverage),
+                lab.syns,
+            )
+            for lab in labels
+        ),
+    )
+
+
+def codes_csv(codes: Sequence[CategoryCode]) -> str:
+    return _csv_text(
+        CODE_HEADER,
+        ((c.code, c.number, c.name, c.frequency, _fmt_float(c.coverage)) for c in codes),
+    )
+
+
+def index_csv_header(categories: Sequence[str]) -> str:
+    return _csv_text(list(INDEX_FIXED) + list(categories), [])
+
+
+def index_csv_row(row: IndexRow, categories: Sequence[str]) -> str:
+    return _csv_text(
+        [],
+        [
+            [row.image, row.split, row.ih, row.iw, row.sh, row.sw]
+            + [row.cell(c) for c in categories]
+        ],
+    ).lstrip("\n")
+
+
+def write_tables(
+    root: str | Path,
+    categories: Sequence[Category],
+    labels: Sequence[Label],
+    codes: dict[str, list[CategoryCode]],
+) -> None:
+    """Write category.csv, label.csv and one c_<cat>.csv per category into ``root``."""
+    root = Path(root)
+    (root / "category.csv").write_text(category_csv(categories), encoding="utf-8")
+    (root / "label.csv").write_text(label_csv(labels), encoding="utf-8")
+    for cat in categories:
+        (root / f"c_{cat.name}.csv").write_text(
+            codes_csv(codes.get(cat.name, [])), encoding="utf-8"
+        )
+
+
+def write_index(root: str | Path, rows: Iterable[IndexRow], categories: Sequence[str]) -> None:
+    """Write ``index.csv`` (streams ``rows``)."""
+    with open(Path(root) / "index.csv", "w", encoding="utf-8", newline="") as fh:
+        fh.write(index_csv_header(categories))
+        for row in rows:
+            fh.write(index_csv_row(row, categories))
+
+
+def copy_layout(src: str | Path, dst: str | Path) -> None:
+    """Read every CSV of ``src`` and write it to ``dst`` (images are not copied)."""
+    meta = read_meta(src)
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    write_tables(dst, meta.categories, meta.labels, meta.codes)
+    write_index(dst, (row for _, row in iter_index(src)), meta.index_categories)
+
+
+# ----------------------------------------------------------------------------- torch Dataset
+
+
+@dataclass
+class Sample:
+    """One dataset item.
+
+    ``image``: ``(3, ih, iw) uint8`` tensor; ``planes[cat]``: ``(P, sh, sw) int32`` tensor
+    (P >= 0 planes); ``image_labels[cat]``: tuple of label numbers; ``index``: row number.
+    """
+
+    index: int
+    image: Any
+    planes: dict[str, Any]
+    image_labels: dict[str, tuple[int, ...]]
+
+
+class BrodenDataset:
+    """A ``torch.utils.data.Dataset`` over a Broden folder.
+
+    Items are :class:`Sample`; pass :func:`collate` as the DataLoader's ``collate_fn``.
+    ``categories`` restricts which categories are decoded (default: all in category.csv).
+    ``transform`` maps the uint8 image tensor to whatever the model needs.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        categories: Sequence[str] | None = None,
+        transform: Any = None,
+        load_images: bool = True,
+        load_planes: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.meta = read_meta(self.root)
+        self.rows = read_index(self.root)
+        self.categories = list(categories) if categories is not None else self.meta.category_names
+        self.transform = transform
+        self.load_images = load_images
+        self.load_planes = load_planes
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def image_path(self, i: int) -> Path:
+        return self.root / "images" / self.rows[i].image
+
+    def load_image(self, i: int) -> np.ndarray:
+        """``(ih, iw, 3) uint8`` RGB array of row ``i``."""
+        from PIL import Image
+
+        path = self.image_path(i)
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise LayoutError(f"image cannot be read ({exc})", file=path) from None
+
+    def __getitem__(self, i: int) -> Sample:
+        import torch
+
+        row = self.rows[i]
+        image: Any = None
+        if self.load_images:
+            image = torch.from_numpy(np.ascontiguousarray(self.load_image(i).transpose(2, 0, 1)))
+            if self.transform is not None:
+                image = self.transform(image)
+        planes: dict[str, Any] = {}
+        if self.load_planes:
+            for cat in self.categories:
+                paths = row.planes.get(cat, ())
+                arrays = [decode_plane(self.root / "images" / p) for p in paths]
+                if arrays:
+                    planes[cat] = torch.from_numpy(np.stack(arrays))
+                else:
+                    planes[cat] = torch.zeros((0, row.sh, row.sw), dtype=torch.int32)
+        labels = {cat: row.image_labels.get(cat, ()) for cat in self.categories}
+        return Sample(index=i, image=image, planes=planes, image_labels=labels)
+
+
+@dataclass
+class Batch:
+    """A collated batch.
+
+    ``indices``: ``(B,) int64``; ``images``: ``(B, 3, H, W)`` (or None);
+    ``planes[cat]``: ``(B, Pmax, sh, sw) int32``, zero-padded; ``image_labels[cat]``:
+    ``(B, Lmax) int64``, zero-padded (0 = no label).
+    """
+
+    indices: Any
+    images: Any
+    planes: dict[str, Any]
+    image_labels: dict[str, Any]
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """Stack samples of equal image and plane size into a :class:`Batch`."""
+    import torch
+
+    indices = torch.tensor([s.index for s in samples], dtype=torch.int64)
+    images = None
+    if samples and samples[0].image is not None:
+        images = torch.stack([s.image for s in samples])
+    planes: dict[str, Any] = {}
+    labels: dict[str, Any] = {}
+    cats = list(samples[0].image_labels) if samples else []
+    for cat in cats:
+        if samples[0].planes:
+            pmax = max(s.planes[cat].shape[0] for s in samples)
+            h, w = samples[0].planes[cat].shape[-2:]
+            out = torch.zeros((len(samples), pmax, h, w), dtype=torch.int32)
+            for b, s in enumerate(samples):
+                p = s.planes[cat]
+                out[b, : p.shape[0]] = p
+            planes[cat] = out
+        lmax = max(len(s.image_labels[cat]) for s in samples)
+        lab = torch.zeros((len(samples), lmax), dtype=torch.int64)
+        for b, s in enumerate(samples):
+            if s.image_labels[cat]:
+                lab[b, : len(s.image_labels[cat])] = torch.tensor(s.image_labels[cat])
+        labels[cat] = lab
+    return Batch(indices=indices, images=images, planes=planes, image_labels=labels)

@@ -1,0 +1,99 @@
+"""Reading, writing and statistics of the Broden layout."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conceptkit import broden
+from conceptkit.errors import LayoutError
+
+
+def test_round_trip_is_byte_identical(mini_broden: Path, tmp_path: Path) -> None:
+    broden.copy_layout(mini_broden, tmp_path)
+    csvs = sorted(p.name for p in mini_broden.glob("*.csv"))
+    assert len(csvs) == 8
+    for name in csvs:
+        assert filecmp.cmp(mini_broden / name, tmp_path / name, shallow=False), name
+
+
+def test_read_meta_and_index(mini_broden: Path) -> None:
+    meta = broden.read_meta(mini_broden)
+    assert meta.category_names == ["part", "scene", "object", "color", "texture"]
+    assert meta.index_categories == meta.category_names
+    rows = broden.read_index(mini_broden)
+    assert len(rows) == 200
+    r = rows[0]
+    assert (r.image, r.split, r.ih, r.iw, r.sh, r.sw) == (
+        "mini/000001.jpg",
+        "train",
+        224,
+        224,
+        112,
+        112,
+    )
+    assert r.planes["part"] == ("mini/000001_part_1.png", "mini/000001_part_2.png")
+    assert r.image_labels == {"scene": (3,), "texture": (11,)}
+    prim = meta.primary_category()
+    assert prim[1] == "part" and prim[3] == "scene" and prim[13] == "color"
+
+
+def test_stats_recomputed_equal_the_tables(mini_broden: Path) -> None:
+    """Frequencies and coverages rebuilt from the pixels equal what label.csv and c_*.csv hold."""
+    meta = broden.read_meta(mini_broden)
+    stats = broden.LabelStats()
+    for row in broden.read_index(mini_broden):
+        planes = {
+            c: [broden.decode_plane(mini_broden / "images" / p) for p in ps]
+            for c, ps in row.planes.items()
+        }
+        stats.add_image(planes, row.image_labels)
+    cats, labels, codes = broden.build_tables(meta.category_names, meta.label_names(), stats)
+    assert cats == meta.categories
+    assert [(x.number, x.name, x.categories, x.frequency) for x in labels] == [
+        (x.number, x.name, x.categories, x.frequency) for x in meta.labels
+    ]
+    for a, b in zip(labels, meta.labels):
+        assert a.coverage == pytest.approx(b.coverage, abs=1e-6)
+    for cat in meta.category_names:
+        assert [(c.code, c.number, c.frequency) for c in codes[cat]] == [
+            (c.code, c.number, c.frequency) for c in meta.codes[cat]
+        ]
+
+
+def test_plane_encoding_round_trip(tmp_path: Path) -> None:
+    lab = np.array([[0, 1, 255], [256, 300, 65535]], dtype=np.int32)
+    broden.save_plane(lab, tmp_path / "p.png")
+    assert np.array_equal(broden.decode_plane(tmp_path / "p.png"), lab)
+
+
+def test_dataset_and_collate(mini_broden: Path) -> None:
+    ds = broden.BrodenDataset(mini_broden)
+    s = ds[0]
+    assert s.image.shape == (3, 224, 224) and s.image.dtype == torch.uint8
+    assert s.planes["part"].shape == (2, 112, 112)
+    assert s.planes["scene"].shape == (0, 112, 112)
+    b = broden.collate([ds[0], ds[1]])
+    assert b.images.shape == (2, 3, 224, 224)
+    assert b.planes["object"].shape == (2, 1, 112, 112)
+    assert b.image_labels["scene"].tolist() == [[3], [3]]
+
+
+def test_bad_header_names_file_and_line(mini_broden: Path, tmp_path: Path) -> None:
+    broden.copy_layout(mini_broden, tmp_path)
+    (tmp_path / "category.csv").write_text("name,first,last,count\npart,1,2,2\n")
+    with pytest.raises(LayoutError) as err:
+        broden.read_meta(tmp_path)
+    assert "category.csv: line 1" in str(err.value)
+
+
+def test_bad_label_category_field(mini_broden: Path, tmp_path: Path) -> None:
+    broden.copy_layout(mini_broden, tmp_path)
+    text = (tmp_path / "label.csv").read_text().replace("part(200)", "part", 1)
+    (tmp_path / "label.csv").write_text(text)
+    with pytest.raises(LayoutError, match=r"label.csv: line 2, column category"):
+        broden.read_meta(tmp_path)
