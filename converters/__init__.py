@@ -1,0 +1,86 @@
+"""Readers of annotation exports: one module per format, one contract for all.
+
+A reader is a function ``read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]``.
+``src`` is what the user named on the command line (a folder, a file, a .zip, as the format
+allows). The reader yields one :class:`~conceptkit.annotations.ImageAnnotation` per image, in a
+deterministic order (sorted file names / document order), and never decodes image pixels
+itself: it only records ``image_path`` (checked to lie inside ``src``) or ``image_data``.
+
+Errors in the input raise :class:`~conceptkit.errors.FormatError` naming the file and the place
+(JSON path, XML element and line). Per-image problems that the reader can skip (when
+``options.keep_going``) are reported through ``options.warn`` instead, and the image is left out.
+Non-fatal remarks (a repaired polygon, a skipped ``points`` prompt) go through ``options.warn``
+as well, as one line naming the file and place.
+
+:data:`READERS` maps a format name (the FORMAT argument of ``conceptkit convert``) to the
+reader, as ``"module:function"`` strings imported on first use by :func:`get_reader`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from conceptkit.annotations import ImageAnnotation
+from conceptkit.errors import UsageError
+
+
+def _ignore(message: str) -> None:
+    """The default ``warn``: drop the message."""
+
+
+@dataclass
+class ReadOptions:
+    """What every reader is told.
+
+    ``keep_going``: skip images with errors (report them through ``warn``) instead of raising.
+    ``warn``: called with one line per warning (file and place first).
+    ``check_paths``: refuse image paths that lead outside ``src`` (``../``, absolute).
+    ``extra``: format-specific options (free form, documented by the reader).
+    """
+
+    keep_going: bool = False
+    warn: Callable[[str], None] = _ignore
+    check_paths: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Reader(Protocol):
+    def __call__(self, src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]: ...
+
+
+#: format name -> "module:function" of its reader.
+READERS: dict[str, str] = {
+    "labelme": "conceptkit.converters.labelme:read",
+    "labelme-xml": "conceptkit.converters.labelme_xml:read",
+    "cvat": "conceptkit.converters.cvat:read",
+    "coco": "conceptkit.converters.coco:read",
+}
+
+
+def get_reader(name: str) -> Reader:
+    """The reader registered for format ``name``; UsageError for an unknown format."""
+    target = READERS.get(name.lower())
+    if target is None:
+        raise UsageError(f"unknown FORMAT {name!r}; expected one of: {', '.join(sorted(READERS))}")
+    module, attr = target.split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise UsageError(f"the {name!r} reader is not available in this install") from None
+        raise
+    reader: Reader = getattr(mod, attr)
+    return reader
+
+
+def inside(src: Path, path: Path) -> bool:
+    """True when ``path`` (resolved) lies inside the folder ``src`` (resolved)."""
+    try:
+        path.resolve().relative_to(src.resolve())
+    except ValueError:
+        return False
+    return True
