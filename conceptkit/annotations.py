@@ -58,6 +58,8 @@ class Shape:
     ``width``: stroke width in pixels for open paths and points (tool default when None).
     ``place``: where in the source the shape was read (JSON path or XML element and line), for
     error messages.
+    ``ignore``: an ignore region, not a label (COCO ``iscrowd=1``): its pixels are to be set to
+    0 (unlabelled) in the label plane and the label is not counted for it.
     """
 
     label: str
@@ -76,6 +78,7 @@ class Shape:
     convention: Convention = "inclusive"
     width: float | None = None
     place: str = ""
+    ignore: bool = False
 
 
 @dataclass
