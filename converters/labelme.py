@@ -1,0 +1,243 @@
+"""Reader of LabelMe exports: a folder (searched recursively) or one file.
+
+``*.json`` files are wkentaro/labelme JSON of any version (no ``shape_type`` before 3.6.12 means
+polygon); ``*.xml`` files are MIT LabelMe XML, read by :mod:`conceptkit.converters.labelme_xml`.
+Every JSON file is checked against ``schemas/labelme.json`` before use, so a problem is reported
+with its JSON path (``a.json: $.shapes[3].points: ...``).
+
+What becomes of a LabelMe file:
+
+- shapes: polygon, rectangle, oriented_rectangle, circle, line, linestrip, point, mask (base64
+  PNG over the inclusive 2-point box) -> :class:`Shape` with convention ``inclusive``;
+  ``points`` (prompt clicks of the AI tools) are skipped with a warning.
+- ``group_id`` -> ``Shape.instance``: shapes with the same (label, group_id) are one object.
+- ``description`` and shape ``flags`` set true -> ``Shape.attributes``.
+- image ``flags`` set true -> image-level tags.
+- ``imageData`` (base64) is used when present, else ``imagePath`` relative to the JSON file
+  (Windows separators accepted); a path leading outside SRC is an error.
+- When ``imageHeight``/``imageWidth`` are absent (old files) the size is read from the image
+  header, after EXIF orientation (labelme applies it before annotating).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+from conceptkit.converters import ReadOptions, inside
+
+from conceptkit.annotations import ImageAnnotation, Shape
+from conceptkit.errors import FormatError
+
+SHAPE_TYPES = (
+    "polygon",
+    "rectangle",
+    "oriented_rectangle",
+    "circle",
+    "line",
+    "linestrip",
+    "point",
+    "points",
+    "mask",
+)
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("conceptkit.schemas").joinpath("labelme.json").read_text("utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def json_path(parts: Any) -> str:
+    """``["shapes", 3, "points"]`` -> ``$.shapes[3].points``."""
+    out = "$"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def check_schema(data: Any, file: Path) -> None:
+    """Raise FormatError naming the JSON path of the first schema violation (document order)."""
+    errors = list(_validator().iter_errors(data))
+    if errors:
+        err = min(
+            errors, key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, p) for p in e.path]
+        )
+        msg = err.message if len(err.message) <= 160 else err.message[:157] + "..."
+        raise FormatError(msg, file=file, place=json_path(err.path))
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file; malformed JSON -> FormatError with line and column."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"cannot be read ({exc.strerror})", file=path) from None
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"is not UTF-8 text ({exc.reason})", file=path) from None
+    except json.JSONDecodeError as exc:
+        raise FormatError(
+            f"malformed JSON: {exc.msg}", file=path, place=f"line {exc.lineno}, column {exc.colno}"
+        ) from None
+
+
+def resolve_image(src_root: Path, file: Path, text: str, place: str, check: bool = True) -> Path:
+    """The image an export names, relative to the export file; refuse paths escaping SRC."""
+    if (
+        PureWindowsPath(text).is_absolute()
+        or PurePosixPath(text).is_absolute()
+        or (PureWindowsPath(text).drive)
+    ):
+        raise FormatError(f"image path {text!r} is absolute; it must lie inside SRC", file, place)
+    rel = PurePosixPath(text.replace("\\", "/"))
+    path = file.parent / Path(*rel.parts) if rel.parts else file.parent
+    if check and not inside(src_root, path):
+        raise FormatError(f"image path {text!r} points outside SRC ({src_root})", file, place)
+    return path
+
+
+def image_size(path: Path | None, data: bytes | None, file: Path, place: str) -> tuple[int, int]:
+    """(width, height) of an image after EXIF orientation, from its header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:  # type: ignore[arg-type]
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise FormatError(f"image cannot be read ({exc})", file, place) from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _decode_mask(text: str, file: Path, place: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(text, validate=False))) as im:
+            arr = np.asarray(im)
+    except (OSError, ValueError, binascii.Error) as exc:
+        raise FormatError(f"mask is not a base64 PNG ({exc})", file, place) from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr.astype(bool)
+
+
+def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotation:
+    """Read one LabelMe JSON file into an :class:`ImageAnnotation`."""
+    data = load_json(path)
+    check_schema(data, path)
+    image_data: bytes | None = None
+    image_path: Path | None = None
+    if data.get("imageData"):
+        try:
+            image_data = base64.b64decode(data["imageData"], validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise FormatError(f"is not base64 ({exc})", path, "$.imageData") from None
+    else:
+        image_path = resolve_image(
+            src_root, path, data["imagePath"], "$.imagePath", options.check_paths
+        )
+        if not image_path.is_file():
+            raise FormatError(f"image {data['imagePath']!r} not found", path, "$.imagePath")
+    width, height = data.get("imageWidth"), data.get("imageHeight")
+    if not width or not height:
+        width, height = image_size(image_path, image_data, path, "$.imagePath")
+    key = PurePosixPath(data["imagePath"].replace("\\", "/")).name
+    ann = ImageAnnotation(
+        key=key,
+        width=int(width),
+        height=int(height),
+        image_path=image_path,
+        image_data=image_data,
+        source=str(path),
+        annotator=src_root.name,
+        tags=sorted(k for k, v in (data.get("flags") or {}).items() if v),
+    )
+    for i, s in enumerate(data["shapes"]):
+        place = f"$.shapes[{i}]"
+        kind = s.get("shape_type") or "polygon"
+        if kind == "points":
+            options.warn(f"{path}: {place}: 'points' prompt clicks skipped")
+            continue
+        pts = np.asarray(s["points"], dtype=np.float64).reshape(-1, 2)
+        attrs = {k: "true" for k, v in (s.get("flags") or {}).items() if v}
+        if s.get("description"):
+            attrs["description"] = str(s["description"])
+        shape = Shape(
+            label=s["label"],
+            kind=kind,
+            points=pts,
+            instance=None if s.get("group_id") is None else str(s["group_id"]),
+            order=i,
+            attributes=attrs,
+            convention="inclusive",
+            place=f"{place}.points",
+        )
+        if kind == "mask":
+            if not s.get("mask"):
+                raise FormatError("a mask shape needs 'mask' (base64 PNG)", path, f"{place}.mask")
+            if len(pts) != 2:
+                raise FormatError("a mask shape needs 2 points (its box)", path, f"{place}.points")
+            m = _decode_mask(s["mask"], path, f"{place}.mask")
+            (x1, y1), (x2, y2) = pts.astype(int)
+            if m.shape != (y2 - y1 + 1, x2 - x1 + 1):
+                raise FormatError(
+                    f"mask is {m.shape[1]}x{m.shape[0]}, its box "
+                    f"({x1},{y1})-({x2},{y2}) is {x2 - x1 + 1}x{y2 - y1 + 1}",
+                    path,
+                    f"{place}.mask",
+                )
+            shape.mask = m
+            shape.origin = (int(x1), int(y1))
+            shape.points = np.zeros((0, 2))
+        ann.shapes.append(shape)
+    return ann
+
+
+def _files(src: Path) -> list[Path]:
+    if src.is_file():
+        return [src]
+    if not src.is_dir():
+        raise FormatError("is neither a LabelMe file nor a folder", file=src)
+    found = [
+        p
+        for p in src.rglob("*")
+        if p.suffix.lower() in (".json", ".xml") and p.is_file() and not p.name.startswith(".")
+    ]
+    return sorted(found, key=lambda p: p.relative_to(src).as_posix())
+
+
+def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
+    """Yield one annotation per LabelMe JSON or MIT LabelMe XML file under ``src``, sorted."""
+    src = Path(src)
+    root = src if src.is_dir() else src.parent
+    files = _files(src)
+    if not files:
+        raise FormatError("holds no LabelMe .json or .xml file", file=src)
+    for path in files:
+        try:
+            if path.suffix.lower() == ".xml":
+                from conceptkit.converters import labelme_xml
+
+                ann = labelme_xml.read_file(path, root, options)
+            else:
+                ann = read_file(path, root, options)
+        except FormatError as exc:
+            if not options.keep_going:
+                raise
+            options.warn(f"{exc} (skipped)")
+            continue
+        yield ann
