@@ -1,0 +1,375 @@
+"""Reader of COCO object-instances files (``instances_<split>.json``) with their images.
+
+``src`` may be one instances JSON file, or a dataset folder holding
+``annotations/instances_*.json`` (else ``instances_*.json`` at its top), read in sorted order.
+
+Each file is parsed whole (the JSON may be held in memory) and checked against
+``schemas/coco.json`` with jsonschema before use, so a bad file gets one FormatError naming the
+JSON path (``$.annotations[3].segmentation``). One pass then groups annotation indices by
+``image_id``; images are produced one at a time in the order of ``images``, so memory beyond the
+JSON itself is bounded by one image's shapes (a file with 100,000 annotations streams).
+
+Shapes, per annotation (``convention = "center"``, pycocotools' pixels):
+
+- polygon segmentation: one ``polygon`` Shape per part, all with ``instance`` = the
+  annotation id, so the parts are unioned (COCO polygons have no holes). A part with fewer
+  than 3 points or an odd number of coordinates is a FormatError at its JSON path.
+- RLE segmentation (``{size: [h, w], counts}``; counts a list = uncompressed, a string =
+  compressed; column-major, first run zeros): decoded with ``pycocotools.mask`` into a ``mask``
+  Shape holding the tight ``bool`` patch around its pixels with ``origin`` at its top-left. The
+  size must equal the image's ``[height, width]`` and the counts must sum to ``h * w``
+  (checked before decoding, compressed strings included), else FormatError.
+- an empty segmentation (a box-only annotation, as datumaro writes it) -> a ``rectangle`` from
+  ``bbox`` ``[x, y, w, h]``.
+- ``iscrowd = 1``: an ignore region, not a label: the Shape carries ``ignore=True`` (the
+  pipeline paints its pixels 0 and does not count the label there).
+- ``attributes`` (datumaro's extension) are kept as strings; ``order`` = position of the
+  annotation among its image's annotations (document order), ``z`` = 0; ``place`` = the JSON
+  path of the segmentation.
+- a ``category_id`` not in ``categories`` or an ``image_id`` not in ``images`` is a FormatError
+  naming the annotation's JSON path.
+
+Image folder rule: with ``options.extra["images"]`` (the CLI's ``--images DIR``) the image is
+``DIR/<file_name>``. Otherwise, with ``root`` = the folder holding ``annotations/`` (or the
+JSON's own folder when it is not in ``annotations/``) and ``<split>`` the file's name after
+``instances_`` (``train2017``), the first that exists of: ``root/images/<split>/<file_name>``
+(i.e. ``../images/<split>`` from the JSON), ``root/images/<file_name>``,
+``root/<split>/<file_name>`` (COCO's own layout), ``root/<file_name>`` (``file_name`` relative to
+``src``); when none exists, the first (the pipeline reports the missing image). A ``file_name``
+that is absolute or climbs out of its base folder is a FormatError at ``$.images[i].file_name``.
+
+Split: the file's ``<split>`` without trailing digits (``train2017`` -> ``train``); ``default``
+(CVAT's COCO export) and anything else unnamed -> ``train``, ``validation`` -> ``val``.
+``annotator`` = the dataset folder's name (``root``).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from conceptkit.converters import ReadOptions, inside
+from conceptkit.schemas import load as load_schema
+from pycocotools import mask as mask_utils
+
+from conceptkit.annotations import ImageAnnotation, Shape
+from conceptkit.errors import FormatError
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def compressed_counts(text: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' text encoding).
+
+    Each count is stored as 5-bit groups, low first, as characters ``48 + group`` with bit
+    ``0x20`` meaning "more groups follow" and bit ``0x10`` of the last group the sign; counts
+    after the second are stored as the difference to the count two places before.
+    Raises ValueError on a truncated string.
+    """
+    counts: list[int] = []
+    p = 0
+    data = text.encode("ascii") if isinstance(text, str) else text
+    n = len(data)
+    while p < n:
+        x = 0
+        k = 0
+        more = True
+        while more:
+            if p >= n:
+                raise ValueError("truncated RLE string")
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def split_name(json_name: str) -> tuple[str, str]:
+    """``instances_train2017.json`` -> (``train2017`` (the folder name), ``train`` (the split))."""
+    stem = PurePosixPath(json_name).stem
+    raw = stem[len("instances_") :] if stem.startswith("instances_") else ""
+    split = re.sub(r"\d+$", "", raw).lower()
+    split = {"": "train", "default": "train", "validation": "val"}.get(split, split)
+    return raw, split
+
+
+def _tight(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """``(h, w) bool`` -> (the patch inside its pixels' bounding box, (x0, y0)); None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    return np.ascontiguousarray(mask[y0 : y1 + 1, x0 : x1 + 1]), (x0, y0)
+
+
+def _attr_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+# --------------------------------------------------------------------------- file level
+
+
+def _load(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise FormatError(
+            f"malformed JSON: {exc.msg}", path, f"line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text ({exc.reason})", path) from None
+
+
+def _validate(data: Any, path: Path) -> None:
+    """Check ``data`` against schemas/coco.json; FormatError at the JSON path of the worst error."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema("coco"))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        message = error.message
+        if len(message) > 200:
+            message = message[:200] + "..."
+        raise FormatError(
+            f"does not match the COCO instances schema: {message}", path, error.json_path
+        )
+
+
+def _files(src: Path) -> list[Path]:
+    if src.is_file():
+        return [src]
+    if src.is_dir():
+        found = sorted((src / "annotations").glob("instances_*.json")) or sorted(
+            src.glob("instances_*.json")
+        )
+        if found:
+            return found
+        raise FormatError("no annotations/instances_*.json (nor instances_*.json) here", src)
+    raise FormatError("no such file or folder (expected a COCO instances .json or a folder)", src)
+
+
+class _Images:
+    """Where the images of one instances file are (see the module docstring)."""
+
+    def __init__(self, json_path: Path, images_dir: Path | None, raw_split: str) -> None:
+        parent = json_path.parent
+        self.root = parent.parent if parent.name == "annotations" else parent
+        self.images_dir = images_dir
+        self.raw_split = raw_split
+        self.file = json_path
+
+    def find(self, file_name: str, place: str) -> Path:
+        norm = file_name.replace("\\", "/")
+        if (
+            norm.startswith("/")
+            or re.match(r"^[A-Za-z]:", norm)
+            or posixpath.normpath(norm).startswith("..")
+        ):
+            raise FormatError(
+                f"file_name {file_name!r} leads outside the image folder", self.file, place
+            )
+        if self.images_dir is not None:
+            bases = [self.images_dir]
+        else:
+            r = self.root
+            bases = [r / "images" / self.raw_split] if self.raw_split else []
+            bases += [r / "images"]
+            bases += [r / self.raw_split] if self.raw_split else []
+            bases += [r]
+        paths = [b / norm for b in bases]
+        for base, p in zip(bases, paths):
+            if not inside(base, p):
+                raise FormatError(f"file_name {file_name!r} leads outside {base}", self.file, place)
+        for p in paths:
+            if p.is_file():
+                return p
+        return paths[0]
+
+
+# --------------------------------------------------------------------------- per image
+
+
+def _rle_shape(seg: dict[str, Any], height: int, width: int, file: Path, place: str) -> np.ndarray:
+    """Decode an RLE segmentation to ``(height, width) bool`` after checking it."""
+    size = [int(v) for v in seg["size"]]
+    if size != [height, width]:
+        raise FormatError(
+            f"RLE size {size} differs from the image's [height, width] = [{height}, {width}]",
+            file,
+            f"{place}.size",
+        )
+    counts = seg["counts"]
+    if isinstance(counts, str):
+        try:
+            runs = compressed_counts(counts)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise FormatError(
+                f"bad compressed RLE counts: {exc}", file, f"{place}.counts"
+            ) from None
+        if any(r < 0 for r in runs):
+            raise FormatError("compressed RLE counts hold a negative run", file, f"{place}.counts")
+        rle = {"size": size, "counts": counts.encode("ascii")}
+    else:
+        runs = [int(c) for c in counts]
+        rle = mask_utils.frPyObjects(seg, height, width)
+    total = sum(runs)
+    if total != height * width:
+        raise FormatError(
+            f"RLE counts sum to {total}, expected height x width = {height} x {width} = "
+            f"{height * width}",
+            file,
+            f"{place}.counts",
+        )
+    decoded: np.ndarray = mask_utils.decode(rle)
+    return decoded.astype(bool)
+
+
+def _shapes(
+    ann: dict[str, Any], index: int, label: str, height: int, width: int, file: Path, first: int
+) -> list[Shape]:
+    """The Shapes of annotation number ``index``; ``first`` is the ``order`` of the first."""
+    place = f"$.annotations[{index}].segmentation"
+    common: dict[str, Any] = {
+        "label": label,
+        "instance": str(ann["id"]),
+        "attributes": {str(k): _attr_text(v) for k, v in (ann.get("attributes") or {}).items()},
+        "convention": "center",
+        "ignore": bool(ann.get("iscrowd", 0)),
+    }
+    seg = ann["segmentation"]
+    if isinstance(seg, dict):
+        full = _rle_shape(seg, height, width, file, place)
+        tight = _tight(full)
+        if tight is None:
+            return []
+        patch, origin = tight
+        return [Shape(kind="mask", mask=patch, origin=origin, order=first, place=place, **common)]
+    if not seg:
+        bbox = ann.get("bbox")
+        if not bbox:
+            return []
+        x, y, w, h = (float(v) for v in bbox)
+        pts = np.array([[x, y], [x + w, y + h]], dtype=np.float64)
+        place = f"$.annotations[{index}].bbox"
+        return [Shape(kind="rectangle", points=pts, order=first, place=place, **common)]
+    out = []
+    for k, part in enumerate(seg):
+        part_place = f"{place}[{k}]"
+        if len(part) % 2:
+            raise FormatError(
+                f"a polygon part holds {len(part)} numbers, expected x, y pairs", file, part_place
+            )
+        if len(part) < 6:
+            raise FormatError(
+                f"a polygon needs at least 3 points, this part has {len(part) // 2}",
+                file,
+                part_place,
+            )
+        pts = np.asarray(part, dtype=np.float64).reshape(-1, 2)
+        out.append(Shape(kind="polygon", points=pts, order=first + k, place=part_place, **common))
+    return out
+
+
+def _read_file(
+    path: Path, options: ReadOptions, images_dir: Path | None
+) -> Iterator[ImageAnnotation]:
+    data = _load(path)
+    _validate(data, path)
+    raw_split, split = split_name(path.name)
+    images = _Images(path, images_dir, raw_split)
+    categories = {c["id"]: c["name"] for c in data["categories"]}
+    index_of: dict[int, int] = {}
+    for j, img in enumerate(data["images"]):
+        if img["id"] in index_of:
+            raise FormatError(
+                f"image id {img['id']} is used twice (also at $.images[{index_of[img['id']]}])",
+                path,
+                f"$.images[{j}].id",
+            )
+        index_of[img["id"]] = j
+    by_image: dict[int, list[int]] = {}
+    for i, ann in enumerate(data["annotations"]):
+        image_id = ann["image_id"]
+        if image_id not in index_of:
+            raise FormatError(
+                f"image_id {image_id} is not in images", path, f"$.annotations[{i}].image_id"
+            )
+        by_image.setdefault(image_id, []).append(i)
+    annotator = images.root.name
+    annotations = data["annotations"]
+    for j, img in enumerate(data["images"]):
+        try:
+            record = _image(
+                img, j, by_image.get(img["id"], []), annotations, categories, images, path, split
+            )
+        except FormatError as exc:
+            if not options.keep_going:
+                raise
+            options.warn(f"{exc}; image skipped")
+            continue
+        record.annotator = annotator
+        yield record
+
+
+def _image(
+    img: dict[str, Any],
+    j: int,
+    indices: list[int],
+    annotations: list[dict[str, Any]],
+    categories: dict[int, str],
+    images: _Images,
+    path: Path,
+    split: str,
+) -> ImageAnnotation:
+    height, width = int(img["height"]), int(img["width"])
+    file_name = img["file_name"]
+    record = ImageAnnotation(
+        key=PurePosixPath(file_name.replace("\\", "/")).name,
+        width=width,
+        height=height,
+        image_path=images.find(file_name, f"$.images[{j}].file_name"),
+        source=str(path),
+        split=split,
+    )
+    order = 0
+    for i in indices:
+        ann = annotations[i]
+        label = categories.get(ann["category_id"])
+        if label is None:
+            raise FormatError(
+                f"category_id {ann['category_id']} is not in categories "
+                f"(ids: {', '.join(str(c) for c in sorted(categories))})",
+                path,
+                f"$.annotations[{i}].category_id",
+            )
+        shapes = _shapes(ann, i, label, height, width, path, order)
+        record.shapes.extend(shapes)
+        order += max(len(shapes), 1)
+    return record
+
+
+def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
+    """Yield one ImageAnnotation per image of the COCO instances file(s) at ``src``.
+
+    ``options.extra["images"]``: the image folder (``--images``), overriding the search rule.
+    """
+    src = Path(src)
+    images_dir = options.extra.get("images")
+    images_path = Path(str(images_dir)) if images_dir is not None else None
+    for path in _files(src):
+        yield from _read_file(path, options, images_path)
