@@ -205,7 +205,8 @@ def _params_on_meta() -> Iterator[None]:
 def _meta_model(name: str, **kwargs: Any) -> nn.Module:
     """Build torchvision model ``name`` without allocating or initialising weights."""
     tvm = _tv()
-    full = _builder_kwargs(name, None, **kwargs)
+    num_classes = kwargs.pop("num_classes", None)
+    full = _builder_kwargs(name, num_classes, **kwargs)
     import warnings
 
     with warnings.catch_warnings():
@@ -714,15 +715,13 @@ def load_model(
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule at dotted path ``name``; ModelLoadError listing close names if absent."""
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        names = [n for n, _ in model.named_modules() if n]
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-        hint = f"close matches: {', '.join(close)}" if close else f"top-level: {_names(names)}"
-        raise ModelLoadError(
-            f"model has no layer {name!r}; {hint} (list them with --list-layers)"
-        ) from None
+    modules = dict(model.named_modules())  # works for TorchScript too (get_submodule does not)
+    if name and name in modules:
+        return modules[name]
+    close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+    top = [n for n, _ in model.named_children()]
+    hint = f"close matches: {', '.join(close)}" if close else f"top-level: {_names(top)}"
+    raise ModelLoadError(f"model has no layer {name!r}; {hint} (list them with --list-layers)")
 
 
 @dataclass
@@ -833,7 +832,7 @@ def default_layers(model: nn.Module, input_size: int = 224) -> list[str]:
         if isinstance(child, nn.Sequential) or (name in tr.shapes and tr.shapes[name] is None):
             candidates.extend(f"{name}.{sub}" for sub, _ in child.named_children())
     good = {
-        n for n in candidates if is_map(n) and not is_head(n) and _has_conv(model.get_submodule(n))
+        n for n in candidates if is_map(n) and not is_head(n) and _has_conv(resolve_layer(model, n))
     }
     ordered = [n for n in tr.finished if n in good]
     if not ordered:
