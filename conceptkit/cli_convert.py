@@ -30,7 +30,7 @@ def _size(value: str) -> int | None:
     "--size",
     default="224",
     show_default=True,
-    help="Images become N x N (label planes N/2, rounded up); 'native' keeps each image's size.",
+    help="Images become N x N (label planes N/2, rounded down); 'native' keeps each image's size.",
 )
 @click.option(
     "--fit",

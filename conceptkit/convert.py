@@ -47,7 +47,6 @@ from conceptkit.rasterize import (
     IGNORE,
     check_shape,
     crop_box,
-    half_size,
     paint,
     resample_labels,
 )
@@ -61,7 +60,8 @@ class ConvertOptions:
 
     ``size``: output side N (images N x N), None = native size. ``fit``: stretch | crop.
     ``overlap``: front | planes. ``pixels``: None (each format's own) | inclusive | center.
-    ``plane_scale``: planes are the image size divided by this, rounded up (2 = Broden).
+    ``plane_scale``: planes are the image size divided by this, rounded down (2 = Broden:
+    224 -> 112, 227 -> 113).
     ``consensus``: majority | staple | first, for images several annotators labelled.
     """
 
@@ -194,9 +194,7 @@ def process(job: Job) -> Result:
         if box != (0, 0, w, h):
             image = image.crop(box)
         image = image.resize((iw, ih), Image.Resampling.BICUBIC)
-    sh, sw = -(-ih // job.plane_scale), -(-iw // job.plane_scale)
-    if job.plane_scale == 2:
-        sh, sw = half_size(ih), half_size(iw)
+    sh, sw = max(1, ih // job.plane_scale), max(1, iw // job.plane_scale)
     images = job.root / "images"
     image.save(images / job.name, format="JPEG", quality=JPEG_QUALITY, optimize=False)
     stem = PurePosixPath(job.name).stem

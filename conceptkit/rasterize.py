@@ -461,8 +461,8 @@ def instance_plane(
 
 
 def half_size(n: int) -> int:
-    """Broden's segmentation size for an image side of ``n``: 224 -> 112, 227 -> 113."""
-    return (n + 1) // 2
+    """Broden's segmentation size for an image side of ``n``: 224 -> 112, 227 -> 113 (floor)."""
+    return max(1, n // 2)
 
 
 def nearest_indices(src: int, dst: int, start: int = 0, length: int | None = None) -> np.ndarray:
