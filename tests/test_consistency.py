@@ -1,0 +1,381 @@
+"""Tests of conceptkit.consistency: agreement, error types, kappas, consensus, report files."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from conceptkit.annotations import ImageAnnotation, Shape
+from conceptkit.consistency import _metrics as M
+from conceptkit.consistency import analyse, consensus, consensus_details, staple_estimates
+from conceptkit.errors import FormatError, UsageError
+
+SIZE = 200
+NAMES = ["car", "tree", "person", "road", "sky", "dog"]
+
+
+def _disc(h: int, w: int, r: int) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - (h - 1) / 2) ** 2 / (h / 2) ** 2 + (xx - (w - 1) / 2) ** 2 / (w / 2) ** 2 <= 1
+
+
+def make_truth(n_images: int = 4, seed: int = 0) -> list[ImageAnnotation]:
+    """Images of SIZE x SIZE with 6 objects each (mask shapes) on a 3 x 2 grid, never touching."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for k in range(n_images):
+        shapes = []
+        for i in range(6):
+            row, col = divmod(i, 3)
+            h, w = int(rng.integers(30, 50)), int(rng.integers(30, 50))
+            x0 = 10 + col * 65 + int(rng.integers(0, 8))
+            y0 = 15 + row * 95 + int(rng.integers(0, 8))
+            patch = _disc(h, w, 0) if i % 2 else np.ones((h, w), dtype=bool)
+            shapes.append(
+                Shape(
+                    label=NAMES[(i + k) % len(NAMES)],
+                    kind="mask",
+                    mask=patch,
+                    origin=(x0, y0),
+                    order=i,
+                )
+            )
+        images.append(
+            ImageAnnotation(
+                key=f"img{k}.jpg", width=SIZE, height=SIZE, shapes=shapes, annotator="truth"
+            )
+        )
+    return images
+
+
+def full(shape: Shape) -> np.ndarray:
+    out = np.zeros((SIZE, SIZE), dtype=bool)
+    x0, y0 = shape.origin
+    assert shape.mask is not None
+    out[y0 : y0 + shape.mask.shape[0], x0 : x0 + shape.mask.shape[1]] = shape.mask
+    return out
+
+
+def derive(
+    truth: ImageAnnotation,
+    name: str,
+    shift: tuple[int, ...] = (),
+    rename: tuple[int, ...] = (),
+    delete: tuple[int, ...] = (),
+    dx: int = 4,
+) -> ImageAnnotation:
+    """An annotator: truth with objects shifted by dx pixels, renamed, or deleted."""
+    ann = copy.deepcopy(truth)
+    ann.annotator = name
+    kept = []
+    for i, s in enumerate(ann.shapes):
+        if i in delete:
+            continue
+        if i in shift:
+            s.origin = (s.origin[0] + dx, s.origin[1])
+        if i in rename:
+            s.label = s.label + "_x"
+        kept.append(s)
+    ann.shapes = kept
+    return ann
+
+
+def labels_of(ann: ImageAnnotation) -> np.ndarray:
+    """(H, W) object planes as strings ('' unlabelled), painted by hand for expectations."""
+    out = np.full((ann.height, ann.width), "", dtype=object)
+    for s in ann.painting_order():
+        out[full(s)] = s.label
+    return out
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_cohen_kappa_hand_computed() -> None:
+    a = np.array([[1, 1], [0, 0]])
+    b = np.array([[1, 0], [0, 0]])
+    # po = 3/4; pa(1) = 1/2, pb(1) = 1/4 -> pe = 1/8 + 3/8 = 1/2; kappa = (3/4 - 1/2) / (1/2)
+    assert M.cohen_kappa(M.joint_counts(a, b)) == pytest.approx(0.5)
+    assert M.binary_kappa(2, 1, 1, 4) == pytest.approx(0.5)
+    assert M.cohen_kappa(M.joint_counts(a, a)) == 1.0
+
+
+def test_fleiss_kappa_matches_direct_formula() -> None:
+    rng = np.random.default_rng(3)
+    planes = [rng.integers(0, 3, size=(6, 5)) for _ in range(4)]
+    # direct Fleiss: items = pixels, categories 0..2, m = 4 raters
+    stack = np.stack([p.ravel() for p in planes])
+    counts = np.stack([(stack == k).sum(axis=0) for k in range(3)], axis=1)  # (N, K)
+    m = 4
+    p_i = ((counts**2).sum(axis=1) - m) / (m * (m - 1))
+    p_j = counts.sum(axis=0) / counts.sum()
+    expected = (p_i.mean() - (p_j**2).sum()) / (1 - (p_j**2).sum())
+    assert M.FleissSums.of(planes).kappa() == pytest.approx(expected)
+    # the binary form, concept 1 against the rest
+    c = counts[:, 1]
+    pb_i = (c**2 + (m - c) ** 2 - m) / (m * (m - 1))
+    pb = c.sum() / (m * len(c))
+    pe = pb**2 + (1 - pb) ** 2
+    got = M.fleiss_binary([(int(c.sum()), int((c**2).sum()), len(c), m)])
+    assert got == pytest.approx((pb_i.mean() - pe) / (1 - pe))
+
+
+def test_boundary_f() -> None:
+    a = np.zeros((60, 60), dtype=bool)
+    a[10:40, 10:40] = True
+    assert M.boundary_f(a, a, 2) == 1.0
+    shifted = np.roll(a, 2, axis=1)
+    assert M.boundary_f(a, shifted, 2) == 1.0  # within tolerance
+    far = np.roll(a, 6, axis=1)
+    # 116 boundary pixels each; within 2 px of the other's: 26 on the top row (columns 14..39
+    # of a near 16..45 of b), 26 on the bottom row, 4 of the right column next to the top and
+    # bottom rows; none of the left column: P = R = F = 56 / 116
+    assert M.boundary_f(a, far, 2) == pytest.approx(56 / 116)
+    assert M.boundary_f(a, np.zeros_like(a), 2) == 0.0
+
+
+def test_greedy_matching_one_to_one() -> None:
+    a = np.zeros((10, 10), dtype=np.int32)
+    b = np.zeros((10, 10), dtype=np.int32)
+    a[0:4, 0:4] = 1
+    a[6:10, 6:10] = 2
+    b[0:4, 1:5] = 2  # IoU with a1 = 12 / 20 = 0.6
+    b[6:10, 0:3] = 1  # overlaps nothing
+    ma, mb, ious = M.match_instances(a, 2, b, 2, 0.5)
+    assert ma.tolist()[1:] == [2, -1]
+    assert mb.tolist()[1:] == [-1, 1]
+    assert ious == {(1, 2): pytest.approx(0.6)}
+
+
+# ----------------------------------------------------------------------------- analyse
+
+
+def test_identical_annotators_agree_fully() -> None:
+    truth = make_truth()
+    other = [derive(t, "copy") for t in truth]
+    groups = {t.key: [t, o] for t, o in zip(truth, other)}
+    report = analyse(groups)
+    assert report.overall["agreement"] == 1.0
+    assert report.overall["agreement_with_unlabelled"] == 1.0
+    assert report.overall["kappa"] == 1.0
+    assert report.overall["disagree"] == 0
+    assert report.overall["naming_share"] is None
+    assert report.overall["boundary_f"] == 1.0
+    (pair,) = report.pairs
+    assert (pair.kappa, pair.matched, pair.unmatched_a) == (1.0, 24, 0)
+    assert all(c.iou == 1.0 and c.kappa == 1.0 for c in report.concepts)
+    assert report.vocabulary == []
+    assert all(i.segments_variance == 0.0 for i in report.images)
+
+
+def test_injected_errors_are_found() -> None:
+    """Shifted, renamed and deleted objects -> quality, naming and quantity shares as injected."""
+    truth = make_truth()
+    plans = [  # (shift, rename, delete) object numbers per image
+        ((0,), (1,), (2,)),
+        ((3, 4), (5,), ()),
+        ((), (0,), (1, 2)),
+        ((5,), (), (3,)),
+    ]
+    noisy = [derive(t, "bob", *plan) for t, plan in zip(truth, plans)]
+    groups = {t.key: [t, n] for t, n in zip(truth, noisy)}
+    report = analyse(groups)
+
+    totals = {"naming": 0, "quantity": 0, "quality": 0}
+    expected_agree = expected_labelled = 0
+    for t, n, (shift, rename, delete) in zip(truth, noisy, plans):
+        la, lb = labels_of(t), labels_of(n)
+        expected_labelled += int(((la != "") | (lb != "")).sum())
+        expected_agree += int(((la == lb) & (la != "")).sum())
+        per = {
+            "quality": sum(
+                int(
+                    (full(t.shapes[i]) ^ full(n.shapes[[s.order for s in n.shapes].index(i)])).sum()
+                )
+                for i in shift
+            ),
+            "naming": sum(int(full(t.shapes[i]).sum()) for i in rename),
+            "quantity": sum(int(full(t.shapes[i]).sum()) for i in delete),
+        }
+        img = next(r for r in report.images if r.image == t.key)
+        dis = sum(per.values())
+        assert img.disagree == dis
+        for kind, px in per.items():
+            assert getattr(img, f"{kind}_share") == pytest.approx(px / dis, abs=0.01)
+            totals[kind] += px
+    dis = sum(totals.values())
+    o = report.overall
+    assert o["disagree"] == dis
+    assert o["agreement"] == pytest.approx(expected_agree / expected_labelled)
+    for kind, px in totals.items():
+        assert o[f"{kind}_share"] == pytest.approx(px / dis, abs=0.01)
+    (pair,) = report.pairs
+    assert (pair.renamed, pair.unmatched_a, pair.unmatched_b) == (
+        3,
+        0,
+        4,
+    )  # a = bob, b = truth (sorted)
+    assert pair.kappa is not None and 0.7 < pair.kappa < 1.0
+    # shifted by 4 px with a 2 px tolerance (0.75% of the 283 px diagonal): bF below 1
+    assert pair.boundary_f is not None and 0.8 < pair.boundary_f < 1.0
+    # renamed names are reported as drift with the original name on the same pixels
+    drift = {(v.annotator, v.name): v for v in report.vocabulary}
+    v = drift[("bob", "person_x")]
+    assert v.never_used_by == "truth"
+    assert v.co_located == "person:1.00"
+    assert "person" in v.similar.split(";")
+    # segment counts: truth 6 per image, bob 5, 4, 3, 5
+    counts = [(s.annotator, s.segments) for s in report.segments if s.image == "img2.jpg"]
+    assert counts == [("bob", 4), ("truth", 6)]
+    assert next(r for r in report.images if r.image == "img2.jpg").segments_variance == 1.0
+
+
+def test_three_annotators_fleiss_and_pairs() -> None:
+    truth = make_truth(2)
+    groups = {t.key: [t, derive(t, "b", rename=(1,)), derive(t, "c", delete=(2,))] for t in truth}
+    report = analyse(groups)
+    assert report.overall["kappa_kind"] == "Fleiss"
+    assert [(p.annotator_a, p.annotator_b) for p in report.pairs] == [
+        ("b", "c"),
+        ("b", "truth"),
+        ("c", "truth"),
+    ]
+    by = {(p.annotator_a, p.annotator_b): p for p in report.pairs}
+    assert by[("c", "truth")].quantity_share == 1.0
+    assert by[("b", "truth")].naming_share == 1.0
+    assert 0.5 < report.overall["kappa"] < 1.0
+    pooled = [c for c in report.concepts if c.annotator_a == "*"]
+    assert {c.concept for c in pooled} >= {"car", "tree"}
+
+
+def test_rescaled_annotation_agrees() -> None:
+    truth = make_truth(1)[0]
+    half = copy.deepcopy(truth)
+    half.annotator, half.width, half.height = "half", SIZE // 2, SIZE // 2
+    for s in half.shapes:
+        assert s.mask is not None
+        s.mask = s.mask[::2, ::2]
+        s.origin = (s.origin[0] // 2, s.origin[1] // 2)
+    report = analyse({truth.key: [truth, half]})
+    assert report.overall["agreement"] > 0.93
+    assert report.pairs[0].matched == 6
+    wide = copy.deepcopy(half)
+    wide.width = SIZE
+    with pytest.raises(FormatError, match="not a rescale"):
+        analyse({truth.key: [truth, wide]})
+
+
+def test_duplicate_annotator_is_an_error() -> None:
+    t = make_truth(1)[0]
+    with pytest.raises(UsageError, match="two annotations by 'truth'"):
+        analyse({t.key: [t, copy.deepcopy(t)]})
+
+
+def test_report_files_are_deterministic(tmp_path) -> None:
+    truth = make_truth(2)
+    groups = {t.key: [t, derive(t, "bob", shift=(0,), rename=(1,), delete=(2,))] for t in truth}
+    groups["lonely.jpg"] = [make_truth(1, seed=5)[0]]
+    report = analyse(groups, out_dir=tmp_path / "a")
+    analyse(groups, out_dir=tmp_path / "b")
+    files = sorted(p.name for p in (tmp_path / "a" / "consistency").iterdir())
+    assert files == [
+        "concepts.csv",
+        "consistency.json",
+        "image_pairs.csv",
+        "images.csv",
+        "naming.csv",
+        "pairs.csv",
+        "segments.csv",
+        "vocabulary.csv",
+    ]
+    for name in files:
+        a = (tmp_path / "a" / "consistency" / name).read_bytes()
+        assert a == (tmp_path / "b" / "consistency" / name).read_bytes()
+    data = json.loads((tmp_path / "a" / "consistency" / "consistency.json").read_text())
+    assert data["overall"]["single_images"] == 1
+    assert data["overall"]["agreement"] == round(report.overall["agreement"], 6)
+    header = (tmp_path / "a" / "consistency" / "pairs.csv").read_text().splitlines()[0]
+    assert header.startswith("image,annotator_a,annotator_b,images,pixels,labelled")
+    naming = (tmp_path / "a" / "consistency" / "naming.csv").read_text().splitlines()
+    assert len(naming) == 3  # header + two renamed names (one per image)
+    text = report.summary()
+    assert "bob ~ truth" in text and "overall" in text and "naming" in text
+    assert len(text.splitlines()) < 20
+
+
+# ----------------------------------------------------------------------------- consensus
+
+
+def _iou_with_truth(ann: ImageAnnotation, truth: ImageAnnotation) -> float:
+    """Pixel agreement (labelled by either) of ``ann`` with the truth."""
+    t, a = labels_of(truth), labels_of(ann)
+    either = (t != "") | (a != "")
+    return float(((t == a) & (t != "")).sum() / either.sum())
+
+
+def noisy_three(truth: ImageAnnotation) -> list[ImageAnnotation]:
+    return [
+        derive(truth, "a1", shift=(0,), rename=(1,), dx=6),
+        derive(truth, "a2", shift=(3,), delete=(2,), dx=6),
+        derive(truth, "a3", rename=(4,), delete=(5,)),
+    ]
+
+
+def test_majority_consensus_beats_each_annotator() -> None:
+    for truth in make_truth(3):
+        anns = noisy_three(truth)
+        cons = consensus(anns, "majority")
+        assert cons.annotator == "consensus:majority"
+        assert all(s.kind == "mask" for s in cons.shapes)
+        got = _iou_with_truth(cons, truth)
+        singles = [_iou_with_truth(a, truth) for a in anns]
+        assert got > max(singles)
+        assert got == 1.0  # each object is wrong in at most one of three annotators
+
+
+def test_majority_tie_breaks() -> None:
+    a = np.array([[1, 1, 0, 2]])
+    b = np.array([[2, 0, 0, 1]])
+    from conceptkit.consistency._consensus import majority_vote
+
+    # two raters: labelled vs unlabelled -> unlabelled; two names -> the first rater's
+    assert majority_vote([a, b]).tolist() == [[1, 0, 0, 2]]
+    c = np.array([[2, 0, 3, 3]])
+    # three raters: [1,2,2] -> 2; [1,0,0] -> 0; [0,0,3] -> 0; [2,1,3] -> tie, first rater: 2
+    assert majority_vote([a, b, c]).tolist() == [[2, 0, 0, 2]]
+
+
+def test_first_and_unknown_methods() -> None:
+    truth = make_truth(1)[0]
+    anns = noisy_three(truth)
+    assert consensus(anns, "first").shapes == anns[0].shapes
+    with pytest.raises(UsageError, match="unknown consensus method"):
+        consensus(anns, "vote")
+
+
+def test_staple_consensus() -> None:
+    pytest.importorskip("SimpleITK")
+    truth = make_truth(1)[0]
+    anns = noisy_three(truth)
+    result = consensus_details(anns, "staple")
+    got = _iou_with_truth(result.annotation, truth)
+    assert got > max(_iou_with_truth(a, truth) for a in anns)
+    # a2 deleted object 2 (a 'person' in image 0): its sensitivity for it is the lowest
+    name = truth.shapes[2].label
+    sens = {a: result.sensitivity[a][name] for a in ("a1", "a2", "a3")}
+    assert sens["a2"] < min(sens["a1"], sens["a3"])
+    assert all(0.0 <= v <= 1.0 for v in sens.values())
+    rows = staple_estimates([result])
+    assert {r.annotator for r in rows} == {"a1", "a2", "a3"}
+
+
+def test_staple_without_simpleitk(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "SimpleITK", None)
+    truth = make_truth(1)[0]
+    with pytest.raises(UsageError, match=r"pip install conceptkit\[staple\]"):
+        consensus(noisy_three(truth), "staple")
