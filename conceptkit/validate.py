@@ -79,6 +79,7 @@ CODES: dict[str, tuple[str, str, str]] = {
 COVERAGE_ABS_TOL = 1e-3
 COVERAGE_REL_TOL = 1e-5
 _CHUNK = 64
+_MAX_SIZES = 1000  # distinct (ih, iw, sh, sw) tracked for E205
 
 
 @dataclass
@@ -188,6 +189,7 @@ class _Row:
     sh: int | None
     sw: int | None
     cells: dict[str, tuple[tuple[str, ...], tuple[int, ...]]]
+    duplicate: bool = False  # a repeated image (E201): checked, but not counted twice
 
 
 @dataclass
@@ -338,6 +340,8 @@ def _check_row(ctx: _Ctx, row: _Row, out: _ChunkResult) -> None:
             planes[cat] = arrays
         if numbers:
             image_labels[cat] = numbers
+    if row.duplicate:
+        return
     stats = broden.LabelStats()
     stats.add_image(planes, image_labels)
     for k, v in stats.frequency.items():
@@ -405,6 +409,10 @@ class _Validator:
         self.freq: dict[tuple[str, int], int] = {}
         self.cov: dict[tuple[str, int], float] = {}
         self.bad_planes = 0
+        self.bad_rows = 0
+        self.sizes: dict[tuple[int, int, int, int], list[int]] = {}
+        self.columns: list[str] = []
+        self.members: dict[str, frozenset[int]] = {}
         self.rows_seen = 0
 
     # -- bookkeeping
@@ -497,6 +505,7 @@ class _Validator:
             value, code, msg = _convert(spec, text)
             if code == "E107" and column_codes and spec["name"] in column_codes:
                 code = column_codes[spec["name"]]
+                msg = f"{text!r} is not of the form cat(n) or cat(n);cat2(m) NetDissect-Lite needs"
             if code:
                 self.emit(code, rel, msg or "", line=line, column=spec["name"])
             row[spec["name"]] = value
@@ -506,9 +515,13 @@ class _Validator:
 
     def run(self) -> list[Finding]:
         root = self.root
-        cats_rows = self.read_table("category.csv", "broden_category") or []
-        label_rows = self.read_table("label.csv", "broden_label", {"category": "E406"}) or []
-        categories = [r["name"] for _, r in cats_rows if r.get("name")]
+        cats_table = self.read_table("category.csv", "broden_category")
+        label_table = self.read_table("label.csv", "broden_label", {"category": "E406"})
+        cats_rows = cats_table or []
+        if cats_table is not None:
+            categories = [r["name"] for _, r in cats_rows if r.get("name")]
+        else:  # fall back on the index columns to still check files and pixels
+            categories = self.index_columns()
         codes_rows: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for cat in categories:
             rows = self.read_table(f"c_{cat}.csv", "broden_codes")
@@ -516,19 +529,34 @@ class _Validator:
                 codes_rows[cat] = rows
         if not (root / "images").is_dir():
             self.emit("E101", "images/", "the images/ folder is missing")
-        labels = {r["number"]: (ln, r) for ln, r in label_rows if r.get("number") is not None}
-        self.check_declared(cats_rows, labels, codes_rows)
+        labels = {
+            r["number"]: (ln, r) for ln, r in label_table or [] if r.get("number") is not None
+        }
+        self.check_declared(cats_rows, labels if label_table is not None else None, codes_rows)
         members = {
             cat: frozenset(r["number"] for _, r in rows if r.get("number") is not None)
             for cat, rows in codes_rows.items()
         }
+        if label_table is not None:
+            known = frozenset(labels)
+        else:
+            known = frozenset().union(*members.values())
         # a category whose c_<cat>.csv is missing: no membership known, accept its labels
-        known = frozenset(labels)
         for cat in categories:
             members.setdefault(cat, known)
+        self.members = members
         ctx = _Ctx(images=str(root / "images"), known=known, members=members)
-        index_ok = self.check_index(categories, ctx)
-        if index_ok:
+        index_ok = self.check_index(categories, ctx, check_columns=cats_table is not None)
+        missing = [
+            n for n, t in (("category.csv", cats_table), ("label.csv", label_table)) if t is None
+        ]
+        if missing:
+            self.emit(
+                "W603",
+                missing[0],
+                f"{' and '.join(missing)} unusable; frequencies and coverages were not compared",
+            )
+        elif index_ok:
             self.check_stats(cats_rows, labels, codes_rows, categories)
         self.check_orphans()
         for code, n in sorted(self.overflow.items()):
@@ -552,10 +580,13 @@ class _Validator:
     def check_declared(
         self,
         cats_rows: list[tuple[int, dict[str, Any]]],
-        labels: dict[int, tuple[int, dict[str, Any]]],
+        labels: dict[int, tuple[int, dict[str, Any]]] | None,
         codes_rows: dict[str, list[tuple[int, dict[str, Any]]]],
     ) -> None:
-        """Checks between the tables alone: codes dense, names, membership, category counts."""
+        """Checks between the tables alone: codes dense, names, membership, category counts.
+
+        ``labels`` is None when label.csv is unusable: the checks against it are skipped.
+        """
         cat_names = {r["name"] for _, r in cats_rows if r.get("name")}
         in_codes: dict[int, set[str]] = {}
         for cat, rows in codes_rows.items():
@@ -574,6 +605,8 @@ class _Validator:
                 if num is None:
                     continue
                 in_codes.setdefault(num, set()).add(cat)
+                if labels is None:
+                    continue
                 if num not in labels:
                     self.emit(
                         "E410", rel, f"label {num} is not in label.csv", line=ln, column="number"
@@ -607,7 +640,7 @@ class _Validator:
                         line=_line_of(cats_rows, cname),
                         column=col,
                     )
-        for num, (ln, r) in labels.items():
+        for num, (ln, r) in (labels or {}).items():
             if num == 0:
                 continue
             text = r.get("category")
@@ -625,7 +658,7 @@ class _Validator:
             except ValueError:
                 continue  # already reported as E406 by the schema pattern
             listed = {c for c, _ in parsed}
-            for c in sorted(listed - cat_names):
+            for c in sorted(listed - cat_names if cat_names else ()):
                 self.emit(
                     "E409",
                     "label.csv",
@@ -653,7 +686,16 @@ class _Validator:
                     column="category",
                 )
 
-    def check_index(self, categories: list[str], ctx: _Ctx) -> bool:
+    def index_columns(self) -> list[str]:
+        """The category columns of index.csv's header (empty when unreadable)."""
+        try:
+            with open(self.root / "index.csv", newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return []
+        return header[len(broden.INDEX_FIXED) :]
+
+    def check_index(self, categories: list[str], ctx: _Ctx, check_columns: bool = True) -> bool:
         """Stream index.csv; False when it cannot be read at all."""
         rel = "index.csv"
         path = self.root / rel
@@ -677,11 +719,12 @@ class _Validator:
                     )
                     return False
                 columns = header[len(fixed) :]
+                self.columns = columns
                 for c in categories:
-                    if c not in columns:
+                    if check_columns and c not in columns:
                         self.emit("E501", rel, f"category {c!r} has no column in index.csv", line=1)
                 for c in columns:
-                    if c not in categories:
+                    if check_columns and c not in categories:
                         self.emit(
                             "E502",
                             rel,
@@ -710,11 +753,10 @@ class _Validator:
         jobs = self.jobs
         if jobs is None:
             jobs = min(4, os.cpu_count() or 1) if total >= 2000 else 1
-        first_size: tuple[int, int, int, int, int] | None = None
+        sizes = self.sizes
         nfixed = len(fields)
 
         def rows() -> Iterator[_Row]:
-            nonlocal first_size
             for cells in reader:
                 line = reader.line_num
                 if not cells:
@@ -726,9 +768,11 @@ class _Validator:
                         f"has {len(cells)} cells, the header has {len(header)}",
                         line=line,
                     )
+                    self.bad_rows += 1
                     continue
                 t = self._typed("index.csv", line, fields, cells[:nfixed])
                 image = t["image"] or ""
+                duplicate = False
                 if image:
                     try:
                         db.execute("INSERT INTO img VALUES (?, ?)", (image, line))
@@ -736,6 +780,7 @@ class _Validator:
                         (first,) = db.execute(
                             "SELECT line FROM img WHERE path = ?", (image,)
                         ).fetchone()
+                        duplicate = True
                         self.emit(
                             "E201",
                             "index.csv",
@@ -756,25 +801,18 @@ class _Validator:
                             column="ih,iw",
                         )
                     if None not in (sh, sw):
-                        size = (line, ih, iw, sh, sw)
-                        if first_size is None:
-                            first_size = size
-                        elif size[1:] != first_size[1:]:
-                            self.emit(
-                                "E205",
-                                "index.csv",
-                                f"sizes ih,iw,sh,sw = {ih},{iw},{sh},{sw} differ from "
-                                f"line {first_size[0]}'s {','.join(map(str, first_size[1:]))};"
-                                " NetDissect-Lite never resizes",
-                                line=line,
-                            )
+                        key = (ih, iw, sh, sw)
+                        if key in sizes:
+                            sizes[key][0] += 1
+                        elif len(sizes) < _MAX_SIZES:
+                            sizes[key] = [1, line]
                 parsed: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
                 for col, text in zip(columns, cells[nfixed:]):
                     planes, numbers = broden.parse_index_cell(text)
                     parsed[col] = (planes, numbers)
                     for p in planes:
                         db.execute("INSERT OR IGNORE INTO ref VALUES (?)", (p,))
-                yield _Row(line, image, ih, iw, sh, sw, parsed)
+                yield _Row(line, image, ih, iw, sh, sw, parsed, duplicate)
 
         def chunks() -> Iterator[list[_Row]]:
             buf: list[_Row] = []
@@ -801,6 +839,24 @@ class _Validator:
                     fut, n = pending.popleft()
                     self._merge(fut.result(), n, total)
         db.commit()
+        self.check_sizes()
+
+    def check_sizes(self) -> None:
+        """E205: every size other than the most common one, once, at its first row."""
+        if len(self.sizes) < 2:
+            return
+        ranked = sorted(self.sizes.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+        (main, (n_main, line_main)) = ranked[0]
+        for size, (n, line) in ranked[1:]:
+            self.emit(
+                "E205",
+                "index.csv",
+                f"{n} {'row has' if n == 1 else 'rows have'} ih,iw,sh,sw = {','.join(map(str, size))}, but {n_main} rows "
+                f"(first on line {line_main}) have {','.join(map(str, main))}; "
+                "NetDissect-Lite never resizes",
+                line=line,
+                detail=f"first of {n} rows",
+            )
 
     def _merge(self, res: _ChunkResult, n: int, total: int) -> None:
         for f in res.findings:
@@ -822,12 +878,12 @@ class _Validator:
         categories: list[str],
     ) -> None:
         """Compare category.csv, label.csv and c_<cat>.csv with statistics from the pixels."""
-        if self.bad_planes:
+        if self.bad_planes or self.bad_rows:
             self.emit(
                 "W603",
                 "index.csv",
-                f"{self.bad_planes} label planes could not be read; "
-                "frequencies and coverages were not compared",
+                f"{self.bad_planes} label planes could not be read and {self.bad_rows} index "
+                "rows could not be parsed; frequencies and coverages were not compared",
             )
             for num, (ln, r) in sorted(labels.items()):
                 if num and r.get("frequency") is not None and r["frequency"] < self.min_images:
@@ -841,15 +897,22 @@ class _Validator:
                         column="frequency",
                     )
             return
-        stats = broden.LabelStats(frequency=self.freq, coverage=self.cov)
+        # pixels already reported as E301/E302/E303 are left out; categories without an index
+        # column (E501) are not compared
+        keep = {k for k in self.freq if k[1] in self.members.get(k[0], frozenset())}
+        stats = broden.LabelStats(
+            frequency={k: v for k, v in self.freq.items() if k in keep},
+            coverage={k: v for k, v in self.cov.items() if k in keep},
+        )
         names = {n: str(r.get("name")) for n, (_, r) in labels.items()}
-        for _, n in self.freq:
+        for _, n in stats.frequency:
             names.setdefault(n, f"?{n}")
         cats, labs, codes = broden.build_tables(categories, names, stats)
+        absent = set(categories) - set(self.columns)
         got_cat = {c.name: c for c in cats}
         for ln, r in cats_rows:
             c = got_cat.get(r.get("name") or "")
-            if c is None:
+            if c is None or c.name in absent:
                 continue
             for col in ("first", "last", "count", "frequency"):
                 if r.get(col) is not None and r[col] != getattr(c, col):
@@ -862,7 +925,7 @@ class _Validator:
                     )
         got_lab = {x.number: x for x in labs}
         for num, (ln, r) in sorted(labels.items()):
-            if num == 0:
+            if num == 0 or any(num in self.members.get(c, ()) for c in absent):
                 continue
             g = got_lab.get(num)
             freq = g.frequency if g else 0
@@ -908,6 +971,8 @@ class _Validator:
                     column="frequency",
                 )
         for cat, rows in codes_rows.items():
+            if cat in absent:
+                continue
             got = {c.number: c for c in codes.get(cat, [])}
             rel = f"c_{cat}.csv"
             for ln, r in rows:
@@ -938,8 +1003,8 @@ class _Validator:
         """Files under images/ that index.csv does not reference (warning)."""
         images = self.root / "images"
         db: sqlite3.Connection | None = getattr(self, "db", None)
-        if db is None or not images.is_dir():
-            return
+        if db is None or not images.is_dir() or self.bad_rows:
+            return  # rows that could not be parsed would make their files look orphaned
         db.execute("CREATE TABLE files (path TEXT PRIMARY KEY) WITHOUT ROWID")
         batch: list[tuple[str]] = []
         for dirpath, dirnames, filenames in os.walk(images):
