@@ -1,0 +1,408 @@
+"""`conceptkit convert`: the pipeline end to end, NetDissect-Lite's reading rules, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conceptkit import broden
+from conceptkit.cli import main
+from conceptkit.convert import ConvertOptions, convert
+from conceptkit.errors import FormatError
+
+LABELS = ["car", "tree", "road"]
+
+
+def make_export(
+    root: Path, n: int = 12, w: int = 64, h: int = 48, extra: dict[int, list[dict]] | None = None
+) -> Path:
+    """A LabelMe export of ``n`` images: a car, a tree, a road rectangle; image flag 'outdoor'."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        arr = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(root / f"im{i:03d}.jpg", quality=95)
+        shapes = [
+            {"label": "road", "points": [[0, h * 0.6], [w - 1, h - 1]], "shape_type": "rectangle"},
+            {
+                "label": "Car",
+                "points": [[5, 5], [30, 8], [28, 30], [6, 25]],
+                "shape_type": "polygon",
+            },
+            {"label": "tree", "points": [[40, 10], [50, 10]], "shape_type": "circle"},
+        ]
+        shapes += (extra or {}).get(i, [])
+        doc = {
+            "version": "5.5.0",
+            "flags": {"outdoor": True, "night": False},
+            "shapes": shapes,
+            "imagePath": f"im{i:03d}.jpg",
+            "imageData": None,
+            "imageHeight": h,
+            "imageWidth": w,
+        }
+        (root / f"im{i:03d}.json").write_text(json.dumps(doc))
+    return root
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(["convert", *args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+# ----------------------------------------------------------------------------- a NetDissect-Lite reader
+
+
+def netdissect_read(root: Path, img_size: int) -> dict[str, Any]:
+    """Read a Broden folder by NetDissect-Lite's rules (loadseg.py), checking what it relies on.
+
+    index cells: ';'-split, empty dropped, all digits = image label, else PNG under images/
+    decoded as R + 256 * G; label.csv category field is cat(n)[;cat(m)]; every image is
+    img_size x img_size; every plane is sh x sw.
+    """
+    with open(root / "category.csv") as fh:
+        categories = [r["name"] for r in csv.DictReader(fh)]
+    labels: dict[int, dict[str, int]] = {}
+    with open(root / "label.csv") as fh:
+        for r in csv.DictReader(fh):
+            cats = {}
+            for item in r["category"].split(";"):
+                m = re.match(r"^(\w+)\((\d+)\)$", item)
+                assert m, f"label.csv category {r['category']!r}"
+                cats[m.group(1)] = int(m.group(2))
+            labels[int(r["number"])] = cats
+    for cat in categories:
+        with open(root / f"c_{cat}.csv") as fh:
+            codes = list(csv.DictReader(fh))
+        assert [int(c["code"]) for c in codes] == list(range(1, len(codes) + 1))
+        assert all(cat in labels[int(c["number"])] for c in codes)
+    seen: dict[tuple[str, int], int] = {}
+    with open(root / "index.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        with Image.open(root / "images" / r["image"]) as im:
+            assert im.size == (img_size, img_size) == (int(r["iw"]), int(r["ih"]))
+        for cat in categories:
+            found: set[int] = set()
+            for item in [x for x in r[cat].split(";") if x]:
+                if item.isdigit():
+                    found.add(int(item))
+                    continue
+                rgb = np.asarray(Image.open(root / "images" / item).convert("RGB")).astype(int)
+                assert rgb.shape[:2] == (int(r["sh"]), int(r["sw"]))
+                plane = rgb[..., 0] + 256 * rgb[..., 1]
+                found |= set(np.unique(plane).tolist()) - {0}
+            for n in found:
+                assert cat in labels[n], f"label {n} in column {cat} but not in label.csv"
+                seen[(cat, n)] = seen.get((cat, n), 0) + 1
+    for n, cats in labels.items():
+        for cat, count in cats.items():
+            assert seen.get((cat, n)) == count, f"label {n} {cat}: frequency {count}"
+    return {"categories": categories, "labels": labels, "rows": rows}
+
+
+def validate_errors(root: Path) -> list[str]:
+    try:
+        from conceptkit.validate import validate
+    except ImportError:
+        return []
+    return [f"{f.code} {f.message}" for f in validate(root) if f.severity == "error"]
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def test_convert_reads_as_netdissect_and_validates(tmp_path: Path) -> None:
+    src = make_export(tmp_path / "exp")
+    assert run_cli([str(src)]) == 2  # FORMAT missing -> usage error
+    assert run_cli(["labelme", str(src)]) == 0
+    out = tmp_path / "exp_broden"
+    nd = netdissect_read(out, 224)
+    assert nd["categories"] == ["object", "scene"]
+    names = {r.number: r.name for r in broden.read_labels(out)}
+    assert sorted(names.values()) == ["car", "outdoor", "road", "tree"]
+    assert nd["labels"][[k for k, v in names.items() if v == "outdoor"][0]] == {"scene": 12}
+    row = nd["rows"][0]
+    assert (row["image"], row["sh"], row["sw"]) == ("im000.jpg", "112", "112")
+    assert row["object"] == "im000_object.png" and row["scene"].isdigit()
+    assert validate_errors(out) == []
+    assert (out / "concepts.csv").read_text().startswith("name,category,synonyms\ncar,object,")
+
+
+def test_planes_are_nearest_samples_of_native_rasterisation(tmp_path: Path) -> None:
+    src = make_export(tmp_path / "exp", n=2)
+    convert(
+        "labelme",
+        [src],
+        tmp_path / "native",
+        ConvertOptions(size=None, min_images=1, plane_scale=1),
+    )
+    convert("labelme", [src], tmp_path / "half", ConvertOptions(size=None, min_images=1))
+    convert("labelme", [src], tmp_path / "s", ConvertOptions(size=16, min_images=1))
+    full = broden.decode_plane(tmp_path / "native/images/im000_object.png")
+    assert full.shape == (48, 64)
+    half = broden.decode_plane(tmp_path / "half/images/im000_object.png")
+    assert (half == full[1::2, 1::2]).all()  # floor((k + .5) * 2) = 2k + 1
+    small = broden.decode_plane(tmp_path / "s/images/im000_object.png")
+    rows, cols = (
+        np.floor((np.arange(8) + 0.5) * 6).astype(int),
+        np.floor((np.arange(8) + 0.5) * 8).astype(int),
+    )
+    assert (small == full[np.ix_(rows, cols)]).all()
+    with Image.open(tmp_path / "s/images/im000.jpg") as im:
+        assert im.size == (16, 16)
+
+
+def test_labelme_fixture_at_native_size_matches_labelme2voc(
+    formats_dir: Path, tmp_path: Path
+) -> None:
+    base = formats_dir / "labelme/semantic_segmentation"
+    out = tmp_path / "voc"
+    convert(
+        "labelme",
+        [base / "data_annotated"],
+        out,
+        ConvertOptions(size=None, min_images=1, plane_scale=1),
+    )
+    voc = [n for n in (base / "data_dataset_voc/class_names.txt").read_text().split("\n") if n]
+    ours = {r.number: r.name for r in broden.read_labels(out)}
+    to_voc = np.zeros(max(ours) + 1, dtype=np.int32)
+    for num, name in ours.items():
+        to_voc[num] = voc.index(name)
+    total = diff = 0
+    for row in broden.read_index(out):
+        stem = row.image.rsplit(".", 1)[0]
+        got = to_voc[broden.decode_plane(out / "images" / row.planes["object"][0])]
+        ref = np.load(base / f"data_dataset_voc/SegmentationClassNpy/{stem}.npy")
+        ref = np.where(ref < 0, 0, ref)
+        total += ref.size
+        diff += int((got != ref).sum())
+    assert diff / total <= 1e-4 and diff <= 1
+
+
+def test_output_independent_of_workers_and_repeatable(tmp_path: Path) -> None:
+    src = make_export(tmp_path / "exp", n=6)
+    opts = dict(min_images=1, size=32)
+    convert("labelme", [src], tmp_path / "a", ConvertOptions(workers=1, **opts))  # type: ignore[arg-type]
+    convert("labelme", [src], tmp_path / "b", ConvertOptions(workers=2, **opts))  # type: ignore[arg-type]
+    convert(
+        "labelme",
+        [src],
+        tmp_path / "c",
+        ConvertOptions(concepts=tmp_path / "a/concepts.csv", **opts),  # type: ignore[arg-type]
+    )
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    assert len(files) == 6 * 2 + 6
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "c" / f).read_bytes(), f
+
+
+def test_min_images_drops_rare_labels_with_a_warning(tmp_path: Path, capsys: Any) -> None:
+    extra = {0: [{"label": "kite", "points": [[1, 1], [3, 1], [2, 3]], "shape_type": "polygon"}]}
+    src = make_export(tmp_path / "exp", n=10, extra=extra)
+    assert run_cli(["labelme", str(src), "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "dropped 1 rare labels: kite" in out and "kite (1)" in out
+    assert "kite" not in (tmp_path / "o/label.csv").read_text()
+
+
+def test_overlap_planes_and_crop(tmp_path: Path) -> None:
+    extra = {
+        i: [{"label": "tree", "points": [[10, 10], [20, 20]], "shape_type": "rectangle"}]
+        for i in range(2)
+    }
+    src = make_export(tmp_path / "exp", n=2, extra=extra)
+    convert(
+        "labelme", [src], tmp_path / "o", ConvertOptions(overlap="planes", min_images=1, size=None)
+    )
+    row = broden.read_index(tmp_path / "o")[0]
+    assert row.planes["object"] == ("im000_object_1.png", "im000_object_2.png")
+    p1, p2 = (broden.decode_plane(tmp_path / "o/images" / p) for p in row.planes["object"])
+    names = {r.name: r.number for r in broden.read_labels(tmp_path / "o")}
+    assert p1[7, 7] == names["tree"] and p2[7, 7] == names["car"]  # car hidden behind the tree
+    convert("labelme", [src], tmp_path / "c", ConvertOptions(fit="crop", min_images=1, size=24))
+    plane = broden.decode_plane(tmp_path / "c/images/im000_object.png")
+    full = broden.decode_plane(tmp_path / "o/images/im000_object_1.png")
+    assert plane.shape == (12, 12)
+    k = np.arange(12)
+    assert (plane == full[np.ix_(4 * k + 2, 8 + 4 * k + 2)]).all()  # centred 48x48 crop
+
+
+def test_several_annotators_need_consistency(tmp_path: Path, monkeypatch: Any) -> None:
+    a = make_export(tmp_path / "alice", n=2)
+    b = make_export(tmp_path / "bob", n=2)
+    monkeypatch.setitem(sys.modules, "conceptkit.consistency", None)
+    with pytest.raises(Exception, match="consistency analysis is not available"):
+        convert("labelme", [a, b], tmp_path / "o", ConvertOptions(min_images=1))
+    assert not (tmp_path / "o").exists()
+    # one SRC never needs it
+    convert("labelme", [a], tmp_path / "o", ConvertOptions(min_images=1))
+
+
+def test_several_annotators_with_consistency(tmp_path: Path) -> None:
+    pytest.importorskip("conceptkit.consistency")
+    a = make_export(tmp_path / "alice", n=3)
+    b = make_export(tmp_path / "bob", n=3)
+    summary = convert(
+        "labelme", [a, b], tmp_path / "o", ConvertOptions(min_images=1, consensus="first")
+    )
+    assert summary.images == 3 and summary.consistency
+    assert len(broden.read_index(tmp_path / "o")) == 3
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _bad(tmp_path: Path, capsys: Any, args: list[str], expected: str, code: int = 1) -> None:
+    out = tmp_path / "out"
+    assert run_cli([*args, "-o", str(out)]) == code
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert re.search(expected, err), err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+def _edit(src: Path, i: int, fn: Any) -> None:
+    p = src / f"im{i:03d}.json"
+    doc = json.loads(p.read_text())
+    fn(doc)
+    p.write_text(json.dumps(doc))
+
+
+def test_bad_malformed_json(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=2)
+    (src / "im001.json").write_text('{"shapes": [}')
+    _bad(tmp_path, capsys, ["labelme", str(src)], r"im001\.json: line 1, column 13: malformed JSON")
+
+
+def test_bad_missing_and_unreadable_image(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=2)
+    (src / "im001.jpg").unlink()
+    _bad(
+        tmp_path,
+        capsys,
+        ["labelme", str(src)],
+        r"im001\.json: \$\.imagePath: image 'im001\.jpg' not found",
+    )
+    (src / "im001.jpg").write_bytes(b"not a jpeg")
+    _bad(tmp_path, capsys, ["labelme", str(src)], r"im001\.json: image .*im001\.jpg cannot be read")
+
+
+def test_bad_image_size_contradicts_annotation(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=2)
+    _edit(src, 1, lambda d: d.update(imageWidth=100))
+    _bad(
+        tmp_path,
+        capsys,
+        ["labelme", str(src)],
+        r"im001\.json: image .* is 64x48, the annotation says 100x48",
+    )
+
+
+def test_bad_polygon_with_two_points(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=2)
+    _edit(src, 1, lambda d: d["shapes"][1].update(points=[[1, 1], [5, 5]]))
+    _bad(
+        tmp_path,
+        capsys,
+        ["labelme", str(src)],
+        r"im001\.json: \$\.shapes\[1\]\.points: a polygon needs at least 3 points, found 2",
+    )
+
+
+def test_bad_coordinates_far_outside(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=2)
+    _edit(src, 0, lambda d: d["shapes"][1].update(points=[[1, 1], [5000, 5], [3, 9]]))
+    _bad(
+        tmp_path,
+        capsys,
+        ["labelme", str(src)],
+        r"im000\.json: \$\.shapes\[1\]\.points: point \(5000, 5\) lies far outside the 64x48 image",
+    )
+
+
+def test_bad_unknown_format(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=1)
+    _bad(tmp_path, capsys, ["pascal", str(src)], r"unknown FORMAT 'pascal'", code=2)
+
+
+def test_bad_path_outside_src(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=2)
+    (tmp_path / "secret.jpg").write_bytes((src / "im000.jpg").read_bytes())
+    _edit(src, 1, lambda d: d.update(imagePath="..\\secret.jpg"))
+    _bad(
+        tmp_path,
+        capsys,
+        ["labelme", str(src)],
+        r"im001\.json: \$\.imagePath: image path .* points outside SRC",
+    )
+
+
+def test_bad_xml_entity_bomb(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=1)
+    ents = "".join(f'<!ENTITY a{i} "{("&a" + str(i - 1) + ";") * 10}">' for i in range(1, 12))
+    (src / "bomb.xml").write_text(
+        f'<?xml version="1.0"?><!DOCTYPE b [<!ENTITY a0 "x">{ents}]><annotation>&a11;</annotation>'
+    )
+    _bad(
+        tmp_path,
+        capsys,
+        ["labelme", str(src)],
+        r"bomb\.xml: line 1: DOCTYPE/ENTITY declarations are not accepted",
+    )
+
+
+def test_bad_existing_target_needs_force(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=1)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("keep")
+    assert run_cli(["labelme", str(src), "-o", str(tmp_path / "out"), "--min-images", "1"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (
+        run_cli(["labelme", str(src), "-o", str(tmp_path / "out"), "--min-images", "1", "--force"])
+        == 0
+    )
+    assert not (tmp_path / "out" / "x").exists()
+
+
+def test_self_intersection_is_warned_not_fatal(tmp_path: Path, capsys: Any) -> None:
+    extra = {
+        0: [
+            {
+                "label": "car",
+                "points": [[1, 1], [20, 20], [20, 1], [1, 20]],
+                "shape_type": "polygon",
+            }
+        ]
+    }
+    src = make_export(tmp_path / "exp", n=1, extra=extra)
+    assert run_cli(["labelme", str(src), "-o", str(tmp_path / "o"), "--min-images", "1"]) == 0
+    assert "$.shapes[3].points: self-intersecting polygon repaired" in capsys.readouterr().out
+
+
+def test_keep_going_skips_bad_images(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=3)
+    _edit(src, 1, lambda d: d["shapes"][1].update(points=[[1, 1], [5, 5]]))
+    (src / "im002.jpg").write_bytes(b"broken")
+    summary = convert(
+        "labelme", [src], tmp_path / "o", ConvertOptions(min_images=1, keep_going=True)
+    )
+    assert summary.images == 1 and summary.skipped == 2
+    assert [r.image for r in broden.read_index(tmp_path / "o")] == ["im000.jpg"]
+    with pytest.raises(FormatError):
+        convert("labelme", [src], tmp_path / "p", ConvertOptions(min_images=1))
