@@ -12,7 +12,9 @@ writes, each in the real format of its tool:
   (polygons with ``z_order`` and ``group_id``, ``<tag>`` for the image tags);
 - ``coco/``: COCO instances, ``annotations/instances_default.json`` plus ``images/``
   (polygon segmentation, bbox, area from pycocotools, iscrowd 0; image tags have no place in
-  COCO instances and are left out).
+  COCO instances and are left out);
+- ``concepts.csv``: the concept vocabulary (name -> Broden category: object, part, material,
+  scene, texture) for ``conceptkit convert --concepts``.
 
 The output is deterministic: rerunning gives byte-identical files (tests/test_examples.py
 checks it against the committed exports).
@@ -42,6 +44,9 @@ IMAGES = SOURCE / "images"
 
 #: Folders this script writes under the output folder.
 EXPORTS = ("labelme", "labelme_annotator2", "cvat", "coco")
+
+#: The concept vocabulary written beside them (``conceptkit convert --concepts``).
+VOCABULARY = "concepts.csv"
 
 #: The LabelMe release whose file layout the JSON follows (keys and their order as 5.x writes).
 LABELME_VERSION = "5.4.1"
@@ -337,6 +342,16 @@ def write_coco(out: Path, annotations: Annotations, categories: dict[str, str]) 
         shutil.copyfile(IMAGES / name, out / "images" / name)
 
 
+def vocabulary_csv(categories: dict[str, str]) -> str:
+    """The concept vocabulary (``name,category,synonyms``) in the order of ``categories``.
+
+    No synonyms on purpose: ``mug`` and ``cup`` stay apart, so the naming disagreement between
+    the annotators shows in the consistency analysis.
+    """
+    rows = ["name,category,synonyms"] + [f"{name},{cat}," for name, cat in categories.items()]
+    return "\n".join(rows) + "\n"
+
+
 def write_exports(out: Path) -> None:
     """Write every export folder under ``out`` (existing export folders are replaced)."""
     src = load_source()
@@ -351,6 +366,7 @@ def write_exports(out: Path) -> None:
     write_labelme(out / "labelme_annotator2", second, flag_names)
     write_cvat(out / "cvat", first, categories)
     write_coco(out / "coco", first, categories)
+    (out / VOCABULARY).write_text(vocabulary_csv(categories), encoding="utf-8")
 
 
 def make_images(out: Path = IMAGES, max_side: int = 512, quality: int = 90) -> None:
