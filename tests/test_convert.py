@@ -236,7 +236,10 @@ def test_overlap_planes_and_crop(tmp_path: Path) -> None:
     assert p1[7, 7] == names["tree"] and p2[7, 7] == names["car"]  # car hidden behind the tree
     convert("labelme", [src], tmp_path / "c", ConvertOptions(fit="crop", min_images=1, size=24))
     plane = broden.decode_plane(tmp_path / "c/images/im000_object.png")
-    full = broden.decode_plane(tmp_path / "o/images/im000_object_1.png")
+    convert(
+        "labelme", [src], tmp_path / "n", ConvertOptions(min_images=1, size=None, plane_scale=1)
+    )
+    full = broden.decode_plane(tmp_path / "n/images/im000_object.png")
     assert plane.shape == (12, 12)
     k = np.arange(12)
     assert (plane == full[np.ix_(4 * k + 2, 8 + 4 * k + 2)]).all()  # centred 48x48 crop
