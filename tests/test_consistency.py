@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -379,3 +380,180 @@ def test_staple_without_simpleitk(monkeypatch) -> None:
     truth = make_truth(1)[0]
     with pytest.raises(UsageError, match=r"pip install conceptkit\[staple\]"):
         consensus(noisy_three(truth), "staple")
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+def test_vocabulary_merges_synonyms(tmp_path) -> None:
+    from conceptkit.concepts import Vocabulary
+
+    path = tmp_path / "vocab.csv"
+    path.write_text("name,category,synonyms\ncar,object,automobile;auto\n", encoding="utf-8")
+    vocab = Vocabulary.from_csv(path)
+    truth = make_truth(1)[0]
+    other = derive(truth, "bob")
+    for s in other.shapes:
+        if s.label == "car":
+            s.label = "  Automobile "
+    plain = analyse({truth.key: [truth, other]})
+    assert plain.overall["naming_share"] == 1.0
+    assert [(v.annotator, v.name, v.co_located) for v in plain.vocabulary] == [
+        ("bob", "automobile", "car:1.00"),
+        ("truth", "car", "automobile:1.00"),
+    ]
+    merged = analyse({truth.key: [truth, other]}, vocabulary=vocab)
+    assert merged.overall["agreement"] == 1.0
+
+
+# ----------------------------------------------------------------------------- CLI, mixed formats
+
+
+def _octagon(cx: float, cy: float, r: float) -> list[list[float]]:
+    angles = np.arange(8) * np.pi / 4 + np.pi / 8
+    return [[round(cx + r * np.cos(a), 1), round(cy + r * np.sin(a), 1)] for a in angles]
+
+
+def _polygons(k: int) -> list[tuple[str, list[list[float]]]]:
+    """Image k's objects: non-overlapping rectangles and octagons, as (name, points)."""
+    out: list[tuple[str, list[list[float]]]] = []
+    for i in range(4):
+        row, col = divmod(i, 2)
+        x0, y0 = 15 + col * 95 + 3 * k, 12 + row * 95 + 2 * k
+        name = NAMES[(i + k) % len(NAMES)]
+        if i % 2:
+            out.append((name, _octagon(x0 + 35, y0 + 35, 30 - k)))
+        else:
+            out.append((name, [[x0, y0], [x0 + 60.5, y0], [x0 + 60.5, y0 + 50], [x0, y0 + 50]]))
+    return out
+
+
+def write_exports(root, n_images: int = 3):
+    """The same polygons as a LabelMe folder (alice/) and a CVAT task export (bob/)."""
+    from PIL import Image
+
+    alice, bob = root / "alice", root / "bob"
+    (bob / "images").mkdir(parents=True)
+    alice.mkdir()
+    xml = ['<?xml version="1.0" encoding="utf-8"?>', "<annotations>", "  <version>1.1</version>"]
+    xml += ["  <meta><task><name>t</name><labels>"]
+    xml += [f"<label><name>{n}</name><type>polygon</type></label>" for n in NAMES]
+    xml += ["  </labels></task></meta>"]
+    for k in range(n_images):
+        name = f"img{k}.jpg"
+        for folder in (alice, bob / "images"):
+            Image.new("RGB", (SIZE, SIZE), (k * 40, 90, 120)).save(folder / name)
+        shapes = [
+            {
+                "label": label,
+                "points": pts,
+                "group_id": None,
+                "description": "",
+                "shape_type": "polygon",
+                "flags": {},
+                "mask": None,
+            }
+            for label, pts in _polygons(k)
+        ]
+        doc = {
+            "version": "5.4.1",
+            "flags": {},
+            "shapes": shapes,
+            "imagePath": name,
+            "imageData": None,
+            "imageHeight": SIZE,
+            "imageWidth": SIZE,
+        }
+        (alice / f"img{k}.json").write_text(json.dumps(doc), encoding="utf-8")
+        xml.append(f'  <image id="{k}" name="{name}" width="{SIZE}" height="{SIZE}">')
+        for z, (label, pts) in enumerate(_polygons(k)):
+            text = ";".join(f"{x:.2f},{y:.2f}" for x, y in pts)
+            xml.append(
+                f'    <polygon label="{label}" source="manual" occluded="0" points="{text}" '
+                f'z_order="{z}"></polygon>'
+            )
+        xml.append("  </image>")
+    xml.append("</annotations>")
+    (bob / "annotations.xml").write_text("\n".join(xml) + "\n", encoding="utf-8")
+    return alice, bob
+
+
+def run_cli(args: list[str]) -> int:
+    from conceptkit.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_mixed_labelme_and_cvat(tmp_path, capsys) -> None:
+    """LabelMe (inclusive pixels) vs CVAT (pixel centres): only boundary pixels differ."""
+    from conceptkit.rasterize import shape_mask
+
+    alice, bob = write_exports(tmp_path)
+    out = tmp_path / "report"
+    assert run_cli(["consistency", str(alice), str(bob), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "alice ~ bob" in text
+    data = json.loads((out / "consistency.json").read_text())
+    o = data["overall"]
+    # expected: per polygon, the pixels the two conventions disagree on (objects are disjoint)
+    expected = 0
+    for k in range(3):
+        for label, pts in _polygons(k):
+            s = Shape(label=label, kind="polygon", points=np.array(pts, dtype=float))
+            inc = shape_mask(s, SIZE, SIZE, convention="inclusive")
+            cen = shape_mask(s, SIZE, SIZE, convention="center")
+            expected += int((inc ^ cen).sum())
+    assert o["disagree"] == expected
+    assert o["agreement"] > 0.95
+    assert (o["naming_share"], o["quantity_share"], o["quality_share"]) == (0.0, 0.0, 1.0)
+    (pair,) = data["pairs"]
+    assert (pair["matched"], pair["unmatched_a"], pair["unmatched_b"]) == (12, 0, 0)
+    assert pair["boundary_f"] == 1.0  # a one-pixel difference is within tolerance
+    # one convention for both: identical pixels
+    assert run_cli(["consistency", str(alice), f"cvat:{bob}", "--convention", "center"]) == 0
+    assert "1.000" in capsys.readouterr().out.splitlines()[2]
+    # the gate: agreement < 0.999 -> exit 1; an existing -o target needs --force
+    assert run_cli(["consistency", str(alice), str(bob), "--fail-under", "0.999"]) == 1
+    assert "below --fail-under" in capsys.readouterr().err
+    assert run_cli(["consistency", str(alice), str(bob), "-o", str(out)]) == 2
+
+
+def test_cli_format_detection(tmp_path, capsys) -> None:
+    from conceptkit.cli_consistency import detect_format, parse_source
+
+    alice, bob = write_exports(tmp_path, n_images=1)
+    assert detect_format(alice) == "labelme"
+    assert detect_format(bob) == "cvat"
+    assert detect_format(bob / "annotations.xml") == "cvat"
+    assert parse_source("cvat:exportB/") == ("cvat", Path("exportB/"))
+    assert parse_source("C:/data/x") == (None, Path("C:/data/x"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="cannot tell the export format"):
+        detect_format(tmp_path / "empty")
+    assert run_cli(["consistency", str(alice), str(tmp_path / "empty")]) == 2
+    assert "FORMAT:PATH" in capsys.readouterr().err
+
+
+def test_cli_on_the_example_exports(capsys) -> None:
+    """The shipped example: LabelMe, CVAT and COCO exports of the same annotations, plus a
+    second LabelMe annotator of half of the images."""
+    data = Path(__file__).resolve().parents[1] / "examples" / "data"
+    if not (data / "cvat" / "annotations.xml").exists():
+        pytest.skip("examples/data is absent")
+    args = [
+        "consistency",
+        str(data / "labelme"),
+        str(data / "cvat"),
+        str(data / "coco" / "annotations" / "instances_default.json"),
+    ]
+    assert run_cli(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0] + line.split()[2]: line.split() for line in lines if " ~ " in line}
+    # columns: a ~ b images agree agree+bg kappa naming quantity quality bF
+    assert rows["cococvat"][3:7] == ["12", "1.000", "1.000", "1.000"]  # same pixel convention
+    assert float(rows["cocolabelme"][4]) > 0.98
+    assert rows["cocolabelme"][7:10] == ["0.0%", "0.0%", "100.0%"]  # boundaries only

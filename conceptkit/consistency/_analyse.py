@@ -55,6 +55,9 @@ class _PairAcc:
     bf_sum: float = 0.0
     bf_count: int = 0
     confusions: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # name -> [images, instances] with visible pixels, for a and for b
+    names_a: dict[str, list[int]] = field(default_factory=dict)
+    names_b: dict[str, list[int]] = field(default_factory=dict)
 
     def add(self, other: _PairAcc) -> None:
         self.images += other.images
@@ -73,10 +76,9 @@ class _PairAcc:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.bf_sum += other.bf_sum
-        for key, (n, px) in other.confusions.items():
-            cur = self.confusions.setdefault(key, [0, 0])
-            cur[0] += n
-            cur[1] += px
+        _merge(self.confusions, other.confusions)
+        _merge(self.names_a, other.names_a)
+        _merge(self.names_b, other.names_b)
 
     def counts(self) -> tuple[int, int, int]:
         """(pixels, both unlabelled, agreeing labelled pixels)."""
@@ -117,6 +119,14 @@ class _PairAcc:
             boundary_f=_ratio(self.bf_sum, self.bf_count),
             boundary_pairs=self.bf_count,
         )
+
+
+def _merge(mine: dict[Any, list[int]], theirs: dict[Any, list[int]]) -> None:
+    """Add the [n, m] counts of ``theirs`` into ``mine``."""
+    for key, (n, m) in theirs.items():
+        cur = mine.setdefault(key, [0, 0])
+        cur[0] += n
+        cur[1] += m
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -161,6 +171,10 @@ def compare_pair(
         else:
             acc.bf_sum += M.boundary_f(pa.ids == i, pb.ids == j, tolerance)
             acc.bf_count += 1
+    for plane, visible, seen in ((pa, visible_a, acc.names_a), (pb, visible_b, acc.names_b)):
+        for i, name in enumerate(plane.names):
+            if visible[i + 1]:
+                seen.setdefault(name, [1, 0])[1] += 1
     acc.unmatched_b = int(sum(1 for j in range(1, nb + 1) if match_b[j] < 0 and visible_b[j]))
     return acc
 
@@ -220,7 +234,7 @@ def analyse(
     image_pairs: list[PairStats] = []
     segments: list[SegmentCount] = []
     variances: list[float] = []
-    used: dict[str, dict[str, list[int]]] = {}  # annotator -> name -> [pixels, instances]
+    used: dict[str, set[str]] = {}  # annotator -> names with visible pixels anywhere
     shared: set[tuple[str, str]] = set()
     annotators: set[str] = set()
     single = 0
@@ -250,12 +264,9 @@ def analyse(
             counts.append(n)
             segments.append(SegmentCount(image=key, annotator=p.annotator, segments=n))
             visible = np.bincount(p.ids.ravel(), minlength=len(p.names) + 1)
-            per = used.setdefault(p.annotator, {})
-            for i, name in enumerate(p.names):
-                if visible[i + 1]:
-                    slot = per.setdefault(name, [0, 0])
-                    slot[0] += int(visible[i + 1])
-                    slot[1] += 1
+            used.setdefault(p.annotator, set()).update(
+                name for i, name in enumerate(p.names) if visible[i + 1]
+            )
         var = float(np.var(counts))
         variances.append(var)
         # Fleiss over the image's label planes (categories: names + unlabelled)
@@ -429,16 +440,18 @@ def _confusions(pair_acc: dict[tuple[str, str], _PairAcc]) -> list[NamingConfusi
 
 def _drift(
     pair_acc: dict[tuple[str, str], _PairAcc],
-    used: dict[str, dict[str, list[int]]],
+    used: dict[str, set[str]],
     shared: set[tuple[str, str]],
 ) -> list[VocabularyDrift]:
-    """Names one annotator used and another (sharing images with them) never did."""
+    """Names one annotator used on images shared with another who never used them anywhere."""
     rows: list[VocabularyDrift] = []
     for a, b in sorted(shared):
-        joint = pair_acc[(a, b)].joint
+        acc = pair_acc[(a, b)]
+        joint = acc.joint
         for x, y, flip in ((a, b, False), (b, a, True)):
-            mine, theirs = used.get(x, {}), used.get(y, {})
-            for name in sorted(set(mine) - set(theirs)):
+            mine = acc.names_b if flip else acc.names_a
+            theirs = used.get(y, set())
+            for name in sorted(set(mine) - theirs):
                 own = 0
                 overlap: dict[str, int] = {}
                 for (p, q), n in joint.items():
@@ -451,13 +464,14 @@ def _drift(
                     ((q, n / own) for q, n in overlap.items() if own and n / own >= 0.1),
                     key=lambda t: (-t[1], t[0]),
                 )[:3]
-                similar = difflib.get_close_matches(name, sorted(theirs), n=3, cutoff=0.6)
+                similar = difflib.get_close_matches(name, sorted(theirs), n=3, cutoff=0.7)
                 rows.append(
                     VocabularyDrift(
                         annotator=x,
                         name=name,
-                        pixels=mine[name][0],
+                        images=mine[name][0],
                         instances=mine[name][1],
+                        pixels=own,
                         never_used_by=y,
                         similar=";".join(similar),
                         co_located=";".join(f"{q}:{s:.2f}" for q, s in co),

@@ -134,17 +134,19 @@ class NamingConfusion:
 
 @dataclass
 class VocabularyDrift:
-    """A name ``annotator`` used that ``never_used_by`` (who shared images) never used.
+    """A name ``annotator`` used on images shared with ``never_used_by``, who never used it
+    on any image. ``images``/``instances``/``pixels``: its use on the shared images.
 
-    ``similar``: the other's names that are spelled alike (difflib ratio >= 0.6);
+    ``similar``: the other's names that are spelled alike (difflib ratio >= 0.7);
     ``co_located``: the other's names on the same pixels, ``name:share`` of this name's pixels
     in shared images (shares >= 0.1, largest first).
     """
 
     annotator: str
     name: str
-    pixels: int
+    images: int
     instances: int
+    pixels: int
     never_used_by: str
     similar: str
     co_located: str
