@@ -240,6 +240,7 @@ def test_detect_arch_without_arch(
 ) -> None:
     monkeypatch.setenv("CONCEPTKIT_CACHE", str(sig_cache))
     monkeypatch.setattr(M, "_SIG_MEMO", {})
+    monkeypatch.setattr(M, "_DISK_READ", set())
     path = tmp_path / "r18.pth"
     torch.save({"state_dict": r18.state_dict()}, path)
     t0 = time.perf_counter()
@@ -249,6 +250,7 @@ def test_detect_arch_without_arch(
     assert list(sig_cache.glob("arch_signatures-*.json"))
     # second time from the disk cache (memo cleared): same answer, fast
     monkeypatch.setattr(M, "_SIG_MEMO", {})
+    monkeypatch.setattr(M, "_DISK_READ", set())
     t0 = time.perf_counter()
     assert _fail(path) == text
     warm = time.perf_counter() - t0
@@ -270,13 +272,17 @@ def test_detect_arch_no_fit_and_default_head(
     text2 = _fail(path2)
     assert "looks like resnet18 (num_classes=1000): pass --arch resnet18" in text2
     assert "--num-classes" not in text2
+    # shapes are all detection needs, so meta tensors do: inception_v3 saved without its aux head
+    meta = M._meta_model("inception_v3", aux_logits=False, num_classes=5)
+    assert M.detect_arch(meta.state_dict()) == [("inception_v3", 5)]
+    assert M.detect_arch(M._meta_model("vgg11_bn").state_dict()) == [("vgg11_bn", 1000)]
 
 
 def test_detect_arch_several_candidates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, r18: nn.Module
 ) -> None:
     sig = {k: tuple(v.shape) for k, v in tvm.resnet18().state_dict().items()}
-    monkeypatch.setattr(M, "_all_signatures", lambda: {"netA": sig, "netB": sig, "other": {}})
+    monkeypatch.setattr(M, "_candidate_signatures", lambda _: {"netB": sig, "netA": sig, "x": {}})
     path = tmp_path / "r18.pth"
     torch.save(r18.state_dict(), path)
     text = _fail(path)

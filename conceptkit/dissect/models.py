@@ -20,8 +20,9 @@ of ``spec``:
     ``torch.load(weights_only=True)``.
 
 A state_dict without ``arch`` is compared with the key/shape signatures of every torchvision
-classification architecture (built on the meta device, no memory, cached on disk per torch and
-torchvision version), and the error names the architecture that fits.
+classification architecture (built on the meta device, no memory; only the model families whose
+top-level key names match; cached on disk per torch and torchvision version), and the error names
+the architecture that fits.
 
 Every failure is a :class:`~conceptkit.errors.ModelLoadError` whose message is one line.
 
@@ -239,42 +240,75 @@ def _cache_file() -> Path:
     return Path(root) / f"arch_signatures-{re.sub(r'[^A-Za-z0-9_.-]', '_', tag)}.json"
 
 
-def _all_signatures(use_disk_cache: bool = True) -> dict[str, Signature]:
-    """Key -> shape signature of every torchvision classification model at its default head.
+_DISK_READ: set[str] = set()  # cache files already merged into _SIG_MEMO
+_AUX = frozenset({"AuxLogits", "aux1", "aux2"})  # inception_v3 / googlenet auxiliary heads
 
-    Built on the meta device (about 5 s for all 80), memoised in process and cached as JSON on
-    disk (``$CONCEPTKIT_CACHE`` or ``~/.cache/conceptkit``); a broken cache is rebuilt.
+
+def _signatures(names: list[str], use_disk_cache: bool = True) -> dict[str, Signature]:
+    """Key -> shape signature of each torchvision model in ``names``, at its default head.
+
+    Built on the meta device (no weights allocated), memoised in process and cached as JSON on
+    disk (``$CONCEPTKIT_CACHE`` or ``~/.cache/conceptkit``, one file per torch and torchvision
+    version; unreadable caches are ignored). A model that cannot be built gets ``{}``.
     """
-    names = _classification_names()
-    if all(n in _SIG_MEMO for n in names):
-        return {n: _SIG_MEMO[n] for n in names}
     path = _cache_file()
-    if use_disk_cache and path.is_file():
+    if use_disk_cache and str(path) not in _DISK_READ and path.is_file():
+        _DISK_READ.add(str(path))
         try:
             raw = json.loads(path.read_text())
-            loaded = {n: {k: tuple(s) for k, s in raw[n].items()} for n in names}
-            _SIG_MEMO.update(loaded)
-            return loaded
-        except (OSError, ValueError, KeyError, TypeError):
+            for n, sig in raw.items():
+                _SIG_MEMO.setdefault(n, {k: tuple(int(d) for d in s) for k, s in sig.items()})
+        except (OSError, ValueError, AttributeError, TypeError):
             pass
+    new = False
     for n in names:
         if n not in _SIG_MEMO:
+            new = True
             try:
                 _SIG_MEMO[n] = _signature(_meta_model(n))
             except Exception:  # an architecture that cannot be built on meta is skipped
                 _SIG_MEMO[n] = {}
-    sigs = {n: _SIG_MEMO[n] for n in names}
-    if use_disk_cache:
+    if new and use_disk_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(
-                json.dumps({n: {k: list(s) for k, s in v.items()} for n, v in sigs.items()})
-            )
+            data = {n: {k: list(s) for k, s in v.items()} for n, v in sorted(_SIG_MEMO.items())}
+            tmp.write_text(json.dumps(data))
             os.replace(tmp, path)
+            _DISK_READ.add(str(path))
         except OSError:
             pass
-    return sigs
+    return {n: _SIG_MEMO[n] for n in names}
+
+
+def _all_signatures(use_disk_cache: bool = True) -> dict[str, Signature]:
+    """Signatures of every torchvision classification model (about 5 s cold, 80 models)."""
+    return _signatures(_classification_names(), use_disk_cache)
+
+
+def _top(sig: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(k.split(".", 1)[0] for k in sig)
+
+
+def _candidate_signatures(file_sig: Signature) -> dict[str, Signature]:
+    """Signatures of the classification models that can fit ``file_sig``.
+
+    Models are grouped by the torchvision module that defines them (resnet.py holds resnet*,
+    resnext*, wide_resnet*); within a group every model has the same top-level key names
+    (checked for torchvision 0.29), so one model per group is built first and the rest of a
+    group only when its top-level names equal the file's (an auxiliary head may be absent).
+    """
+    tvm = _tv()
+    groups: dict[str, list[str]] = {}
+    for n in _classification_names():
+        groups.setdefault(tvm.get_model_builder(n).__module__, []).append(n)
+    want = _top(file_sig)
+    out: dict[str, Signature] = {}
+    for members in groups.values():
+        rep = _top(_signatures(members[:1])[members[0]])
+        if want == rep or want == rep - _AUX:
+            out.update(_signatures(members))
+    return out
 
 
 @dataclass
@@ -324,7 +358,10 @@ def detect_arch(state: Mapping[str, torch.Tensor]) -> list[tuple[str, int]]:
     """
     file_sig = {k: tuple(v.shape) for k, v in state.items()}
     out: list[tuple[str, int]] = []
-    for name, sig in _all_signatures().items():
+    for name, full in sorted(_candidate_signatures(file_sig).items()):
+        sig = full
+        if not _top(file_sig) & _AUX:
+            sig = {k: v for k, v in full.items() if k.split(".", 1)[0] not in _AUX}
         if not sig or len(sig) != len(file_sig):
             continue
         fit = _fit(file_sig, sig)
