@@ -411,8 +411,11 @@ def test_layers_mobilenet_v2_and_others() -> None:
     # alexnet: the 6x6 adaptive avgpool holds no conv, so features wins
     assert default_layers(tvm.alexnet().eval()) == ["features"]
     # a segmentation model: the dense head is skipped, the backbone's last stage is chosen
-    seg = tvm.get_model("fcn_resnet50", weights=None, weights_backbone=None, num_classes=3)
-    assert default_layers(seg.eval(), input_size=64) == ["backbone.layer4"]
+    # (the backbone returns a dict, so its children are candidates; the 3-channel heads are not)
+    seg = tvm.get_model(
+        "deeplabv3_mobilenet_v3_large", weights=None, weights_backbone=None, num_classes=3
+    )
+    assert default_layers(seg.eval(), input_size=64) == ["backbone.16"]
     # a whole-Sequential model: the last conv before Flatten (ReLU holds no conv)
     seq = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),
