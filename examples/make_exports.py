@@ -275,7 +275,8 @@ def coco_document(annotations: Annotations, categories: dict[str, str]) -> dict[
         if any(name == s[0] for entry in annotations.values() for s in entry["shapes"])
     ]
     cat_id = {name: i + 1 for i, name in enumerate(shape_labels)}
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for image_id, name in enumerate(sorted(annotations), start=1):
         width, height = image_size(name)
         images.append(
@@ -397,7 +398,7 @@ def make_images(out: Path = IMAGES, max_side: int = 512, quality: int = 90) -> N
         w, h = image.size
         scale = max_side / max(w, h)
         if scale < 1:
-            image = image.resize((round(w * scale), round(h * scale)), Image.LANCZOS)
+            image = image.resize((round(w * scale), round(h * scale)), Image.Resampling.LANCZOS)
         image.save(out / f"{name}.jpg", quality=quality)
 
 
