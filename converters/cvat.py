@@ -61,7 +61,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 import numpy as np
-from conceptkit.converters import ReadOptions, inside
+from conceptkit.converters import ReadOptions
 from conceptkit.converters._xml import Node, iter_elements
 
 from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
@@ -265,25 +265,41 @@ def _candidates(name: str, subset: str) -> list[str]:
     return out
 
 
-def _folder_image(base: Path, file: str) -> Callable[[str, str, str], tuple[Path | None, None]]:
+def _folder_image(
+    base: Path, file: str, listing: Callable[[], list[str]]
+) -> Callable[[str, str, str], tuple[Path | None, None]]:
+    """Image lookup in a folder export; ``listing`` names the files under ``images/`` (cached)."""
+    root = base.resolve()
+    known: set[str] | None = None
+
     def find(name: str, subset: str, place: str) -> tuple[Path | None, None]:
-        paths = [base / c for c in _candidates(name, subset)]
-        if not _safe_relative(name) or not all(inside(base, p) for p in paths):
+        nonlocal known
+        if not _safe_relative(name):
             raise FormatError(f"image name {name!r} leads outside {base}", file, place)
-        for p in paths:
-            if p.is_file():
-                return p, None
-        return paths[-2 if len(paths) > 1 else 0], None
+        if known is None:
+            known = set(listing())
+        cands = _candidates(name, subset)
+        for c in cands:
+            hit = c[len("images/") :] in known if c.startswith("images/") else (base / c).is_file()
+            if hit:
+                path = base / c
+                if not path.resolve().is_relative_to(root):  # a symbolic link leading out
+                    raise FormatError(f"image {c!r} leads outside {base}", file, place)
+                return path, None
+        return base / cands[-2 if len(cands) > 1 else 0], None
 
     return find
 
 
 def _folder_sources(folder: Path, xmls: list[Path]) -> list[_Source]:
+    cache: list[list[str]] = []
+
     def names() -> list[str]:
-        images = folder / "images"
-        if not images.is_dir():
-            return []
-        return sorted(p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file())
+        if not cache:
+            images = folder / "images"
+            found = images.rglob("*") if images.is_dir() else iter(())
+            cache.append(sorted(p.relative_to(images).as_posix() for p in found if p.is_file()))
+        return cache[0]
 
     out = []
     for xml in xmls:
@@ -292,7 +308,7 @@ def _folder_sources(folder: Path, xmls: list[Path]) -> list[_Source]:
                 str(xml),
                 (lambda p=xml: open(p, "rb")),  # type: ignore[misc]
                 _file_split(xml.name),
-                _folder_image(xml.parent, str(xml)),
+                _folder_image(xml.parent, str(xml), names),
                 names,
             )
         )
