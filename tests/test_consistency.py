@@ -557,3 +557,31 @@ def test_cli_on_the_example_exports(capsys) -> None:
     assert rows["cococvat"][3:7] == ["12", "1.000", "1.000", "1.000"]  # same pixel convention
     assert float(rows["cocolabelme"][4]) > 0.98
     assert rows["cocolabelme"][7:10] == ["0.0%", "0.0%", "100.0%"]  # boundaries only
+
+
+def test_parts_have_their_own_plane() -> None:
+    """A part (category forced by the format) never cuts a hole into its whole."""
+    person = np.zeros((60, 40), dtype=bool)
+    person[:, 5:35] = True
+    face = np.ones((12, 10), dtype=bool)
+
+    def ann(name: str, with_face: bool) -> ImageAnnotation:
+        shapes = [Shape(label="person", kind="mask", mask=person, origin=(50, 50), order=0)]
+        if with_face:
+            shapes.append(
+                Shape(
+                    label="face", kind="mask", mask=face, origin=(60, 52), order=1, category="part"
+                )
+            )
+        return ImageAnnotation(key="p.jpg", width=SIZE, height=SIZE, shapes=shapes, annotator=name)
+
+    anns = [ann("a", True), ann("b", True), ann("c", False)]
+    merged = consensus(anns, "majority")
+    by = {s.label: s for s in merged.shapes}
+    assert by["person"].mask is not None and int(by["person"].mask.sum()) == int(person.sum())
+    assert by["face"].category == "part" and by["person"].category is None
+    report = analyse({"p.jpg": anns[1:]})
+    # b and c agree on the person; the face only b drew is 120 pixels of quantity error
+    assert report.overall["disagree"] == 120
+    assert report.overall["quantity_share"] == 1.0
+    assert report.images[0].categories == "object;part"

@@ -21,7 +21,7 @@ import numpy as np
 
 from conceptkit.annotations import ImageAnnotation
 from conceptkit.consistency import _metrics as M
-from conceptkit.consistency._planes import InstancePlane, Normaliser, instance_plane, normaliser
+from conceptkit.consistency._planes import InstancePlane, Resolver, instance_planes, resolver
 from conceptkit.consistency._report import (
     UNLABELLED_POLICY,
     ConceptStats,
@@ -61,7 +61,7 @@ class _PairAcc:
 
     def add(self, other: _PairAcc) -> None:
         self.images += other.images
-        M.add_joint(self.joint, other.joint)  # type: ignore[arg-type]
+        M.add_joint(self.joint, other.joint)
         for name in (
             "naming",
             "quantity",
@@ -103,7 +103,7 @@ class _PairAcc:
             disagree=disagree,
             agreement=_ratio(agree, labelled),
             agreement_with_unlabelled=_ratio(agree + both, pixels),
-            kappa=_num(M.cohen_kappa(self.joint)),  # type: ignore[arg-type]
+            kappa=_num(M.cohen_kappa(self.joint)),
             naming=self.naming,
             quantity=self.quantity,
             quality=self.quality,
@@ -195,15 +195,27 @@ def _annotator_names(anns: Sequence[ImageAnnotation], key: str) -> list[str]:
 
 
 def planes_of(
-    anns: Sequence[ImageAnnotation], key: str, normalise: Normaliser, convention: str | None
-) -> list[InstancePlane]:
-    """Instance planes of one image's annotations, all at the first annotation's size."""
+    anns: Sequence[ImageAnnotation], key: str, resolve: Resolver, convention: str | None
+) -> tuple[list[str], list[str], dict[str, list[InstancePlane]]]:
+    """One image's annotations as planes, all at the first annotation's size.
+
+    Returns (annotator names in the given order, categories sorted, category -> one plane per
+    annotator in the given order; an annotator without shapes of a category gets an empty one).
+    """
     names = _annotator_names(anns, key)
     size = (anns[0].height, anns[0].width)
-    return [
-        instance_plane(ann, name, normalise, size=size, convention=convention)
+    per = [
+        instance_planes(ann, name, resolve, size=size, convention=convention)
         for ann, name in zip(anns, names)
     ]
+    layers = sorted({layer for d in per for layer in d}) or ["object"]
+    out: dict[str, list[InstancePlane]] = {}
+    for layer in layers:
+        out[layer] = [
+            d.get(layer) or InstancePlane(name, np.zeros(size, dtype=np.int32), [])
+            for d, name in zip(per, names)
+        ]
+    return names, layers, out
 
 
 def analyse(
@@ -226,7 +238,7 @@ def analyse(
     """
     if not 0.0 < iou_threshold <= 1.0:
         raise UsageError(f"the IoU threshold must lie in (0, 1], not {iou_threshold}")
-    normalise = normaliser(vocabulary)
+    resolve = resolver(vocabulary)
     pair_acc: dict[tuple[str, str], _PairAcc] = {}
     fleiss_all = M.FleissSums(count={}, square={})
     concept_fleiss: dict[str, list[tuple[int, int, int, int]]] = {}
@@ -245,60 +257,69 @@ def analyse(
         if len(anns) < 2:
             single += 1
             continue
-        planes = planes_of(anns, key, normalise, convention)
-        planes.sort(key=lambda p: p.annotator)
-        h, w = planes[0].ids.shape
+        names_given, layers, by_layer = planes_of(anns, key, resolve, convention)
+        order = sorted(range(len(names_given)), key=lambda i: names_given[i])
+        who = [names_given[i] for i in order]
+        h, w = by_layer[layers[0]][0].ids.shape
         tol = boundary_tolerance if boundary_tolerance is not None else M.default_tolerance(h, w)
         tolerances.add(tol)
         image_acc = _PairAcc()
-        for pa, pb in combinations(planes, 2):
-            acc = compare_pair(pa, pb, iou_threshold, tol)
-            image_pairs.append(acc.stats(key, pa.annotator, pb.annotator))
-            pair_acc.setdefault((pa.annotator, pb.annotator), _PairAcc()).add(acc)
-            shared.add((pa.annotator, pb.annotator))
+        per_pair: dict[tuple[str, str], _PairAcc] = {}
+        counts = [0] * len(who)
+        fs = M.FleissSums(count={}, square={})
+        for layer in layers:
+            planes = [by_layer[layer][i] for i in order]
+            for pa, pb in combinations(planes, 2):
+                acc = compare_pair(pa, pb, iou_threshold, tol)
+                per_pair.setdefault((pa.annotator, pb.annotator), _PairAcc()).add(acc)
+            for k, p in enumerate(planes):
+                counts[k] += p.n_instances
+                visible = np.bincount(p.ids.ravel(), minlength=len(p.names) + 1)
+                used.setdefault(p.annotator, set()).update(
+                    name for i, name in enumerate(p.names) if visible[i + 1]
+                )
+            # Fleiss over the layer's label planes (categories: names + unlabelled)
+            names = sorted({n for p in planes for n in p.names})
+            index = {n: i + 1 for i, n in enumerate(names)}
+            layer_fs = M.FleissSums.of([p.label_plane(index) for p in planes])
+            lookup = ["", *names]
+            layer_fs.count = {lookup[k]: v for k, v in layer_fs.count.items()}
+            layer_fs.square = {lookup[k]: v for k, v in layer_fs.square.items()}
+            fs.add(layer_fs)
+            for name in names:
+                concept_fleiss.setdefault(name, []).append(
+                    (layer_fs.count.get(name, 0), layer_fs.square.get(name, 0), h * w, len(planes))
+                )
+        for (a, b), acc in sorted(per_pair.items()):
+            acc.images = 1
+            image_pairs.append(acc.stats(key, a, b))
+            pair_acc.setdefault((a, b), _PairAcc()).add(acc)
+            shared.add((a, b))
             image_acc.add(acc)
-        counts = []
-        for p in planes:
-            annotators.add(p.annotator)
-            n = p.n_instances
-            counts.append(n)
-            segments.append(SegmentCount(image=key, annotator=p.annotator, segments=n))
-            visible = np.bincount(p.ids.ravel(), minlength=len(p.names) + 1)
-            used.setdefault(p.annotator, set()).update(
-                name for i, name in enumerate(p.names) if visible[i + 1]
-            )
+        for name, n in zip(who, counts):
+            annotators.add(name)
+            segments.append(SegmentCount(image=key, annotator=name, segments=n))
         var = float(np.var(counts))
         variances.append(var)
-        # Fleiss over the image's label planes (categories: names + unlabelled)
-        names = sorted({n for p in planes for n in p.names})
-        index = {n: i + 1 for i, n in enumerate(names)}
-        labels = [p.label_plane(index) for p in planes]
-        fs = M.FleissSums.of(labels)
-        lookup = ["", *names]
-        fs.count = {lookup[k]: v for k, v in fs.count.items()}  # type: ignore[misc]
-        fs.square = {lookup[k]: v for k, v in fs.square.items()}  # type: ignore[misc]
         fleiss_all.add(fs)
-        for name in names:
-            concept_fleiss.setdefault(name, []).append(
-                (fs.count.get(name, 0), fs.square.get(name, 0), h * w, len(planes))  # type: ignore[call-overload]
-            )
-        if len(planes) > 2:
+        if len(who) > 2:
             multi_rater = True
         pooled = image_acc.stats(key, "*", "*")
         images.append(
             ImageStats(
                 image=key,
-                annotators=";".join(p.annotator for p in planes),
+                annotators=";".join(who),
                 pixels=h * w,
+                categories=";".join(layers),
                 agreement=pooled.agreement,
                 agreement_with_unlabelled=pooled.agreement_with_unlabelled,
-                kappa=_num(fs.kappa()) if len(planes) > 2 else pooled.kappa,
+                kappa=_num(fs.kappa()) if len(who) > 2 else pooled.kappa,
                 disagree=pooled.disagree,
                 naming_share=pooled.naming_share,
                 quantity_share=pooled.quantity_share,
                 quality_share=pooled.quality_share,
                 boundary_f=pooled.boundary_f,
-                segments=";".join(f"{p.annotator}={c}" for p, c in zip(planes, counts)),
+                segments=";".join(f"{a}={c}" for a, c in zip(who, counts)),
                 segments_mean=float(np.mean(counts)),
                 segments_variance=var,
             )

@@ -12,9 +12,11 @@ Methods:
   specificity per concept. Needs the optional extra ``pip install conceptkit[staple]``.
 - ``first``: the first annotation as it is.
 
-The result is an :class:`ImageAnnotation` at the first annotation's size whose shapes are
+Every category (object, part, ...) is voted on its own plane, so parts never cut holes into
+wholes. The result is an :class:`ImageAnnotation` at the first annotation's size whose shapes are
 ``mask`` shapes, one per consensus label region (the pixels of one name; instances are not kept),
-named by their canonical names; image-level tags are those more than half of the annotators gave.
+named by their canonical names, with ``category`` set for categories other than ``object``;
+image-level tags are those more than half of the annotators gave (as the first one spelled them).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.consistency._analyse import planes_of
-from conceptkit.consistency._planes import InstancePlane, normaliser
+from conceptkit.consistency._planes import InstancePlane, _basic, resolver
 from conceptkit.consistency._report import StapleEstimate
 from conceptkit.errors import UsageError
 
@@ -106,7 +108,10 @@ def _staple(
     return prob.argmax(axis=0), sens, spec
 
 
-def _shapes(result: np.ndarray, names: list[str], planes: list[InstancePlane]) -> list[Shape]:
+def _shapes(
+    result: np.ndarray, names: list[str], planes: list[InstancePlane], layer: str, start: int
+) -> list[Shape]:
+    """One ``mask`` shape per name of ``result: (H, W) int`` (name numbers, 0 = none)."""
     shapes: list[Shape] = []
     categories: dict[str, str] = {}
     for p in planes:
@@ -125,8 +130,8 @@ def _shapes(result: np.ndarray, names: list[str], planes: list[InstancePlane]) -
                 kind="mask",
                 mask=mask[y0:y1, x0:x1].copy(),
                 origin=(x0, y0),
-                order=len(shapes),
-                category=categories.get(name),
+                order=start + len(shapes),
+                category=categories.get(name) or (None if layer == "object" else layer),
                 place=f"consensus region {name!r}",
             )
         )
@@ -151,28 +156,39 @@ def consensus_details(
         names = [a.annotator for a in anns]
         only = dataclasses.replace(first, annotator=f"consensus:{method}")
         return Consensus(annotation=only, method=method, annotators=names)
-    normalise = normaliser(vocabulary)
-    planes = planes_of(anns, first.key, normalise, convention)
-    annotators = [p.annotator for p in planes]
-    names = sorted({n for p in planes for n in p.names})
-    index = {n: i + 1 for i, n in enumerate(names)}
-    labels = [p.label_plane(index) for p in planes]
-    sens: dict[str, dict[str, float]] = {}
-    spec: dict[str, dict[str, float]] = {}
+    annotators, layers, by_layer = planes_of(anns, first.key, resolver(vocabulary), convention)
+    sens: dict[str, dict[str, float]] = {a: {} for a in annotators}
+    spec: dict[str, dict[str, float]] = {a: {} for a in annotators}
+    pixels: dict[str, int] = {}
+    shapes: list[Shape] = []
+    for layer in layers:
+        planes = by_layer[layer]
+        names = sorted({n for p in planes for n in p.names})
+        index = {n: i + 1 for i, n in enumerate(names)}
+        labels = [p.label_plane(index) for p in planes]
+        if method == "majority":
+            result = majority_vote(labels)
+        else:
+            result, se, sp = _staple(labels, names, annotators)
+            for a in annotators:
+                sens[a].update(se[a])
+                spec[a].update(sp[a])
+        for k, n in enumerate(names, start=1):
+            pixels[n] = pixels.get(n, 0) + int((result == k).sum())
+        shapes.extend(_shapes(result, names, planes, layer, len(shapes)))
     if method == "majority":
-        result = majority_vote(labels)
-    else:
-        result, sens, spec = _staple(labels, names, annotators)
-    tag_votes: dict[str, int] = {}
+        sens, spec = {}, {}
+    tag_votes: dict[str, list[Any]] = {}
     for ann in anns:
-        for tag in {normalise(t) for t in ann.tags}:
-            tag_votes[tag] = tag_votes.get(tag, 0) + 1
-    tags = sorted(t for t, n in tag_votes.items() if 2 * n > len(anns))
+        for tag in dict.fromkeys(ann.tags):
+            slot = tag_votes.setdefault(_basic(tag), [tag, 0])
+            slot[1] += 1
+    tags = sorted(t for t, n in tag_votes.values() if 2 * n > len(anns))
     annotation = ImageAnnotation(
         key=first.key,
         width=first.width,
         height=first.height,
-        shapes=_shapes(result, names, planes),
+        shapes=shapes,
         tags=tags,
         image_path=next((a.image_path for a in anns if a.image_path is not None), None),
         image_data=next((a.image_data for a in anns if a.image_data is not None), None),
@@ -186,7 +202,7 @@ def consensus_details(
         annotators=annotators,
         sensitivity=sens,
         specificity=spec,
-        pixels={n: int((result == k).sum()) for k, n in enumerate(names, start=1)},
+        pixels=pixels,
     )
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-Joint = dict[tuple[int, int], int]
+Joint = dict[tuple[Any, Any], int]
 
 
 def joint_counts(la: np.ndarray, lb: np.ndarray) -> Joint:
@@ -23,13 +24,13 @@ def joint_counts(la: np.ndarray, lb: np.ndarray) -> Joint:
     return {(int(c // base), int(c % base)): int(n) for c, n in zip(codes, counts)}
 
 
-def add_joint(total: Joint, part: Mapping[tuple[int, int], int]) -> None:
+def add_joint(total: Joint, part: Mapping[tuple[Any, Any], int]) -> None:
     """``total += part`` in place."""
     for key, n in part.items():
         total[key] = total.get(key, 0) + n
 
 
-def cohen_kappa(joint: Mapping[tuple[int, int], int]) -> float:
+def cohen_kappa(joint: Mapping[tuple[Any, Any], int]) -> float:
     """Cohen's kappa of two raters from their joint counts (every label, 0 included, a category).
 
     1.0 when the chance agreement is 1 (both raters used one and the same category throughout).
@@ -38,8 +39,8 @@ def cohen_kappa(joint: Mapping[tuple[int, int], int]) -> float:
     if n == 0:
         return float("nan")
     agree = sum(c for (i, j), c in joint.items() if i == j)
-    marg_a: dict[int, int] = {}
-    marg_b: dict[int, int] = {}
+    marg_a: dict[Any, int] = {}
+    marg_b: dict[Any, int] = {}
     for (i, j), c in joint.items():
         marg_a[i] = marg_a.get(i, 0) + c
         marg_b[j] = marg_b.get(j, 0) + c
@@ -72,8 +73,8 @@ class FleissSums:
     ``raters``: sum over pixels of m. Sums from images with different m pool correctly.
     """
 
-    count: dict[int, int]
-    square: dict[int, int]
+    count: dict[Any, int]
+    square: dict[Any, int]
     pi: float = 0.0
     items: int = 0
     raters: int = 0
@@ -84,8 +85,8 @@ class FleissSums:
         m = len(planes)
         stack = np.stack([p.ravel() for p in planes])
         labels = np.unique(stack)
-        count: dict[int, int] = {}
-        square: dict[int, int] = {}
+        count: dict[Any, int] = {}
+        square: dict[Any, int] = {}
         sumsq = 0
         for k in labels.tolist():
             c = (stack == k).sum(axis=0, dtype=np.int64)

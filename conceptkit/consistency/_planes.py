@@ -1,11 +1,13 @@
 """Annotations -> instance planes: the pixels every consistency measure is computed on.
 
-One annotator's :class:`~conceptkit.annotations.ImageAnnotation` becomes an :class:`InstancePlane`:
+One annotator's :class:`~conceptkit.annotations.ImageAnnotation` becomes an :class:`InstancePlane`
+per category (object, part, ...):
 ``ids: (H, W) int32``, 0 = unlabelled, ``i > 0`` = the i-th instance, painted back to front
 (``painting_order``: later / higher ``z`` shapes in front; ignore regions, ``Shape.ignore``
 or labelme's ``__ignore__``, paint 0). Shapes with the
 same canonical name and instance key are one instance; a shape without an instance key is its own.
-Names are normalised through the concept vocabulary (or lower-case/strip without one).
+Names are normalised through the concept vocabulary (or case-folded/stripped without one), which
+also gives each shape's category: every category has its own plane, as in the Broden output.
 
 Annotations of the same image at different sizes are brought to the first one's size: each shape
 is rasterised at its own annotation's size and its mask is resized with nearest-neighbour
@@ -23,57 +25,65 @@ import numpy as np
 from conceptkit.annotations import Convention, ImageAnnotation, Shape
 from conceptkit.errors import FormatError, UsageError
 
-Normaliser = Callable[[str], str]
+#: shape -> (canonical name, category), or None for a shape left out (category ``drop``).
+Resolver = Callable[[Shape], "tuple[str, str] | None"]
+
+IGNORE_LAYER = "ignore"
+DROP_LAYER = "drop"
 
 
-def normaliser(vocabulary: Any = None) -> Normaliser:
-    """A function name -> canonical name for ``vocabulary`` (None: lower-case and strip).
+def _basic(name: str) -> str:
+    """Case-folded, stripped, inner whitespace collapsed."""
+    return " ".join(name.split()).casefold()
 
-    Accepts a :class:`conceptkit.concepts.Vocabulary` (its ``canonical``/``normalise``/``lookup``
-    method, whichever it has; a returned ``(name, category)`` tuple gives the name), a mapping
-    name -> canonical name, or any callable.
+
+def resolver(vocabulary: Any = None) -> Resolver:
+    """shape -> (canonical name, category) through ``vocabulary``, without side effects.
+
+    ``vocabulary``: None (names case-folded and stripped; category = the shape's forced
+    category or ``object``; labelme's ``__ignore__`` -> ``ignore``), a
+    :class:`conceptkit.concepts.Vocabulary` (looked up as ``Vocabulary.resolve`` does, preferring
+    the row of the shape's default category, but recording nothing), a mapping raw name ->
+    canonical name, or a callable raw name -> canonical name.
     """
+    table = getattr(vocabulary, "table", None)
+    if vocabulary is not None and isinstance(table, dict):
+        from conceptkit.concepts import normalise
 
-    def basic(name: str) -> str:
-        return " ".join(name.strip().lower().split())
+        def from_table(shape: Shape) -> tuple[str, str] | None:
+            default = shape.category or "object"
+            key = normalise(shape.label)
+            candidates = table.get(key)
+            if candidates:
+                chosen = next((c for c in candidates if c[1] == default), candidates[0])
+            elif key == "__ignore__":
+                chosen = (key, IGNORE_LAYER)
+            else:
+                chosen = (key, default)
+            if chosen[1] == DROP_LAYER or not chosen[0]:
+                return None
+            return chosen[0], chosen[1]
 
+        return from_table
     if vocabulary is None:
-        return basic
-    for attr in ("canonical", "normalise", "normalize", "lookup", "resolve"):
-        method = getattr(vocabulary, attr, None)
-        if callable(method):
-            return _wrap(method, basic)
-    if hasattr(vocabulary, "get") and not callable(vocabulary):
+        rename: Callable[[str], str] = _basic
+    elif hasattr(vocabulary, "get") and not callable(vocabulary):
         mapping = vocabulary
 
-        def from_mapping(name: str) -> str:
-            key = basic(name)
-            value = mapping.get(name, mapping.get(key, key))
-            return _first(value, key)
+        def rename(name: str) -> str:
+            return str(mapping.get(name, mapping.get(_basic(name), _basic(name))))
+    elif callable(vocabulary):
+        rename = vocabulary
+    else:
+        raise UsageError(f"cannot use {type(vocabulary).__name__} as a concept vocabulary")
 
-        return from_mapping
-    if callable(vocabulary):
-        return _wrap(vocabulary, basic)
-    raise UsageError(f"cannot use {type(vocabulary).__name__} as a concept vocabulary")
+    def plain(shape: Shape) -> tuple[str, str] | None:
+        name = rename(shape.label)
+        if _basic(shape.label) == "__ignore__":
+            return name, IGNORE_LAYER
+        return name, shape.category or "object"
 
-
-def _first(value: Any, fallback: str) -> str:
-    if value is None:
-        return fallback
-    if isinstance(value, tuple | list):
-        value = value[0] if value else None
-        if value is None:
-            return fallback
-    if not isinstance(value, str):
-        value = getattr(value, "name", None) or fallback
-    return str(value)
-
-
-def _wrap(method: Callable[[str], Any], basic: Normaliser) -> Normaliser:
-    def call(name: str) -> str:
-        return _first(method(name), basic(name))
-
-    return call
+    return plain
 
 
 @dataclass
@@ -140,14 +150,19 @@ def _resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return mask[np.ix_(rows, cols)]
 
 
-def instance_plane(
+def instance_planes(
     ann: ImageAnnotation,
     annotator: str,
-    normalise: Normaliser,
+    resolve: Resolver,
     size: tuple[int, int] | None = None,
     convention: str | None = None,
-) -> InstancePlane:
-    """Paint ``ann`` into an :class:`InstancePlane` of ``size = (H, W)`` (default: its own)."""
+) -> dict[str, InstancePlane]:
+    """Paint ``ann`` into one :class:`InstancePlane` of ``size = (H, W)`` per category.
+
+    Each category (object, part, ...) has its own plane, as in the Broden output: a part does
+    not cut a hole into its whole. Ignore regions (``Shape.ignore`` or category ``ignore``)
+    clear every plane behind them; shapes of category ``drop`` are left out.
+    """
     height, width = size if size is not None else (ann.height, ann.width)
     if ann.height <= 0 or ann.width <= 0:
         raise FormatError(
@@ -166,28 +181,33 @@ def instance_plane(
                 file=ann.source or None,
                 place=f"image {ann.key}",
             )
-    ids = np.zeros((height, width), dtype=np.int32)
-    names: list[str] = []
-    categories: dict[str, str] = {}
-    keys: dict[tuple[str, str], int] = {}
+    planes: dict[str, InstancePlane] = {}
+    keys: dict[tuple[str, str, str], int] = {}
     for shape in ann.painting_order():
+        got = resolve(shape)
+        if got is None:
+            continue
+        name, layer = got
         mask = shape_mask(shape, ann.height, ann.width, convention)
         if rescale:
             mask = _resize_nearest(mask, height, width)
-        if shape.ignore or shape.label == "__ignore__":
-            ids[mask] = 0
+        if shape.ignore or layer == IGNORE_LAYER:
+            for plane in planes.values():
+                plane.ids[mask] = 0
             continue
-        name = normalise(shape.label)
+        if layer not in planes:
+            planes[layer] = InstancePlane(annotator, np.zeros((height, width), np.int32), [])
+        plane = planes[layer]
         if shape.instance is None:
-            names.append(name)
-            number = len(names)
+            plane.names.append(name)
+            number = len(plane.names)
         else:
-            key = (name, shape.instance)
+            key = (layer, name, shape.instance)
             if key not in keys:
-                names.append(name)
-                keys[key] = len(names)
+                plane.names.append(name)
+                keys[key] = len(plane.names)
             number = keys[key]
-        if shape.category and name not in categories:
-            categories[name] = shape.category
-        ids[mask] = number
-    return InstancePlane(annotator=annotator, ids=ids, names=names, categories=categories)
+        if shape.category and name not in plane.categories:
+            plane.categories[name] = shape.category
+        plane.ids[mask] = number
+    return planes

@@ -75,13 +75,15 @@ class PairStats:
 
 @dataclass
 class ImageStats:
-    """One image, every annotator pair pooled. ``kappa``: Cohen's for two annotators, Fleiss'
+    """One image, every annotator pair and category plane pooled (``pixels``: of the image;
+    ``categories``: the planes compared). ``kappa``: Cohen's for two annotators, Fleiss'
     for more. ``segments``: ``annotator=count`` items; ``segments_variance``: their population
     variance."""
 
     image: str
     annotators: str
     pixels: int
+    categories: str
     agreement: float | None
     agreement_with_unlabelled: float | None
     kappa: float | None
