@@ -1,0 +1,177 @@
+"""Build a run's report (``OUT/html``, ``OUT/plots``) and the comparison of several runs.
+
+Reads only the files ``conceptkit dissect`` wrote and the dataset's images; never the model.
+Strips are redrawn only when an input changed: ``html/image/manifest.json`` holds a hash of each
+strip's inputs, and an unchanged strip is carried over from the previous report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from conceptkit.broden import read_index
+from conceptkit.errors import LayoutError, UsageError
+from conceptkit.outdir import atomic_dir
+from conceptkit.report import pages, plots
+from conceptkit.report.run import RunInfo, load_quantile, load_run, load_topn
+from conceptkit.report.strips import StripJob, file_hash, job_hash, render_jobs
+
+MANIFEST = "manifest.json"
+
+
+def _carry(src: Path, dst: Path) -> None:
+    """Hard-link (else copy) an unchanged strip from the previous report."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in data.get("strips", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def strip_jobs(run: RunInfo, image_dir: Path) -> tuple[list[StripJob], dict[str, dict[int, int]]]:
+    """One :class:`StripJob` per unit of every layer, writing into ``image_dir``.
+
+    Also returns, per layer, unit -> number of images in its strip.
+    """
+    root = run.data_root()
+    if not (root / "index.csv").is_file():
+        raise LayoutError(
+            "the dataset of this run is not there (results.json data.path)",
+            file=root,
+            hint="the report draws the top images from it",
+        )
+    rows = read_index(root)
+    size = run.results["data"].get("image_size") or [rows[0].ih, rows[0].iw]
+    tile = (int(size[0]), int(size[1]))
+    jobs: list[StripJob] = []
+    counts: dict[str, dict[int, int]] = {}
+    for lay in run.layers:
+        q = load_quantile(run, lay)
+        top = load_topn(run, lay)
+        if top.indices.shape[0] != lay.units:
+            raise LayoutError(
+                f"has {top.indices.shape[0]} units, results.json says {lay.units}",
+                file=run.out / lay.files.get("topn", f"topn_{lay.name}.npz"),
+            )
+        counts[lay.name] = {}
+        for u in range(lay.units):
+            keep = [j for j, r in enumerate(top.indices[u].tolist()) if 0 <= r < len(rows)]
+            images = tuple(str(root / "images" / rows[top.indices[u, j]].image) for j in keep)
+            jobs.append(
+                StripJob(
+                    out=str(image_dir / pages.strip_name(lay.name, u)),
+                    images=images,
+                    maps=top.maps[u, keep],
+                    threshold=float(q[u]),
+                    tile=tile,
+                )
+            )
+            counts[lay.name][u] = len(keep)
+    return jobs, counts
+
+
+def write_plots(run: RunInfo, target: Path) -> dict[str, list[str]]:
+    """Draw every plot of a run into ``target``; returns section -> PNG names (see index_page)."""
+    made: dict[str, list[str]] = {"": []}
+    fig, _ = plots.category_share_figure(run)
+    plots.save(fig, target / "category_share")
+    fig, _ = plots.iou_histogram_figure(run)
+    plots.save(fig, target / "iou_histogram")
+    made[""] += ["category_share.png", "iou_histogram.png"]
+    for lay in run.layers:
+        name = pages.safe_name(lay.name)
+        fig, _ = plots.unique_detectors_figure(run, lay)
+        plots.save(fig, target / f"unique_{name}")
+        made[lay.name] = [f"unique_{name}.png"]
+        for cat in run.categories:
+            if plots.concept_counts(run, lay, cat):
+                fig, _ = plots.concepts_figure(run, lay, cat)
+                stem = f"concepts_{name}__{pages.safe_name(cat)}"
+                plots.save(fig, target / stem)
+                made[lay.name].append(stem + ".png")
+    return made
+
+
+def build(
+    out_dir: str | Path,
+    *,
+    force_images: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Rebuild ``OUT/html`` and ``OUT/plots`` of a finished run; returns the index page's path.
+
+    ``workers``: processes drawing strips (default: CPU count, at most 8; 1 = no pool).
+    ``force_images``: redraw every strip even when its inputs are unchanged.
+    ``progress(done, total)`` is called after each strip drawn.
+    """
+    out = Path(out_dir)
+    run = load_run(out)
+    with atomic_dir(out / "plots", force=True) as tmp_plots:
+        made = write_plots(run, tmp_plots)
+    old_images = out / "html" / "image"
+    old = {} if force_images else _read_manifest(old_images / MANIFEST)
+    with atomic_dir(out / "html", force=True) as tmp:
+        image_dir = tmp / "image"
+        image_dir.mkdir()
+        jobs, counts = strip_jobs(run, image_dir)
+        hashes: dict[str, str] = {}
+        manifest: dict[str, str] = {}
+        todo = []
+        for job in jobs:
+            for p in job.images:
+                if p not in hashes:
+                    hashes[p] = file_hash(p)
+            name = Path(job.out).name
+            manifest[name] = job_hash(job, hashes)
+            prev = old_images / name
+            if old.get(name) == manifest[name] and prev.is_file():
+                _carry(prev, Path(job.out))
+            else:
+                todo.append(job)
+        render_jobs(todo, workers=workers, progress=progress)
+        (image_dir / MANIFEST).write_text(
+            json.dumps({"strips": manifest, "version": 1}, indent=1, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
+        plot_links = {k: [f"../plots/{p}" for p in v] for k, v in made.items()}
+        (tmp / "index.html").write_text(pages.index_page(run, plot_links), encoding="utf-8")
+        for lay in run.layers:
+            (tmp / pages.layer_page(lay.name)).write_text(
+                pages.layer_html(run, lay, counts[lay.name]), encoding="utf-8"
+            )
+    return out / "html" / "index.html"
+
+
+def compare(runs: list[Path], out: Path, *, force: bool = False) -> Path:
+    """Comparison plots of several runs into ``out`` (refused if it exists, unless ``force``).
+
+    Writes ``compare_official`` and ``compare_naive`` (PNG, SVG) and ``index.html``; returns the
+    index page's path.
+    """
+    if len(runs) < 2:
+        raise UsageError("comparing needs at least two runs")
+    infos = [load_run(r) for r in runs]
+    names = [r.name for r in infos]
+    if len(set(names)) < len(names):
+        names = [f"{n} ({Path(r).name})" for n, r in zip(names, runs)]
+    out = Path(out)
+    with atomic_dir(out, force=force) as tmp:
+        made = []
+        for definition in ("official", "naive"):
+            fig, _ = plots.compare_figure(infos, names, definition)
+            plots.save(fig, tmp / f"compare_{definition}")
+            made.append(f"compare_{definition}.png")
+        (tmp / "index.html").write_text(pages.compare_html(names, infos, made), encoding="utf-8")
+    return out / "index.html"
