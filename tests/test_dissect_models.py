@@ -28,16 +28,17 @@ from conceptkit.dissect.models import (
 from conceptkit.errors import ModelLoadError
 
 
-@pytest.fixture(autouse=True)
-def _quiet() -> None:
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
 @pytest.fixture(scope="module")
 def sig_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One architecture-signature cache folder for this module's tests (not ~/.cache)."""
     return tmp_path_factory.mktemp("sig_cache")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_and_cached(monkeypatch: pytest.MonkeyPatch, sig_cache: Path) -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    monkeypatch.setenv("CONCEPTKIT_CACHE", str(sig_cache))
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +326,10 @@ def test_unexpected_keys(tmp_path: Path, r18: nn.Module) -> None:
     assert "missing" not in text
 
 
-def test_shape_mismatch(tmp_path: Path, r18: nn.Module) -> None:
+def test_shape_mismatch(
+    tmp_path: Path, r18: nn.Module, monkeypatch: pytest.MonkeyPatch, sig_cache: Path
+) -> None:
+    monkeypatch.setenv("CONCEPTKIT_CACHE", str(sig_cache))
     path = tmp_path / "r18.pth"
     torch.save(r18.state_dict(), path)
     text = _fail(path, arch="resnet18", num_classes=5)
@@ -337,6 +341,7 @@ def test_shape_mismatch(tmp_path: Path, r18: nn.Module) -> None:
     text = _fail(path, arch="resnet50")
     assert re.search(r"\d+ missing keys \(layer1\.0\.conv3\.weight, ", text)
     assert "shape mismatches" in text
+    assert text.endswith("; it looks like resnet18 (pass --arch resnet18)")
 
 
 def test_unknown_arch_suggests(tmp_path: Path, r18: nn.Module) -> None:

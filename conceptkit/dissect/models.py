@@ -567,7 +567,11 @@ def _build_torchvision(
     sig = _signature(_meta_model(arch, num_classes=num_classes, **extra))
     fit = _fit(file_sig, sig)
     if not fit.ok:
-        raise ModelLoadError(_fit_message(fit, f"{arch}(num_classes={num_classes})"), file=spec)
+        message = _fit_message(fit, f"{arch}(num_classes={num_classes})")
+        found = [a for a, _ in detect_arch(state) if a != arch]
+        if found:
+            message += f"; it looks like {' or '.join(found)} (pass --arch {found[0]})"
+        raise ModelLoadError(message, file=spec)
     import warnings
 
     with warnings.catch_warnings():
