@@ -155,6 +155,8 @@ def compare_pair(
     visible_b = np.bincount(pb.ids.ravel(), minlength=nb + 1)
     acc.instances_a = int(np.count_nonzero(visible_a[1:]))
     acc.instances_b = int(np.count_nonzero(visible_b[1:]))
+    box_a = M.boxes(pa.ids, na)
+    box_b = M.boxes(pb.ids, nb)
     for i in range(1, na + 1):
         j = int(match_a[i])
         if j < 0:
@@ -163,13 +165,20 @@ def compare_pair(
             continue
         acc.matched += 1
         name_a, name_b = pa.names[i - 1], pb.names[j - 1]
+        # both instances lie inside the union of their boxes, widened for the tolerance
+        y0 = max(min(box_a[i, 0], box_b[j, 0]) - tolerance - 1, 0)
+        x0 = max(min(box_a[i, 1], box_b[j, 1]) - tolerance - 1, 0)
+        y1 = max(box_a[i, 2], box_b[j, 2]) + tolerance + 2
+        x1 = max(box_a[i, 3], box_b[j, 3]) + tolerance + 2
+        mask_a = pa.ids[y0:y1, x0:x1] == i
+        mask_b = pb.ids[y0:y1, x0:x1] == j
         if name_a != name_b:
             acc.renamed += 1
             cur = acc.confusions.setdefault((name_a, name_b), [0, 0])
             cur[0] += 1
-            cur[1] += int(((pa.ids == i) & (pb.ids == j)).sum())
+            cur[1] += int((mask_a & mask_b).sum())
         else:
-            acc.bf_sum += M.boundary_f(pa.ids == i, pb.ids == j, tolerance)
+            acc.bf_sum += M.boundary_f(mask_a, mask_b, tolerance)
             acc.bf_count += 1
     for plane, visible, seen in ((pa, visible_a, acc.names_a), (pb, visible_b, acc.names_b)):
         for i, name in enumerate(plane.names):

@@ -60,19 +60,18 @@ def majority_vote(labels: Sequence[np.ndarray]) -> np.ndarray:
     the earliest plane.
     """
     m = len(labels)
-    stack = np.stack(labels)
+    stack = np.stack([np.asarray(lab, dtype=np.int64) for lab in labels])
     labelled = (stack > 0).sum(axis=0)
+    # score of annotator a's label at each pixel: raters agreeing with it, then earlier first;
+    # the earliest annotator among those with the most agreeing raters is the label's first
+    # voter, so taking its label applies both rules at once.
     best = np.zeros(stack.shape[1:], dtype=np.int64)
     best_score = np.full(stack.shape[1:], -1, dtype=np.int64)
-    for k in np.unique(stack).tolist():
-        if k == 0:
-            continue
-        hit = stack == k
-        count = hit.sum(axis=0)
-        first = np.where(hit.any(axis=0), hit.argmax(axis=0), m)
-        score = np.where(count > 0, count * (m + 1) + (m - first), -1)
+    for a in range(m):
+        count = (stack == stack[a]).sum(axis=0)
+        score = np.where(stack[a] > 0, count * (m + 1) + (m - a), -1)
         better = score > best_score
-        best[better] = k
+        best[better] = stack[a][better]
         best_score[better] = score[better]
     return np.where(2 * labelled > m, best, 0)
 

@@ -6,6 +6,7 @@ returns counts or figures; nothing reads files or prints.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +16,22 @@ import numpy as np
 Joint = dict[tuple[Any, Any], int]
 
 
+def _pair_codes(a: np.ndarray, b: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of ``a * base + b`` and their counts (bincount when the range is small)."""
+    codes = a * base + b
+    if base * base <= 1 << 22:
+        counts = np.bincount(codes, minlength=base * base)
+        present = np.flatnonzero(counts)
+        return present, counts[present]
+    return np.unique(codes, return_counts=True)
+
+
 def joint_counts(la: np.ndarray, lb: np.ndarray) -> Joint:
     """Pixel counts of every (label in a, label in b) pair. ``la, lb: (H, W) int``."""
     a = la.astype(np.int64).ravel()
     b = lb.astype(np.int64).ravel()
     base = int(max(a.max(initial=0), b.max(initial=0))) + 1
-    codes, counts = np.unique(a * base + b, return_counts=True)
+    codes, counts = _pair_codes(a, b, base)
     return {(int(c // base), int(c % base)): int(n) for c, n in zip(codes, counts)}
 
 
@@ -162,10 +173,11 @@ def match_instances(
     area_a = np.bincount(a, minlength=n_a + 1)
     area_b = np.bincount(b, minlength=n_b + 1)
     both = (a > 0) & (b > 0)
-    codes, inter = np.unique(a[both] * (n_b + 1) + b[both], return_counts=True)
+    base = max(n_a, n_b) + 1
+    codes, inter = _pair_codes(a[both], b[both], base)
     candidates: list[tuple[float, int, int]] = []
     for code, n in zip(codes.tolist(), inter.tolist()):
-        i, j = divmod(code, n_b + 1)
+        i, j = divmod(code, base)
         iou = n / (area_a[i] + area_b[j] - n)
         if iou >= threshold and iou > 0:
             candidates.append((-iou, i, j))
@@ -179,6 +191,22 @@ def match_instances(
             match_b[j] = i
             ious[(i, j)] = -neg
     return match_a, match_b, ious
+
+
+def boxes(ids: np.ndarray, n: int) -> np.ndarray:
+    """``(n + 1, 4) int64`` inclusive boxes (y0, x0, y1, x1) of instances 1..n of ``ids: (H, W)``
+    (row 0 and instances without pixels: an empty box, y0 > y1)."""
+    h, w = ids.shape
+    out = np.empty((n + 1, 4), dtype=np.int64)
+    out[:, :2] = (h, w)
+    out[:, 2:] = -1
+    ys, xs = np.nonzero(ids)
+    labels = ids[ys, xs].astype(np.int64)
+    np.minimum.at(out[:, 0], labels, ys)
+    np.minimum.at(out[:, 1], labels, xs)
+    np.maximum.at(out[:, 2], labels, ys)
+    np.maximum.at(out[:, 3], labels, xs)
+    return out
 
 
 def error_types(
@@ -222,24 +250,35 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation of ``mask: (H, W) bool`` by a disk of ``radius`` pixels."""
-    out = mask.copy()
+def _dilate_rows(mask: np.ndarray, half: int) -> np.ndarray:
+    """Each row of ``mask: (H, W) bool`` dilated by ``half`` pixels left and right."""
+    if half == 0:
+        return mask.copy()
     h, w = mask.shape
+    csum = np.zeros((h, w + 2 * half + 1), dtype=np.int32)
+    np.cumsum(mask, axis=1, out=csum[:, half + 1 : half + 1 + w])
+    csum[:, half + 1 + w :] = csum[:, half + w : half + w + 1]
+    return (csum[:, 2 * half + 1 :] - csum[:, :w]) > 0
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of ``mask: (H, W) bool`` by a disk of ``radius`` pixels.
+
+    The disk is a stack of horizontal runs (half-width floor(sqrt(r^2 - dy^2)) at row offset
+    dy): each run is a row dilation by cumulative sums, shifted by dy; 2r + 1 passes in all.
+    """
+    out = np.zeros_like(mask)
+    h = mask.shape[0]
+    runs: dict[int, np.ndarray] = {}
     for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            if (dy or dx) and dy * dy + dx * dx <= radius * radius:
-                ys, yd = (
-                    (slice(0, h - dy), slice(dy, h))
-                    if dy >= 0
-                    else (slice(-dy, h), slice(0, h + dy))
-                )
-                xs, xd = (
-                    (slice(0, w - dx), slice(dx, w))
-                    if dx >= 0
-                    else (slice(-dx, w), slice(0, w + dx))
-                )
-                out[yd, xd] |= mask[ys, xs]
+        half = math.isqrt(radius * radius - dy * dy)
+        if half not in runs:
+            runs[half] = _dilate_rows(mask, half)
+        rows = runs[half]
+        if dy >= 0:
+            out[dy:h] |= rows[: h - dy]
+        else:
+            out[: h + dy] |= rows[-dy:]
     return out
 
 
