@@ -49,6 +49,7 @@ from conceptkit.rasterize import (
     crop_box,
     paint,
     resample_labels,
+    self_intersecting,
 )
 
 JPEG_QUALITY = 90
@@ -143,30 +144,47 @@ class Result:
 
     row: broden.IndexRow
     planes: dict[str, list[np.ndarray]]
+    warnings: list[str] = field(default_factory=list)
 
 
-def _load_image(ann: ImageAnnotation) -> Any:
-    """Decode the image with EXIF orientation applied (as labelme shows it) as RGB."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+#: EXIF orientation -> the PIL transpose that shows the image upright (as labelme shows it).
+_ORIENT = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # values: PIL.Image.Transpose members
+
+
+def _load_image(ann: ImageAnnotation, want: int | None) -> tuple[Any, int, int]:
+    """Decode the image upright (EXIF orientation applied) as RGB.
+
+    Returns (image, native width, native height); the size is checked against the annotation.
+    ``want``: the output side; a JPEG is then decoded at a reduced DCT scale that still has at
+    least ``want`` pixels on each side (the caller resizes with a box in native coordinates).
+    """
+    from PIL import Image, UnidentifiedImageError
 
     where = ann.image_path if ann.image_data is None else "embedded imageData"
     try:
         stream: Any = io.BytesIO(ann.image_data) if ann.image_data is not None else ann.image_path
         with Image.open(stream) as im:
-            im.load()
-            oriented = ImageOps.exif_transpose(im)
-            rgb = oriented.convert("RGB")
+            orientation = (
+                im.getexif().get(0x0112, 1) if im.format in ("JPEG", "TIFF", "PNG", "WEBP") else 1
+            )
+            w, h = im.size
+            if orientation in (5, 6, 7, 8):
+                w, h = h, w
+            if (w, h) != (ann.width, ann.height):
+                raise FormatError(
+                    f"image {where} is {w}x{h}, the annotation says {ann.width}x{ann.height}",
+                    file=ann.source,
+                )
+            if want is not None and im.format == "JPEG":
+                im.draft("RGB", (want, want))
+            rgb = im.convert("RGB")
     except FileNotFoundError:
         raise FormatError(f"image {where} not found", file=ann.source) from None
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise FormatError(f"image {where} cannot be read ({exc})", file=ann.source) from None
-    if rgb.size != (ann.width, ann.height):
-        raise FormatError(
-            f"image {where} is {rgb.size[0]}x{rgb.size[1]}, the annotation says "
-            f"{ann.width}x{ann.height}",
-            file=ann.source,
-        )
-    return rgb
+    if orientation in _ORIENT:
+        rgb = rgb.transpose(Image.Transpose(_ORIENT[orientation]))
+    return rgb, w, h
 
 
 def process(job: Job) -> Result:
@@ -174,8 +192,12 @@ def process(job: Job) -> Result:
     from PIL import Image
 
     ann = job.ann
-    image = _load_image(ann)
-    w, h = image.size
+    image, w, h = _load_image(ann, job.size)
+    warnings = [
+        f"{ann.source}: {s.place}: self-intersecting polygon repaired"
+        for s, bad in zip(ann.shapes, self_intersecting(ann.shapes))
+        if bad
+    ]
     lookup = {id(s): r for s, r in zip(ann.shapes, job.resolved)}
 
     def category_of(s: Shape) -> str | None:
@@ -191,9 +213,9 @@ def process(job: Job) -> Result:
         ih, iw = h, w
     else:
         ih = iw = job.size
-        if box != (0, 0, w, h):
-            image = image.crop(box)
-        image = image.resize((iw, ih), Image.Resampling.BICUBIC)
+        sx, sy = image.size[0] / w, image.size[1] / h  # < 1 when decoded at a reduced scale
+        fbox = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        image = image.resize((iw, ih), Image.Resampling.BICUBIC, box=fbox)
     sh, sw = max(1, ih // job.plane_scale), max(1, iw // job.plane_scale)
     images = job.root / "images"
     image.save(images / job.name, format="JPEG", quality=JPEG_QUALITY, optimize=False)
@@ -222,7 +244,7 @@ def process(job: Job) -> Result:
             broden.save_plane(plane, images / pname)
         row.planes[cat] = tuple(names)
         out[cat] = small
-    return Result(row=row, planes=out)
+    return Result(row=row, planes=out, warnings=warnings)
 
 
 def _run_jobs(jobs: Iterator[Job], workers: int) -> Iterator[Result | ConceptkitError]:
@@ -353,8 +375,7 @@ def convert(
     def checked(i: int, ann: ImageAnnotation) -> bool:
         try:
             for s in ann.shapes:
-                for w in check_shape(s, ann.height, ann.width):
-                    warn(f"{ann.source}: {w}")
+                check_shape(s, ann.height, ann.width, intersections=False)
         except FormatError as exc:
             exc.file = exc.file or ann.source
             if not opts.keep_going:
@@ -465,6 +486,8 @@ def convert(
             planes: dict[str, Sequence[np.ndarray]] = dict(res.planes)
             numbers: dict[str, Sequence[int]] = dict(res.row.image_labels)
             stats.add_image(planes, numbers)
+            for w in res.warnings:
+                warn(w)
             rows.append(res.row)
         summary.skipped += len(bad)
         if not rows:

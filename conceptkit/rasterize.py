@@ -71,13 +71,20 @@ def _polygon_like(shape: Shape) -> bool:
     return shape.kind in ("polygon", "oriented_rectangle")
 
 
-def check_shape(shape: Shape, height: int, width: int, margin: float | None = None) -> list[str]:
+def check_shape(
+    shape: Shape,
+    height: int,
+    width: int,
+    margin: float | None = None,
+    intersections: bool = True,
+) -> list[str]:
     """Check a shape against an image of ``height x width``; return warnings, raise on errors.
 
     Errors (FormatError with ``shape.place``): too few points for the kind, non-finite
     coordinates, coordinates farther outside the image than ``margin`` (default: 10% of the
     larger side, at least 16 pixels). Warnings: self-intersecting polygons (repaired when
-    rasterised, see :func:`repair_polygon`).
+    rasterised, see :func:`repair_polygon`), only when ``intersections``
+    (:func:`self_intersecting` tests many shapes at once, faster).
     """
     pts = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
     need = {
@@ -115,13 +122,24 @@ def check_shape(shape: Shape, height: int, width: int, margin: float | None = No
                 f"point ({x:g}, {y:g}) lies far outside the {width}x{height} image",
                 place=shape.place,
             )
-    warnings = []
-    if _polygon_like(shape) and len(pts) >= 3:
-        from shapely.geometry import Polygon
+    if intersections and self_intersecting([shape])[0]:
+        return [f"{shape.place}: self-intersecting polygon repaired"]
+    return []
 
-        if not Polygon(pts).is_valid:
-            warnings.append(f"{shape.place}: self-intersecting polygon repaired")
-    return warnings
+
+def self_intersecting(shapes: list[Shape]) -> list[bool]:
+    """For each shape: is it a polygon whose ring crosses itself (shapely: not valid)?"""
+    import shapely
+
+    idx = [i for i, s in enumerate(shapes) if _polygon_like(s) and len(s.points) >= 3]
+    out = [False] * len(shapes)
+    if idx:
+        rings = [np.asarray(shapes[i].points, dtype=np.float64).reshape(-1, 2) for i in idx]
+        which = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
+        polys = shapely.polygons(shapely.linearrings(np.concatenate(rings), indices=which))
+        for i, valid in zip(idx, shapely.is_valid(polys).tolist()):
+            out[i] = not valid
+    return out
 
 
 Rings = list[tuple[np.ndarray, list[np.ndarray]]]
