@@ -138,6 +138,17 @@ def test_boundary_f() -> None:
     assert M.boundary_f(a, np.zeros_like(a), 2) == 0.0
 
 
+def test_disk_dilation_matches_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    mask = rng.random((40, 50)) < 0.02
+    for radius in (1, 2, 4, 5):
+        expected = np.zeros_like(mask)
+        for y, x in zip(*np.nonzero(mask)):
+            yy, xx = np.mgrid[:40, :50]
+            expected |= (yy - y) ** 2 + (xx - x) ** 2 <= radius * radius
+        assert np.array_equal(M._dilate(mask, radius), expected)
+
+
 def test_greedy_matching_one_to_one() -> None:
     a = np.zeros((10, 10), dtype=np.int32)
     b = np.zeros((10, 10), dtype=np.int32)
@@ -520,6 +531,17 @@ def test_cli_mixed_labelme_and_cvat(tmp_path, capsys) -> None:
     assert run_cli(["consistency", str(alice), str(bob), "--fail-under", "0.999"]) == 1
     assert "below --fail-under" in capsys.readouterr().err
     assert run_cli(["consistency", str(alice), str(bob), "-o", str(out)]) == 2
+    capsys.readouterr()
+    try:
+        import SimpleITK  # noqa: F401
+    except ImportError:
+        return
+    out2 = tmp_path / "report2"
+    assert run_cli(["consistency", str(alice), str(bob), "--staple", "-o", str(out2)]) == 0
+    assert "STAPLE sensitivity / specificity" in capsys.readouterr().out
+    rows = (out2 / "staple.csv").read_text().splitlines()
+    assert rows[0] == "annotator,concept,images,pixels,sensitivity,specificity"
+    assert len(rows) == 1 + 2 * len({label for k in range(3) for label, _ in _polygons(k)})
 
 
 def test_cli_format_detection(tmp_path, capsys) -> None:
