@@ -78,6 +78,15 @@ def test_state_dict_with_torchvision_arch(tmp_path: Path, r18: nn.Module) -> Non
     assert "resnet18" in got.description and "num_classes=10" in got.description
     assert "\n" not in got.description
     assert re.fullmatch(r"[0-9a-f]{64}", got.fingerprint)
+    assert not any(t.is_meta for t in got.module.state_dict().values())
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(got.module(x), r18(x))
+    # half-precision files are cast to the model's float32, as load_state_dict would
+    half = tmp_path / "r18_half.pth"
+    torch.save(
+        {k: v.half() if v.is_floating_point() else v for k, v in r18.state_dict().items()}, half
+    )
+    assert load_model(str(half), arch="resnet18").module.fc.weight.dtype == torch.float32
     # explicit num_classes gives the same model
     again = load_model(str(path), arch="resnet18", num_classes=10)
     assert again.fingerprint == got.fingerprint

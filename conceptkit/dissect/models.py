@@ -564,14 +564,24 @@ def _build_torchvision(
         sig = _signature(_meta_model(arch, **extra))
         fit = _fit(file_sig, sig)
         num_classes = default if fit.ok else (_head_classes(fit, default) or default)
-    sig = _signature(_meta_model(arch, num_classes=num_classes, **extra))
-    fit = _fit(file_sig, sig)
+    meta = _meta_model(arch, num_classes=num_classes, **extra)
+    fit = _fit(file_sig, _signature(meta))
     if not fit.ok:
         message = _fit_message(fit, f"{arch}(num_classes={num_classes})")
         found = [a for a, _ in detect_arch(state) if a != arch]
         if found:
             message += f"; it looks like {' or '.join(found)} (pass --arch {found[0]})"
         raise ModelLoadError(message, file=spec)
+    # The meta model takes the file's tensors as they are (no random init of weights that are
+    # overwritten anyway: vgg16 builds in 0.05 s instead of 2-4 s), cast to the model's dtypes
+    # as load_state_dict's copy would. Only when the state_dict covers every parameter and
+    # buffer; otherwise (non-persistent buffers) the model is built for real on CPU.
+    meta_state = meta.state_dict()
+    covered = {k for k, _ in meta.named_parameters()} | {k for k, _ in meta.named_buffers()}
+    if covered <= set(meta_state):
+        cast = {k: v.to(meta_state[k].dtype) for k, v in state.items()}
+        meta.load_state_dict(cast, strict=True, assign=True)
+        return meta, num_classes
     import warnings
 
     with warnings.catch_warnings():
