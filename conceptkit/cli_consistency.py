@@ -156,7 +156,8 @@ def read_groups(
     "--fail-under",
     type=click.FloatRange(0.0, 1.0),
     default=None,
-    help="Exit 1 when the overall agreement is below this (0..1).",
+    help="Exit 1 when the overall agreement (the 'agree' column) is below this (0..1); "
+    "an undefined agreement (nothing labelled) fails too.",
 )
 @click.option(
     "-o",
