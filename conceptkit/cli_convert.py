@@ -81,6 +81,11 @@ def _size(value: str) -> int | None:
     show_default=True,
     help="How images annotated in several SRCs are merged.",
 )
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Image folder, for exports that do not hold their images (COCO).",
+)
 @click.option("--no-validate", is_flag=True, help="Do not run `conceptkit validate` on the result.")
 def convert(
     fmt: str,
@@ -96,6 +101,7 @@ def convert(
     workers: int,
     force: bool,
     consensus: str,
+    images: Path | None,
     no_validate: bool,
 ) -> int:
     """Turn annotation exports into a Broden-layout concept dataset.
@@ -109,7 +115,7 @@ def convert(
     Examples:
       conceptkit convert labelme my_export/                 # -> my_export_broden/, 224 x 224
       conceptkit convert labelme my_export/ -o data --size native --workers 4
-      conceptkit convert coco instances.json -o data --size 227 --fit crop
+      conceptkit convert coco instances.json --images val2017/ -o data --size 227 --fit crop
       conceptkit convert cvat task.zip -o data --concepts concepts.csv --min-images 3
       conceptkit convert labelme ann_alice/ ann_bob/ -o data --consensus staple
 
@@ -134,6 +140,7 @@ def convert(
         force=force,
         consensus=consensus,
         validate=not no_validate,
+        images=images,
     )
     bars: list[Any] = []
 

@@ -64,6 +64,8 @@ class ConvertOptions:
     ``plane_scale``: planes are the image size divided by this, rounded down (2 = Broden:
     224 -> 112, 227 -> 113).
     ``consensus``: majority | staple | first, for images several annotators labelled.
+    ``images``: an image folder for formats whose export does not hold the images (COCO);
+    passed to readers as ``ReadOptions.extra["images"]``.
     """
 
     size: int | None = 224
@@ -78,6 +80,7 @@ class ConvertOptions:
     consensus: str = "majority"
     plane_scale: int = 2
     validate: bool = True
+    images: Path | None = None
 
 
 @dataclass
@@ -296,12 +299,16 @@ def _default_category(shape: Shape) -> str:
 
 
 def _stream(
-    fmt_reader: Any, srcs: Sequence[Path], warn: Callable[[str], None], keep_going: bool
+    fmt_reader: Any, srcs: Sequence[Path], warn: Callable[[str], None], opts: ConvertOptions
 ) -> Iterator[tuple[int, ImageAnnotation]]:
     from conceptkit.converters import ReadOptions
 
+    extra: dict[str, object] = {}
+    if opts.images is not None:
+        extra["images"] = Path(opts.images)
     for i, src in enumerate(srcs):
-        for ann in fmt_reader(src, ReadOptions(keep_going=keep_going, warn=warn)):
+        read_options = ReadOptions(keep_going=opts.keep_going, warn=warn, extra=extra)
+        for ann in fmt_reader(src, read_options):
             yield i, ann
 
 
@@ -349,6 +356,8 @@ def convert(
     warn = summary.warnings.append
 
     def resolve_shape(s: Shape) -> tuple[str, str] | None:
+        if getattr(s, "ignore", False):  # an ignore region (COCO crowd): clears, never counts
+            return (s.label, IGNORE_CATEGORY)
         return vocab.resolve(s.label, _default_category(s))
 
     def resolve_tag(t: str) -> tuple[str, str] | None:
@@ -388,7 +397,7 @@ def convert(
     with atomic_dir(target, force=opts.force) as tmp:
         (tmp / "images").mkdir()
         per_image: dict[str, set[tuple[str, str]]] = {}
-        for i, ann in _stream(reader, paths, warn, opts.keep_going):
+        for i, ann in _stream(reader, paths, warn, opts):
             if not checked(i, ann):
                 continue
             keys.setdefault(ann.key, []).append(i)
@@ -429,7 +438,7 @@ def convert(
         def jobs() -> Iterator[Job]:
             done: set[str] = set()
             used_names: dict[str, str] = {}
-            for i, ann in _stream(reader, paths, lambda m: None, opts.keep_going):
+            for i, ann in _stream(reader, paths, lambda m: None, opts):
                 if (i, ann.key) in bad or ann.key in done:
                     continue
                 if ann.key in merged:
@@ -529,7 +538,7 @@ def _consensus(
             f"({len(shared)} shared, e.g. {sorted(shared)[0]!r})"
         ) from None
     groups: dict[str, list[ImageAnnotation]] = {}
-    for i, ann in _stream(reader, paths, lambda m: None, opts.keep_going):
+    for i, ann in _stream(reader, paths, lambda m: None, opts):
         if ann.key in shared and (i, ann.key) not in bad:
             if not ann.annotator or ann.annotator in {a.annotator for a in groups.get(ann.key, [])}:
                 ann.annotator = f"{paths[i].name}#{i}"

@@ -409,3 +409,66 @@ def test_keep_going_skips_bad_images(tmp_path: Path, capsys: Any) -> None:
     assert [r.image for r in broden.read_index(tmp_path / "o")] == ["im000.jpg"]
     with pytest.raises(FormatError):
         convert("labelme", [src], tmp_path / "p", ConvertOptions(min_images=1))
+
+
+def test_exif_orientation_applied_as_labelme(tmp_path: Path) -> None:
+    """A JPEG stored sideways with EXIF orientation 6 is annotated (and converted) upright."""
+    src = tmp_path / "exp"
+    src.mkdir()
+    stored = np.zeros((40, 60, 3), dtype=np.uint8)  # stored 60 wide, 40 high
+    stored[:, :30] = (250, 0, 0)  # left half red: after rotating 90 clockwise it is the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(src / "a.jpg", exif=exif.tobytes(), quality=100)
+    doc = {
+        "shapes": [{"label": "top", "points": [[0, 0], [39, 29]], "shape_type": "rectangle"}],
+        "imagePath": "a.jpg",
+        "imageData": None,
+        "imageHeight": 60,
+        "imageWidth": 40,
+    }
+    (src / "a.json").write_text(json.dumps(doc))
+    convert(
+        "labelme", [src], tmp_path / "o", ConvertOptions(size=None, min_images=1, plane_scale=1)
+    )
+    img = np.asarray(Image.open(tmp_path / "o/images/a.jpg"))
+    assert img.shape == (60, 40, 3)
+    assert img[5, 20, 0] > 200 and img[55, 20, 0] < 50
+    plane = broden.decode_plane(tmp_path / "o/images/a_object.png")
+    assert plane[:30].all() and not plane[31:].any()
+
+
+def test_ignore_regions_from_readers_clear_and_never_count(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from conceptkit.annotations import ImageAnnotation, Shape
+
+    src = make_export(tmp_path / "exp", n=1)
+
+    def fake_read(path: Path, options: Any) -> Any:
+        for i in range(2):
+            ann = ImageAnnotation(
+                key=f"im{i}.jpg", width=64, height=48, image_path=src / "im000.jpg", source="f.json"
+            )
+            ann.shapes = [
+                Shape(
+                    "car", "rectangle", np.array([[0.0, 0], [40, 40]]), order=0, convention="center"
+                ),
+                Shape(
+                    "crowd",
+                    "rectangle",
+                    np.array([[0.0, 0], [20, 20]]),
+                    order=1,
+                    convention="center",
+                ),
+            ]
+            ann.shapes[1].ignore = True  # type: ignore[attr-defined]
+            yield ann
+
+    monkeypatch.setattr("conceptkit.converters.get_reader", lambda name: fake_read)
+    convert("fake", [src], tmp_path / "o", ConvertOptions(size=None, min_images=1, plane_scale=1))
+    assert [r.name for r in broden.read_labels(tmp_path / "o")] == ["car"]
+    plane = broden.decode_plane(tmp_path / "o/images/im0_object.png")
+    assert (
+        not plane[:20, :20].any() and plane[30, 30] == 1 and plane[:40, :40].sum() == 40 * 40 - 400
+    )

@@ -288,3 +288,38 @@ def test_malformed_xml(tmp_path: Path) -> None:
         FormatError, match=r"x\.xml: line 2, column 6: malformed XML: mismatched tag"
     ):
         parse_xml(tmp_path / "x.xml", b"<a>\n<b></c></a>")
+
+
+def test_fast_schema_check_agrees_with_jsonschema() -> None:
+    """The plain-Python check may only accept what jsonschema accepts."""
+    from conceptkit.converters.labelme import _fast_valid, _validator
+
+    good = doc(
+        [shape("a", [[1, 1], [9, 1.5], [5, 7]], group_id=2, description="x", flags={"f": True})]
+    )
+    mutations: list[Any] = [
+        lambda d: d.update(imagePath=""),
+        lambda d: d.update(imageHeight=0),
+        lambda d: d.update(imageWidth=True),
+        lambda d: d.update(imageData=3),
+        lambda d: d.update(flags={"a": 1}),
+        lambda d: d.update(version=5),
+        lambda d: d.pop("shapes"),
+        lambda d: d["shapes"][0].update(label=None),
+        lambda d: d["shapes"][0].update(points=[[1, 2, 3]]),
+        lambda d: d["shapes"][0].update(points=[[1, "2"]]),
+        lambda d: d["shapes"][0].update(points=[[1, True]]),
+        lambda d: d["shapes"][0].update(shape_type="hexagon"),
+        lambda d: d["shapes"][0].update(shape_type=None),
+        lambda d: d["shapes"][0].update(group_id="1"),
+        lambda d: d["shapes"][0].update(group_id=False),
+        lambda d: d["shapes"][0].update(mask=1),
+        lambda d: d["shapes"][0].update(flags={"x": "yes"}),
+        lambda d: d["shapes"][0].update(flags=None),
+        lambda d: d.update(flags=None, imageData=None, imageHeight=None),
+    ]
+    assert _fast_valid(good) and _validator().is_valid(good)
+    for i, mutate in enumerate(mutations):
+        d = json.loads(json.dumps(good))
+        mutate(d)
+        assert _fast_valid(d) == _validator().is_valid(d), i
