@@ -1,0 +1,77 @@
+"""Capture the outputs of several modules, named by dotted path, in one forward pass.
+
+``layer4``, ``layer4.1.conv2`` and ``features.18`` all work: the names are those of
+``model.named_modules()``, at any depth (NetDissect-Lite could only hook top-level modules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from conceptkit.errors import UsageError
+
+
+def find_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (dotted path); UsageError listing close names otherwise."""
+    modules = dict(model.named_modules())
+    if name in modules and name != "":
+        return modules[name]
+    near = [n for n in modules if n and (n.startswith(name) or name.startswith(n))][:8]
+    hint = f"close names: {', '.join(near)}" if near else "see --list-layers"
+    raise UsageError(f"the model has no layer {name!r}", hint=hint)
+
+
+class FeatureHooks:
+    """Forward hooks that store each named module's output tensor in :attr:`features`.
+
+    Use as a context manager; the hooks are removed on exit. After ``model(x)``,
+    ``features[name]`` is that module's output ``(B, C, h, w)`` (detached). A module that
+    returns a tuple contributes its first tensor.
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.features: dict[str, torch.Tensor] = {}
+        self._handles: list[Any] = []
+        for name in self.names:
+            module = find_module(model, name)
+            self._handles.append(module.register_forward_hook(self._make_hook(name)))
+
+    def _make_hook(self, name: str) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            out = output
+            if isinstance(out, (tuple, list)):
+                out = next((o for o in out if isinstance(o, torch.Tensor)), None)
+            if not isinstance(out, torch.Tensor) or out.dim() != 4:
+                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(output)
+                raise UsageError(
+                    f"layer {name!r} gives {shape}, expected a (B, C, h, w) feature map",
+                    hint="dissect convolutional layers",
+                )
+            self.features[name] = out.detach()
+
+        return hook
+
+    def run(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward ``x`` once and return ``{name: (B, C, h, w)}`` for every hooked layer."""
+        self.features = {}
+        model(x)
+        missing = [n for n in self.names if n not in self.features]
+        if missing:
+            raise UsageError(f"layer(s) {', '.join(missing)} were not called in the forward pass")
+        return {n: self.features[n] for n in self.names}
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self) -> FeatureHooks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

@@ -1,0 +1,285 @@
+"""The outcome of a dissection: per-layer tallies, labels, unique detectors, and their files.
+
+:class:`DissectResult` holds plain numpy arrays (no model, no torch state) and writes the output
+contract: ``tally_<layer>.csv`` (NetDissect-Lite's exact columns), ``quantile_<layer>.npy``,
+``topn_<layer>.npz`` and ``results.json``, atomically through :func:`conceptkit.outdir.atomic_dir`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conceptkit.outdir import atomic_dir
+
+TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
+RUNNERS_UP = 4
+
+
+@dataclass
+class LayerResult:
+    """One layer's statistics (C units, L label numbers including 0, K categories).
+
+    ``thresholds: (C,) float64``; ``inter: (C, L)``, ``truth: (L,)``, ``act_cat: (C, K)``,
+    ``act_total: (C,)`` int64 counts; ``iou: (C, L) float64``; ``top_indices: (C, N) int64``,
+    ``top_values: (C, N) float32``, ``top_maps: (C, N, h, w) float32``.
+    """
+
+    name: str
+    map_size: tuple[int, int]
+    thresholds: np.ndarray
+    inter: np.ndarray
+    truth: np.ndarray
+    act_cat: np.ndarray
+    act_total: np.ndarray
+    iou: np.ndarray
+    top_indices: np.ndarray
+    top_values: np.ndarray
+    top_maps: np.ndarray
+
+    @property
+    def units(self) -> int:
+        return int(self.thresholds.shape[0])
+
+
+@dataclass
+class UnitLabel:
+    """A unit's best label in one category (label 0 / name '' when no label overlaps)."""
+
+    number: int
+    name: str
+    truth: float
+    activation: float
+    intersect: float
+    iou: float
+
+
+@dataclass
+class DissectResult:
+    """Everything a dissection found; ``layers`` keeps the order the layers were asked in.
+
+    ``label_names[n]`` is label number n's name; ``label_category[n]`` its category index
+    (-1 for label 0 or none).
+    """
+
+    layers: dict[str, LayerResult]
+    categories: list[str]
+    label_names: list[str]
+    label_category: np.ndarray
+    settings: dict[str, Any]
+    model: dict[str, Any]
+    data: dict[str, Any]
+    version: str = ""
+    _best: dict[str, list[list[UnitLabel]]] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ labels per unit
+
+    def best_labels(self, layer: str) -> list[list[UnitLabel]]:
+        """``[unit][category]`` best label by IoU within each category (argmax, lowest number
+        on ties). As in NetDissect-Lite, a category where no label has IoU > 0 gives label 0
+        (name ''), truth 0 and the activation counted for label 0's category (the last one)."""
+        if layer in self._best:
+            return self._best[layer]
+        lr = self.layers[layer]
+        last = len(self.categories) - 1
+        out: list[list[UnitLabel]] = []
+        cols = [np.flatnonzero(self.label_category == k) for k in range(len(self.categories))]
+        for u in range(lr.units):
+            row = []
+            for k, labs in enumerate(cols):
+                ious = lr.iou[u, labs]
+                if labs.size == 0 or not (ious.max() > 0):
+                    act = float(lr.act_cat[u, last])
+                    row.append(UnitLabel(0, "", 0.0, act, 0.0, 0.0))
+                    continue
+                n = int(labs[int(np.argmax(ious))])
+                row.append(
+                    UnitLabel(
+                        n,
+                        self.label_names[n],
+                        float(lr.truth[n]),
+                        float(lr.act_cat[u, k]),
+                        float(lr.inter[u, n]),
+                        float(lr.iou[u, n]),
+                    )
+                )
+            out.append(row)
+        self._best[layer] = out
+        return out
+
+    def unit_best(self, layer: str) -> list[tuple[int, UnitLabel]]:
+        """Per unit: (category index, label) of the best category (first on ties)."""
+        res = []
+        for row in self.best_labels(layer):
+            k = max(range(len(row)), key=lambda i: (row[i].iou, -i))
+            res.append((k, row[k]))
+        return res
+
+    def tally_rows(self, layer: str) -> list[dict[str, Any]]:
+        """Rows of ``tally_<layer>.csv``: score descending, ties by unit ascending."""
+        best = self.best_labels(layer)
+        top = self.unit_best(layer)
+        order = sorted(range(len(best)), key=lambda u: (-top[u][1].iou, u))
+        rows = []
+        for u in order:
+            k, lab = top[u]
+            row: dict[str, Any] = {
+                "unit": u + 1,
+                "category": self.categories[k],
+                "label": lab.name,
+                "score": lab.iou,
+            }
+            for ci, cat in enumerate(self.categories):
+                b = best[u][ci]
+                row[f"{cat}-label"] = b.name
+                row[f"{cat}-truth"] = b.truth
+                row[f"{cat}-activation"] = b.activation
+                row[f"{cat}-intersect"] = b.intersect
+                row[f"{cat}-iou"] = b.iou
+            rows.append(row)
+        return rows
+
+    def tally_header(self) -> list[str]:
+        head = ["unit", "category", "label", "score"]
+        for cat in self.categories:
+            head += [f"{cat}-{f}" for f in TALLY_FIELDS]
+        return head
+
+    def dataframe(self) -> Any:
+        """A pandas DataFrame: one row per (layer, unit), the tally columns plus ``layer``."""
+        import pandas as pd
+
+        frames = []
+        for layer in self.layers:
+            df = pd.DataFrame(self.tally_rows(layer), columns=self.tally_header())
+            df.insert(0, "layer", layer)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------ detectors
+
+    def summary(self, layer: str) -> dict[str, Any]:
+        """Detectors and unique detectors (official and naive) of one layer."""
+        cut = float(self.settings["iou_threshold"])
+        best = self.best_labels(layer)
+        top = self.unit_best(layer)
+        official: dict[str, int] = {}
+        for ci, cat in enumerate(self.categories):
+            official[cat] = len({row[ci].number for row in best if row[ci].iou > cut})
+        naive_labels: dict[str, set[int]] = {cat: set() for cat in self.categories}
+        detectors = 0
+        for k, lab in top:
+            if lab.iou > cut:
+                detectors += 1
+                naive_labels[self.categories[k]].add(lab.number)
+        naive = {cat: len(v) for cat, v in naive_labels.items()}
+        return {
+            "units": self.layers[layer].units,
+            "detectors": detectors,
+            "unique_detectors": {
+                "official": {"total": sum(official.values()), "per_category": official},
+                "naive": {"total": sum(naive.values()), "per_category": naive},
+            },
+        }
+
+    def _units_detail(self, layer: str) -> list[dict[str, Any]]:
+        lr = self.layers[layer]
+        valid = np.flatnonzero(self.label_category >= 0)
+        valid = valid[valid > 0]
+        out = []
+        for u, (k, lab) in enumerate(self.unit_best(layer)):
+            ious = lr.iou[u, valid]
+            order = sorted(range(len(valid)), key=lambda i: (-ious[i], int(valid[i])))
+            runners: list[dict[str, Any]] = []
+            for i in order:
+                n = int(valid[i])
+                if ious[i] <= 0 or len(runners) >= RUNNERS_UP:
+                    break
+                if n == lab.number:
+                    continue
+                runners.append(
+                    {
+                        "label": self.label_names[n],
+                        "category": self.categories[int(self.label_category[n])],
+                        "iou": float(ious[i]),
+                    }
+                )
+            out.append(
+                {
+                    "unit": u,
+                    "label": lab.name,
+                    "category": self.categories[k],
+                    "iou": lab.iou,
+                    "threshold": float(lr.thresholds[u]),
+                    "top_images": [int(v) for v in lr.top_indices[u]],
+                    "top_activations": [float(v) for v in lr.top_values[u]],
+                    "runners_up": runners,
+                }
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        layers = {}
+        for name, lr in self.layers.items():
+            entry = self.summary(name)
+            entry["map_size"] = list(lr.map_size)
+            entry["files"] = {
+                "tally": f"tally_{name}.csv",
+                "quantile": f"quantile_{name}.npy",
+                "topn": f"topn_{name}.npz",
+            }
+            entry["units_detail"] = self._units_detail(name)
+            layers[name] = entry
+        return {
+            "conceptkit_version": self.version,
+            "model": self.model,
+            "data": self.data,
+            "settings": self.settings,
+            "layers": layers,
+        }
+
+    # ------------------------------------------------------------------ files
+
+    def write_tally(self, layer: str, path: str | Path) -> None:
+        """``tally_<layer>.csv`` as NetDissect-Lite writes it (csv module, CRLF, float reprs)."""
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.tally_header())
+            writer.writeheader()
+            for row in self.tally_rows(layer):
+                writer.writerow(row)
+
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write every file of the output contract into ``out`` atomically; return its path."""
+        with atomic_dir(out, force=force) as tmp:
+            for name, lr in self.layers.items():
+                self.write_tally(name, tmp / f"tally_{name}.csv")
+                np.save(tmp / f"quantile_{name}.npy", lr.thresholds.astype(np.float64))
+                write_npz(
+                    tmp / f"topn_{name}.npz",
+                    {
+                        "indices": lr.top_indices.astype(np.int64),
+                        "values": lr.top_values.astype(np.float32),
+                        "maps": lr.top_maps.astype(np.float16),
+                    },
+                )
+            text = json.dumps(self.to_json(), sort_keys=True, indent=2, allow_nan=False)
+            (tmp / "results.json").write_text(text + "\n", encoding="utf-8")
+        return Path(out)
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """An ``.npz`` that ``np.load`` reads, with fixed zip timestamps (byte-deterministic)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())

@@ -1,0 +1,394 @@
+"""Run Network Dissection on a model: two passes over a Broden folder, results in memory.
+
+Pass 1 forwards every image once, hooks the requested layers, and feeds the exact quantile and
+the top-N statistics; it also keeps the layers' raw features (float32, on the CPU) while they
+fit in ``cache_mem`` bytes. Pass 2 reads the label planes and tallies IoUs, taking features
+from that cache and re-running the forward only for the images that did not fit. With
+``thresholds`` given there is no quantile to wait for, so one pass does everything.
+
+Use :func:`dissect`; it returns a :class:`~conceptkit.dissect.results.DissectResult`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from conceptkit.broden import BrodenDataset, decode_plane
+from conceptkit.dissect.hooks import FeatureHooks
+from conceptkit.dissect.preprocess import Preprocess, get_preprocess
+from conceptkit.dissect.results import DissectResult, LayerResult
+from conceptkit.dissect.stats import IoUTally, TopImages, TopQuantile
+from conceptkit.errors import LayoutError, UsageError
+
+DEFAULT_CACHE_MEM = 2 << 30  # 2 GiB of cached features; 0 disables the cache
+ProgressFactory = Callable[[str, int], Any]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class _Items(torch.utils.data.Dataset):
+    """Map-style dataset over a Broden folder yielding what a pass needs, as tensors.
+
+    Item ``i`` -> ``(i, image (3, ih, iw) uint8 | None, planes (P, sh, sw) int32 | None,
+    image_labels (M,) int64 | None)``; planes and image-level labels of every category are
+    pooled (each plane and label still counts on its own). Images are loaded only for rows
+    ``>= image_from`` (earlier rows come from the feature cache).
+    """
+
+    def __init__(self, ds: BrodenDataset, images: bool, labels: bool, image_from: int = 0) -> None:
+        self.ds = ds
+        self.images = images
+        self.labels = labels
+        self.image_from = image_from
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, Any, Any]:
+        row = self.ds.rows[i]
+        image = None
+        if self.images and i >= self.image_from:
+            image = torch.from_numpy(np.ascontiguousarray(self.ds.load_image(i).transpose(2, 0, 1)))
+            if tuple(image.shape[1:]) != (row.ih, row.iw):
+                raise LayoutError(
+                    f"image is {image.shape[2]}x{image.shape[1]}, index.csv says {row.iw}x{row.ih}",
+                    file=self.ds.image_path(i),
+                )
+        planes = labels = None
+        if self.labels:
+            arrays = []
+            for cat in self.ds.categories:
+                for p in row.planes.get(cat, ()):
+                    arr = decode_plane(self.ds.root / "images" / p)
+                    if arr.shape != (row.sh, row.sw):
+                        raise LayoutError(
+                            f"plane is {arr.shape[1]}x{arr.shape[0]}, expected {row.sw}x{row.sh}",
+                            file=self.ds.root / "images" / p,
+                        )
+                    arrays.append(arr)
+            planes = (
+                torch.from_numpy(np.stack(arrays))
+                if arrays
+                else torch.zeros((0, row.sh, row.sw), dtype=torch.int32)
+            )
+            nums = [n for cat in self.ds.categories for n in row.image_labels.get(cat, ())]
+            labels = torch.tensor(nums, dtype=torch.int64)
+        return i, image, planes, labels
+
+
+def _collate(items: Sequence[tuple[int, Any, Any, Any]]) -> dict[str, Any]:
+    """Batch :class:`_Items` items: ``rows (B,)``, ``images (B', 3, ih, iw)`` (only the rows
+    that loaded one), ``planes (B, Pmax, sh, sw)`` and ``labels (B, Mmax)`` zero padded."""
+    rows = torch.tensor([it[0] for it in items], dtype=torch.int64)
+    imgs = [it[1] for it in items if it[1] is not None]
+    out: dict[str, Any] = {"rows": rows, "images": torch.stack(imgs) if imgs else None}
+    if items[0][2] is not None:
+        pmax = max(it[2].shape[0] for it in items)
+        sh, sw = items[0][2].shape[-2:]
+        planes = torch.zeros((len(items), max(pmax, 1), sh, sw), dtype=torch.int32)
+        mmax = max(it[3].shape[0] for it in items)
+        labels = torch.zeros((len(items), max(mmax, 1)), dtype=torch.int64)
+        for b, it in enumerate(items):
+            planes[b, : it[2].shape[0]] = it[2]
+            labels[b, : it[3].shape[0]] = it[3]
+        out["planes"] = planes
+        out["labels"] = labels
+    return out
+
+
+def _loader(items: _Items, batch_size: int, workers: int) -> Any:
+    return torch.utils.data.DataLoader(
+        items,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+    )
+
+
+def _check_sizes(ds: BrodenDataset) -> tuple[tuple[int, int], tuple[int, int]]:
+    if not ds.rows:
+        raise LayoutError("index.csv has no images", file=ds.root / "index.csv")
+    first = ds.rows[0]
+    for ln, row in enumerate(ds.rows, start=2):
+        if (row.ih, row.iw, row.sh, row.sw) != (first.ih, first.iw, first.sh, first.sw):
+            raise LayoutError(
+                f"image size {row.ih}x{row.iw} / label size {row.sh}x{row.sw} differ from the "
+                f"first row's {first.ih}x{first.iw} / {first.sh}x{first.sw}; dissection needs "
+                "one size (resize the dataset)",
+                file=ds.root / "index.csv",
+                place=f"line {ln}",
+            )
+    return (first.ih, first.iw), (first.sh, first.sw)
+
+
+def data_fingerprint(root: Path) -> str:
+    """sha256 over the CSV files of a Broden folder (index, category, label, c_*)."""
+    h = hashlib.sha256()
+    names = ["index.csv", "category.csv", "label.csv"]
+    names += sorted(p.name for p in root.glob("c_*.csv"))
+    for name in names:
+        h.update(name.encode())
+        h.update((root / name).read_bytes())
+    return h.hexdigest()
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 over the state_dict (names, dtypes, shapes, bytes) in its order."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_thresholds(
+    thresholds: Mapping[str, Any] | str | Path, layers: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """``{layer: (C,) float64}`` from a mapping or a folder of ``quantile_<layer>.npy``."""
+    out: dict[str, np.ndarray] = {}
+    for layer in layers:
+        if isinstance(thresholds, Mapping):
+            if layer not in thresholds:
+                raise UsageError(f"no thresholds given for layer {layer!r}")
+            out[layer] = np.asarray(thresholds[layer], dtype=np.float64).reshape(-1)
+        else:
+            path = Path(thresholds) / f"quantile_{layer}.npy"
+            if not path.is_file():
+                raise UsageError("file is missing (needed by --thresholds)", file=path)
+            out[layer] = np.load(path).astype(np.float64).reshape(-1)
+    return out
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_workers() -> int:
+    return min(4, max(0, (os.cpu_count() or 1) - 1))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def dissect(
+    model: nn.Module,
+    dataset: BrodenDataset | str | Path,
+    layers: Sequence[str],
+    quantile: float = 0.005,
+    iou_threshold: float = 0.04,
+    top_n: int = 10,
+    union: str = "category",
+    preprocess: str | Preprocess = "imagenet",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str | torch.device | None = None,
+    thresholds: Mapping[str, Any] | str | Path | None = None,
+    cache_mem: int = DEFAULT_CACHE_MEM,
+    progress: ProgressFactory | None = None,
+    model_info: Mapping[str, Any] | None = None,
+) -> DissectResult:
+    """Dissect ``layers`` of ``model`` (any ``nn.Module``) against a Broden folder.
+
+    ``dataset`` is a :class:`~conceptkit.broden.BrodenDataset` or its folder. ``preprocess``
+    is ``imagenet``, ``netdissect`` or a :class:`Preprocess`. ``thresholds`` (a mapping
+    ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy``) replaces the quantile pass.
+    ``cache_mem`` bounds the bytes of features kept between the passes (float32).
+    ``progress(desc, total)`` returns a bar with ``update(n)``/``close()``.
+    ``model_info`` gives ``spec``/``description``/``fingerprint`` for results.json.
+    """
+    from conceptkit import __version__
+
+    layers = list(layers)
+    if not layers:
+        raise UsageError("no layers to dissect")
+    if len(set(layers)) != len(layers):
+        raise UsageError("a layer is named twice")
+    if not 0.0 < quantile < 1.0:
+        raise UsageError(f"quantile must lie strictly between 0 and 1, not {quantile}")
+    if top_n < 1 or batch_size < 1:
+        raise UsageError("--top-n and --batch-size must be at least 1")
+    if union not in ("category", "global"):
+        raise UsageError(f"union must be 'category' or 'global', not {union!r}")
+    ds = dataset if isinstance(dataset, BrodenDataset) else BrodenDataset(dataset)
+    image_size, seg_size = _check_sizes(ds)
+    prep = (
+        preprocess if isinstance(preprocess, Preprocess) else get_preprocess(preprocess, mean, std)
+    )
+    dev = resolve_device(device)
+    workers = default_workers() if workers is None else workers
+    bar_factory: ProgressFactory = progress or (lambda desc, total: _NoBar())
+    fixed = load_thresholds(thresholds, layers) if thresholds is not None else None
+
+    meta = ds.meta
+    categories = list(ds.categories)
+    names = meta.label_names()
+    nlab = max(names) + 1
+    label_names = [names.get(i, "") for i in range(nlab)]
+    primary = meta.primary_category()
+    label_category = torch.full((nlab,), -1, dtype=torch.int64)
+    for num, cat in primary.items():
+        if 0 < num < nlab and cat in categories:
+            label_category[num] = categories.index(cat)
+
+    model = model.to(dev).eval()
+    n_images = len(ds)
+    quant: dict[str, TopQuantile] = {}
+    tops: dict[str, TopImages] = {}
+    tallies: dict[str, IoUTally] = {}
+    thr_t: dict[str, torch.Tensor] = {}
+    map_sizes: dict[str, tuple[int, int]] = {}
+    cache: list[dict[str, torch.Tensor]] = []
+    cached_bytes = 0
+    cache_full = cache_mem <= 0
+    one_pass = fixed is not None
+
+    def setup(feats: dict[str, torch.Tensor]) -> None:
+        for name, f in feats.items():
+            _, c, h, w = f.shape
+            map_sizes[name] = (h, w)
+            tops[name] = TopImages(c, min(top_n, n_images), (h, w), device=dev)
+            tallies[name] = IoUTally(c, label_category, len(categories), union, device=dev)
+            if fixed is None:
+                quant[name] = TopQuantile(c, n_images * h * w, quantile, device=dev)
+            else:
+                if fixed[name].shape[0] != c:
+                    raise UsageError(
+                        f"{fixed[name].shape[0]} thresholds given for layer {name!r}, "
+                        f"which has {c} units"
+                    )
+                thr_t[name] = torch.from_numpy(fixed[name]).to(dev)
+
+    def forward(images: torch.Tensor, hooks: FeatureHooks) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            return hooks.run(model, prep(images.to(dev, non_blocking=True)))
+
+    with FeatureHooks(model, layers) as hooks:
+        # ---- pass 1: forward, quantile, top-N (and the tally too when thresholds are fixed)
+        items = _Items(ds, images=True, labels=one_pass)
+        bar = bar_factory("pass 1/2 forward" if not one_pass else "dissect", n_images)
+        try:
+            for batch in _loader(items, batch_size, workers):
+                feats = forward(batch["images"], hooks)
+                if not tops:
+                    setup(feats)
+                rows = batch["rows"]
+                for name, f in feats.items():
+                    tops[name].add(f, rows)
+                    if one_pass:
+                        tallies[name].add(f, thr_t[name], batch["planes"], batch["labels"])
+                    else:
+                        quant[name].add(f)
+                if not one_pass and not cache_full:
+                    size = sum(f.numel() * 4 for f in feats.values())
+                    if cached_bytes + size <= cache_mem:
+                        cache.append(
+                            {n: f.to("cpu", torch.float32, copy=True) for n, f in feats.items()}
+                        )
+                        cached_bytes += size
+                    else:
+                        cache_full = True
+                bar.update(len(rows))
+        finally:
+            bar.close()
+
+        # ---- pass 2: tally from the cache, re-running the forward past its end
+        if not one_pass:
+            for name, q in quant.items():
+                thr_t[name] = torch.from_numpy(q.result()).to(dev)
+            cached_rows = min(len(cache) * batch_size, n_images)
+            items = _Items(ds, images=True, labels=True, image_from=cached_rows)
+            bar = bar_factory("pass 2/2 tally", n_images)
+            try:
+                for i, batch in enumerate(_loader(items, batch_size, workers)):
+                    if i < len(cache):
+                        feats = cache[i]
+                        cache[i] = {}
+                    else:
+                        feats = forward(batch["images"], hooks)
+                    for name, f in feats.items():
+                        tallies[name].add(f, thr_t[name], batch["planes"], batch["labels"])
+                    bar.update(len(batch["rows"]))
+            finally:
+                bar.close()
+            cache.clear()
+
+    result_layers = {}
+    for name in layers:
+        t = tallies[name]
+        tp = tops[name]
+        result_layers[name] = LayerResult(
+            name=name,
+            map_size=map_sizes[name],
+            thresholds=thr_t[name].cpu().numpy().astype(np.float64),
+            inter=t.inter.cpu().numpy(),
+            truth=t.truth.cpu().numpy(),
+            act_cat=t.act_cat.cpu().numpy(),
+            act_total=t.act_total.cpu().numpy(),
+            iou=t.iou().cpu().numpy(),
+            top_indices=tp.indices.cpu().numpy(),
+            top_values=tp.values.cpu().numpy(),
+            top_maps=tp.maps.cpu().numpy(),
+        )
+
+    info = dict(model_info or {})
+    model_json = {
+        "spec": info.get("spec"),
+        "description": info.get("description") or type(model).__name__,
+        "fingerprint": info.get("fingerprint") or model_fingerprint(model),
+    }
+    thresholds_from = None
+    if thresholds is not None:
+        thresholds_from = "python" if isinstance(thresholds, Mapping) else str(thresholds)
+    settings = {
+        "quantile": quantile,
+        "iou_threshold": iou_threshold,
+        "top_n": top_n,
+        "union": union,
+        "preprocess": prep.name,
+        "mean": list(prep.mean),
+        "std": list(prep.std),
+        "batch_size": batch_size,
+        "thresholds_from": thresholds_from,
+    }
+    data_json = {
+        "path": str(ds.root.resolve()),
+        "fingerprint": data_fingerprint(ds.root),
+        "images": n_images,
+        "categories": categories,
+        "image_size": list(image_size),
+        "seg_size": list(seg_size),
+    }
+    return DissectResult(
+        layers=result_layers,
+        categories=categories,
+        label_names=label_names,
+        label_category=label_category.numpy(),
+        settings=settings,
+        model=model_json,
+        data=data_json,
+        version=__version__,
+    )

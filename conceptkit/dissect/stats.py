@@ -1,0 +1,326 @@
+"""Streaming statistics of a dissection: pure tensor code, no file I/O.
+
+Every statistic has the same shape, modelled on running statistics that can be summed across
+processes and checkpointed: ``add(...)`` one batch, ``merge(other)`` a statistic of the same kind
+built over other images (another rank, another shard), ``state_dict()`` / ``load_state_dict()``
+(tensors and ints only, so ``torch.save`` or an all-gather can carry them).
+
+- :class:`TopQuantile`: the EXACT per-unit upper quantile (numpy's default linear interpolation)
+  from a per-unit buffer of only the largest values needed.
+- :class:`TopImages`: each unit's top-N images by maximum activation, with their raw maps.
+- :class:`IoUTally`: intersections, truths and unions of thresholded, upsampled activation maps
+  against label planes, vectorised over units and images.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _units_first(acts: torch.Tensor) -> torch.Tensor:
+    """``(B, C, h, w)`` -> ``(C, B * h * w)``."""
+    return acts.transpose(0, 1).reshape(acts.shape[1], -1)
+
+
+def quantile_need(total: int, quantile: float) -> int:
+    """How many of the largest values decide the ``1 - quantile`` quantile of ``total`` values.
+
+    numpy's linear method reads sorted positions ``floor(v)`` and ``floor(v) + 1`` with
+    ``v = (total - 1) * (1 - quantile)``; both lie in the top ``total - floor(v)`` values.
+    """
+    if total <= 0:
+        return 0
+    virtual = (total - 1) * (1.0 - quantile)
+    return int(total - math.floor(virtual))
+
+
+def float32_below(thresholds: torch.Tensor) -> torch.Tensor:
+    """The largest float32 ``t32 <= t`` for float64 ``t``, so that ``x > t`` iff ``x > t32``
+    for every float32 ``x``. ``thresholds: (C,) float64`` -> ``(C,) float32``."""
+    t64 = thresholds.to(torch.float64)
+    t32 = t64.to(torch.float32)
+    above = t32.to(torch.float64) > t64
+    down = torch.nextafter(t32, torch.full_like(t32, -math.inf))
+    return torch.where(above, down, t32)
+
+
+class TopQuantile:
+    """Exact per-unit ``1 - quantile`` quantile of raw activations over a dataset.
+
+    ``total`` is the number of values each unit will see (``N * h * w``), known in advance
+    from the dataset length; the buffer keeps only the ``quantile_need(total, quantile)``
+    largest values per unit: ``top: (C, k) float32``. :meth:`result` equals
+    ``np.quantile(all_values.astype(float64), 1 - quantile)`` (method ``linear``) per unit.
+    """
+
+    def __init__(self, units: int, total: int, quantile: float = 0.005, device: Any = None) -> None:
+        self.units = units
+        self.total = int(total)
+        self.quantile = float(quantile)
+        self.need = quantile_need(self.total, self.quantile)
+        self.count = 0
+        self.top = torch.empty((units, 0), dtype=torch.float32, device=device)
+
+    def _keep(self, values: torch.Tensor) -> None:
+        if values.shape[1] > self.need:
+            values = torch.topk(values, self.need, dim=1, sorted=False).values
+        self.top = values
+
+    def add(self, acts: torch.Tensor) -> None:
+        """``acts: (B, C, h, w)`` raw activations of B images."""
+        vals = _units_first(acts.to(torch.float32))
+        self.count += vals.shape[1]
+        self._keep(torch.cat([self.top, vals.to(self.top.device)], dim=1))
+
+    def merge(self, other: TopQuantile) -> None:
+        self.count += other.count
+        self._keep(torch.cat([self.top, other.top.to(self.top.device)], dim=1))
+
+    def result(self) -> np.ndarray:
+        """``(C,) float64`` thresholds (numpy linear interpolation over all values seen)."""
+        n = self.count
+        if n == 0:
+            raise ValueError("no activations were added")
+        if quantile_need(n, self.quantile) > self.top.shape[1]:
+            raise ValueError(f"saw {n} values per unit, the buffer sized for {self.total}")
+        desc = torch.sort(self.top, dim=1, descending=True).values.cpu().numpy().astype(np.float64)
+        virtual = (n - 1) * (1.0 - self.quantile)
+        prev = math.floor(virtual)
+        nxt = min(prev + 1, n - 1)
+        gamma = virtual - prev
+        a = desc[:, n - 1 - prev]
+        b = desc[:, n - 1 - nxt]
+        diff = b - a
+        # numpy's _lerp: a + d*t, but b - d*(1-t) where t >= 0.5
+        return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "top": self.top,
+            "count": self.count,
+            "total": self.total,
+            "quantile": self.quantile,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.top = state["top"].to(self.top.device)
+        self.count = int(state["count"])
+        self.total = int(state["total"])
+        self.quantile = float(state["quantile"])
+        self.need = quantile_need(self.total, self.quantile)
+
+
+class TopImages:
+    """Each unit's top-``n`` images by maximum raw activation, with the raw maps.
+
+    ``values: (C, k) float32`` descending (ties: lower row first), ``indices: (C, k) int64``
+    dataset rows, ``maps: (C, k, h, w) float32``; ``k <= n`` grows until ``n`` images are seen.
+    """
+
+    def __init__(self, units: int, n: int, map_size: tuple[int, int], device: Any = None) -> None:
+        self.n = int(n)
+        h, w = map_size
+        self.values = torch.empty((units, 0), dtype=torch.float32, device=device)
+        self.indices = torch.empty((units, 0), dtype=torch.int64, device=device)
+        self.maps = torch.empty((units, 0, h, w), dtype=torch.float32, device=device)
+
+    def _select(self, values: torch.Tensor, indices: torch.Tensor, maps: torch.Tensor) -> None:
+        order = torch.sort(indices, dim=1, stable=True).indices
+        v = torch.gather(values, 1, order)
+        order = torch.gather(order, 1, torch.sort(v, dim=1, descending=True, stable=True).indices)
+        order = order[:, : self.n]
+        self.values = torch.gather(values, 1, order)
+        self.indices = torch.gather(indices, 1, order)
+        c = torch.arange(values.shape[0], device=values.device)[:, None]
+        self.maps = maps[c, order]
+
+    def add(self, acts: torch.Tensor, rows: torch.Tensor) -> None:
+        """``acts: (B, C, h, w)``, ``rows: (B,) int64`` their dataset row numbers."""
+        acts = acts.to(device=self.values.device, dtype=torch.float32)
+        maxima = acts.amax(dim=(2, 3)).T  # (C, B)
+        rows = rows.to(self.values.device).view(1, -1).expand_as(maxima)
+        self._select(
+            torch.cat([self.values, maxima], 1),
+            torch.cat([self.indices, rows], 1),
+            torch.cat([self.maps, acts.transpose(0, 1)], 1),
+        )
+
+    def merge(self, other: TopImages) -> None:
+        dev = self.values.device
+        self._select(
+            torch.cat([self.values, other.values.to(dev)], 1),
+            torch.cat([self.indices, other.indices.to(dev)], 1),
+            torch.cat([self.maps, other.maps.to(dev)], 1),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "values": self.values, "indices": self.indices, "maps": self.maps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dev = self.values.device
+        self.n = int(state["n"])
+        self.values = state["values"].to(dev)
+        self.indices = state["indices"].to(dev)
+        self.maps = state["maps"].to(dev)
+
+
+class IoUTally:
+    """Intersection / union counts of unit masks against labels (NetDissect's tally).
+
+    For each image, a unit's raw map is upsampled bilinearly (``align_corners=False``) to the
+    label size ``sh x sw`` and thresholded strictly (``value > threshold``). Accumulated, all
+    ``int64``:
+
+    - ``inter: (C, L)`` mask pixels carrying label ``l`` (each plane counted; an image-level
+      label covers every pixel, so it adds the whole mask);
+    - ``truth: (L,)`` labelled pixels of ``l`` (an image-level label adds ``sh * sw``);
+    - ``act_cat: (C, K)`` mask pixels counted toward category ``k``'s union. With
+      ``union="category"`` (NetDissect) an image adds its mask only when the mask overlaps a
+      pixel whose label belongs to ``k`` or the image has an image-level label of ``k``; with
+      ``union="global"`` every image adds its mask to every category;
+    - ``act_total: (C,)`` all mask pixels.
+
+    Label 0 never counts. ``label_category: (L,) int64`` is each label's (primary) category
+    index, -1 for none. ``max_elems`` bounds the upsampled working set (floats).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        label_category: torch.Tensor,
+        num_categories: int,
+        union: str = "category",
+        device: Any = None,
+        max_elems: int = 1 << 24,
+    ) -> None:
+        if union not in ("category", "global"):
+            raise ValueError(f"union must be 'category' or 'global', not {union!r}")
+        self.units = units
+        self.union = union
+        self.max_elems = max_elems
+        self.label_category = label_category.to(device=device, dtype=torch.int64)
+        labels = self.label_category.shape[0]
+        self.num_categories = num_categories
+        self.inter = torch.zeros((units, labels), dtype=torch.int64, device=device)
+        self.truth = torch.zeros((labels,), dtype=torch.int64, device=device)
+        self.act_cat = torch.zeros((units, num_categories), dtype=torch.int64, device=device)
+        self.act_total = torch.zeros((units,), dtype=torch.int64, device=device)
+        self.images = 0
+
+    def _clean(self, labels: torch.Tensor) -> torch.Tensor:
+        """Label numbers outside label.csv count as unlabelled."""
+        lab = labels.to(device=self.truth.device, dtype=torch.int64)
+        return torch.where((lab > 0) & (lab < self.truth.shape[0]), lab, torch.zeros_like(lab))
+
+    def add(
+        self,
+        acts: torch.Tensor,
+        thresholds: torch.Tensor,
+        planes: torch.Tensor,
+        image_labels: torch.Tensor,
+    ) -> None:
+        """Add B images.
+
+        ``acts: (B, C, h, w)`` raw activations; ``thresholds: (C,)`` (float64 compared
+        exactly); ``planes: (B, P, sh, sw)`` integer label planes of all categories, zero
+        padded; ``image_labels: (B, M)`` image-level label numbers, zero padded.
+        """
+        dev = self.truth.device
+        acts = acts.to(device=dev, dtype=torch.float32)
+        B, C, h, w = acts.shape
+        sh, sw = planes.shape[-2:]
+        S = sh * sw
+        nlab = self.truth.shape[0]
+        pl = self._clean(planes).reshape(B, -1, S)
+        il = self._clean(image_labels).reshape(B, -1)
+        t32 = float32_below(thresholds.to(dev))
+        self.images += B
+
+        # truth: pixel labels (every plane) + image-level labels covering all S pixels
+        counts = torch.bincount(pl.flatten(), minlength=nlab)
+        counts += torch.bincount(il.flatten(), minlength=nlab) * S
+        counts[0] = 0
+        self.truth += counts
+
+        # compact one-hot over the labels present in this batch
+        uniq, inv = torch.unique(pl, return_inverse=True)
+        nc = uniq.shape[0]
+        ucat = self.label_category[uniq]
+        catmat = torch.zeros((nc, self.num_categories), dtype=torch.float32, device=dev)
+        has = (ucat >= 0) & (uniq > 0)
+        catmat[torch.nonzero(has).flatten(), ucat[has]] = 1.0
+        imgcat = torch.zeros((B, self.num_categories + 1), dtype=torch.bool, device=dev)
+        icat = torch.where(il > 0, self.label_category[il], torch.full_like(il, -1))
+        icat = torch.where(icat >= 0, icat, torch.full_like(icat, self.num_categories))
+        imgcat.scatter_(1, icat, True)
+        imgcat = imgcat[:, : self.num_categories]
+
+        # (image, unit) pairs whose raw maximum passes the threshold; the rest have empty masks
+        active = acts.amax(dim=(2, 3)) > t32[None, :]
+        b_all, c_all = torch.nonzero(active, as_tuple=True)
+        step = max(1, self.max_elems // S)
+        for start in range(0, b_all.shape[0], step):
+            b = b_all[start : start + step]
+            c = c_all[start : start + step]
+            k = b.shape[0]
+            up = F.interpolate(
+                acts[b, c][:, None], size=(sh, sw), mode="bilinear", align_corners=False
+            )
+            mask = up.reshape(k, S) > t32[c][:, None]
+            size = mask.sum(dim=1)
+            kk, s = torch.nonzero(mask, as_tuple=True)
+            keys = kk[:, None] * nc + inv[b[kk], :, s]
+            inter = torch.bincount(keys.flatten(), minlength=k * nc).view(k, nc)
+            inter[:, uniq == 0] = 0
+            per_unit = torch.zeros((C, nc), dtype=torch.int64, device=dev)
+            per_unit.index_add_(0, c, inter)
+            self.inter[:, uniq] += per_unit
+            # image-level labels: the whole mask intersects them
+            lab = il[b]
+            ok = lab > 0
+            flat = (c[:, None] * nlab + lab)[ok]
+            self.inter.view(-1).index_add_(0, flat, size[:, None].expand_as(lab)[ok])
+            if self.union == "category":
+                over = ((inter.to(torch.float32) @ catmat) > 0) | imgcat[b]
+                add = size[:, None] * over
+            else:
+                add = size[:, None].expand(k, self.num_categories)
+            self.act_cat.index_add_(0, c, add.to(torch.int64))
+            self.act_total.index_add_(0, c, size)
+
+    def merge(self, other: IoUTally) -> None:
+        for name in ("inter", "truth", "act_cat", "act_total"):
+            getattr(self, name).add_(getattr(other, name).to(self.truth.device))
+        self.images += other.images
+
+    def iou(self) -> torch.Tensor:
+        """``(C, L) float64``: ``inter / (act_cat[:, cat(l)] + truth[l] - inter + 1e-10)``;
+        0 for label 0 and labels without a category."""
+        cat = self.label_category.clamp(min=0)
+        union_act = self.act_cat[:, cat].to(torch.float64)
+        inter = self.inter.to(torch.float64)
+        iou = inter / (union_act + self.truth.to(torch.float64)[None, :] - inter + 1e-10)
+        valid = (self.label_category >= 0) & (torch.arange(len(cat), device=cat.device) > 0)
+        return torch.where(valid[None, :], iou, torch.zeros_like(iou))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "inter": self.inter,
+            "truth": self.truth,
+            "act_cat": self.act_cat,
+            "act_total": self.act_total,
+            "images": self.images,
+            "union": self.union,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dev = self.truth.device
+        for name in ("inter", "truth", "act_cat", "act_total"):
+            setattr(self, name, state[name].to(dev))
+        self.images = int(state["images"])
+        self.union = str(state["union"])
