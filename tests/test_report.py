@@ -313,6 +313,7 @@ def test_missing_dataset_is_a_layout_error(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "data")
     with pytest.raises(LayoutError, match="dataset of this run"):
         report.build(out, workers=1)
+    assert not (out / "plots").exists() and not (out / "html").exists()  # nothing half-written
 
 
 # ----------------------------------------------------------------------------- browser

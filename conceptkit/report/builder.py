@@ -39,11 +39,8 @@ def _read_manifest(path: Path) -> dict[str, str]:
         return {}
 
 
-def strip_jobs(run: RunInfo, image_dir: Path) -> tuple[list[StripJob], dict[str, dict[int, int]]]:
-    """One :class:`StripJob` per unit of every layer, writing into ``image_dir``.
-
-    Also returns, per layer, unit -> number of images in its strip.
-    """
+def check_data(run: RunInfo) -> Path:
+    """The run's dataset folder; LayoutError when it is not there."""
     root = run.data_root()
     if not (root / "index.csv").is_file():
         raise LayoutError(
@@ -51,6 +48,15 @@ def strip_jobs(run: RunInfo, image_dir: Path) -> tuple[list[StripJob], dict[str,
             file=root,
             hint="the report draws the top images from it",
         )
+    return root
+
+
+def strip_jobs(run: RunInfo, image_dir: Path) -> tuple[list[StripJob], dict[str, dict[int, int]]]:
+    """One :class:`StripJob` per unit of every layer, writing into ``image_dir``.
+
+    Also returns, per layer, unit -> number of images in its strip.
+    """
+    root = check_data(run)
     rows = read_index(root)
     size = run.results["data"].get("image_size") or [rows[0].ih, rows[0].iw]
     tile = (int(size[0]), int(size[1]))
@@ -118,6 +124,7 @@ def build(
     """
     out = Path(out_dir)
     run = load_run(out)
+    check_data(run)
     with atomic_dir(out / "plots", force=True) as tmp_plots:
         made = write_plots(run, tmp_plots)
     old_images = out / "html" / "image"

@@ -72,16 +72,18 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
     return f'<table class="kv">\n{cells}</table>'
 
 
+def _num(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
 def _value(v: Any) -> str:
+    """A settings/data value as HTML: sizes as ``a × b``, floats to 6 digits, lists joined."""
     if isinstance(v, list | tuple):
-        return (
-            esc(" × ".join(str(x) for x in v))
-            if all(isinstance(x, int) for x in v)
-            else esc(", ".join(str(x) for x in v))
-        )
+        sep = " × " if v and all(isinstance(x, int) for x in v) else ", "
+        return esc(sep.join(_num(x) for x in v))
     if v is None or v == "":
         return '<span class="note">—</span>'
-    return esc(v)
+    return esc(_num(v))
 
 
 def _figure(src: str, caption: str, alt: str) -> str:
