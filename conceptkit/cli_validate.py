@@ -47,6 +47,24 @@ def format_finding(f: Finding) -> str:
     return f"{f.severity} {f.code} {where}: {f.message} — fix: {f.hint}"
 
 
+def human_lines(findings: list[Finding], max_findings: int) -> list[str]:
+    """At most ``max_findings`` finding lines, shared fairly between codes, each code's
+    remainder summed on one ``... N more`` line."""
+    groups: dict[str, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault(f.code, []).append(f)
+    share = max(1, max_findings // max(1, len(groups))) if max_findings else 0
+    lines: list[str] = []
+    for code, group in groups.items():
+        listed = [f for f in group if f.count == 1]
+        shown = listed[:share]
+        lines += [format_finding(f) for f in shown]
+        rest = sum(f.count for f in group) - len(shown)
+        if rest:
+            lines.append(f"  ... {rest} more {code} {CODES[code][0]} (see --json)")
+    return lines
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -75,7 +93,7 @@ def _plural(n: int, word: str) -> str:
     type=click.IntRange(min=0),
     default=50,
     show_default=True,
-    help="Print at most this many finding lines, then counts per code.",
+    help="Print about this many finding lines, shared between codes; the rest are counted.",
 )
 @click.option(
     "--jobs",
@@ -137,13 +155,9 @@ def validate(
         }
         click.echo(json.dumps(doc, indent=2))
     else:
-        for f in findings[:max_findings]:
-            click.echo(format_finding(f))
-        if len(findings) > max_findings or len(counts) > 1 and len(findings) > 10:
-            if len(findings) > max_findings:
-                click.echo(
-                    f"... {len(findings) - max_findings} more lines not shown (--max-findings)"
-                )
+        for line in human_lines(findings, max_findings):
+            click.echo(line)
+        if sum(counts.values()) > 10 and len(counts) > 1:
             click.echo("counts per code:")
             for code, n in sorted(counts.items()):
                 click.echo(f"  {code} {CODES[code][0]}: {n}")

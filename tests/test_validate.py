@@ -290,3 +290,20 @@ def test_parallel_equals_sequential(copy: Path) -> None:
 
 def test_usage_error_exit_2(tmp_path: Path) -> None:
     assert _run(str(tmp_path / "nope"))[0] == 2
+
+
+def test_human_output_groups_many_findings(copy: Path) -> None:
+    text = (copy / "index.csv").read_text().replace(",224,224,112,112,", ",224,224,112,111,")
+    _write(copy / "index.csv", text)
+    (copy / "images/mini/stray.txt").write_bytes(b"x")
+    code, out = _run(str(copy), "--max-findings", "4")
+    lines = out.strip().splitlines()
+    assert code == 1
+    assert [ln.split()[1] for ln in lines[:2]] == ["E203", "E203"]
+    assert lines[2] == "  ... 798 more E203 plane-size (see --json)"
+    assert lines[3].startswith("warning W602 images/mini/stray.txt: ")
+    assert lines[-3:] == [
+        "  E203 plane-size: 800",
+        "  W602 orphan-file: 1",
+        "800 errors, 1 warning",
+    ]
