@@ -176,6 +176,7 @@ class _Ctx:
     images: str
     known: frozenset[int]
     members: dict[str, frozenset[int]]
+    files: bool = True  # False when images/ is missing (reported once, E101)
 
 
 @dataclass
@@ -212,6 +213,8 @@ def _image_size(path: str) -> tuple[int, int]:
 def _check_row(ctx: _Ctx, row: _Row, out: _ChunkResult) -> None:
     """Check one row's files and pixels; accumulate its statistics into ``out``."""
     f = out.findings
+    if not ctx.files:
+        return
     ipath = os.path.join(ctx.images, row.image)
     if row.image:
         if not os.path.isfile(ipath):
@@ -545,7 +548,8 @@ class _Validator:
         for cat in categories:
             members.setdefault(cat, known)
         self.members = members
-        ctx = _Ctx(images=str(root / "images"), known=known, members=members)
+        files = (root / "images").is_dir()
+        ctx = _Ctx(images=str(root / "images"), known=known, members=members, files=files)
         index_ok = self.check_index(categories, ctx, check_columns=cats_table is not None)
         missing = [
             n for n, t in (("category.csv", cats_table), ("label.csv", label_table)) if t is None
@@ -879,12 +883,18 @@ class _Validator:
         categories: list[str],
     ) -> None:
         """Compare category.csv, label.csv and c_<cat>.csv with statistics from the pixels."""
-        if self.bad_planes or self.bad_rows:
+        if self.bad_planes or self.bad_rows or not (self.root / "images").is_dir():
+            why = []
+            if self.bad_planes:
+                why.append(f"{self.bad_planes} label plane(s) could not be read")
+            if self.bad_rows:
+                why.append(f"{self.bad_rows} index row(s) could not be parsed")
+            if not why:
+                why.append("images/ is missing")
             self.emit(
                 "W603",
                 "index.csv",
-                f"{self.bad_planes} label planes could not be read and {self.bad_rows} index "
-                "rows could not be parsed; frequencies and coverages were not compared",
+                f"{' and '.join(why)}; frequencies and coverages were not compared",
             )
             for num, (ln, r) in sorted(labels.items()):
                 if num and r.get("frequency") is not None and r["frequency"] < self.min_images:

@@ -100,6 +100,7 @@ def _not_square(d: Path) -> None:
 CORRUPTIONS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "missing label.csv": ("E101", lambda d: (d / "label.csv").unlink()),
     "missing c_color.csv": ("E101", lambda d: (d / "c_color.csv").unlink()),
+    "missing images folder": ("E101", lambda d: shutil.rmtree(d / "images")),
     "label.csv not UTF-8": (
         "E102",
         lambda d: _write(d / "label.csv", (d / "label.csv").read_bytes() + b"18,caf\xe9,x(1)\n"),
