@@ -739,6 +739,7 @@ class _Validator:
                 self._stream(reader, fields, header, columns, ctx, total)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             self.emit("E102", rel, f"index.csv cannot be read ({exc})")
+            self.bad_rows += 1  # the rest of the index is unknown: no orphan check
             return False
         return True
 

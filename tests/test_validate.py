@@ -308,3 +308,15 @@ def test_human_output_groups_many_findings(copy: Path) -> None:
         "  W602 orphan-file: 1",
         "800 errors, 1 warning",
     ]
+
+
+def test_progress_reports_rows(mini_broden: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    assert validate(mini_broden, progress=lambda done, total: calls.append((done, total))) == []
+    assert calls[0] == (64, 200) and calls[-1] == (200, 200) and len(calls) == 4
+
+
+def test_index_not_utf8_mid_file(copy: Path) -> None:
+    _write(copy / "index.csv", (copy / "index.csv").read_bytes() + b"mini/\xff.jpg,train\n")
+    counts = summary(validate(copy))
+    assert counts == {"E102": 1}
