@@ -197,7 +197,7 @@ def process(job: Job) -> Result:
     ann = job.ann
     image, w, h = _load_image(ann, job.size)
     warnings = [
-        f"{ann.source}: {s.place}: self-intersecting polygon repaired"
+        f"{ann.source}: {s.place}: self-intersecting polygon, filled even-odd"
         for s, bad in zip(ann.shapes, self_intersecting(ann.shapes))
         if bad
     ]

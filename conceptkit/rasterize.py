@@ -14,13 +14,19 @@ Two conventions (see DESIGN.md, "Pixel conventions"):
   pixels whose centre (j + 0.5, i + 0.5) is inside; open paths are buffered by width / 2 into a
   polygon first.
 
-``mask`` shapes are pasted at their origin in both conventions. Self-intersecting polygons are
-warned about by :func:`check_shape`; ``center`` rasterises their shapely ``make_valid`` repair,
-``inclusive`` lets PIL fill the ring even-odd (the same region; it keeps labelme2voc's pixels).
+``mask`` shapes are pasted at their origin in both conventions. Self-intersecting polygons (a
+bow-tie, a loop) are found with shapely and warned about (:func:`check_shape`,
+:func:`self_intersecting`) and filled by each tool's own rasteriser, PIL or pycocotools, which
+both fill even-odd: the region shapely's ``make_valid`` repair encloses. Drawing the repaired
+parts instead moved 24 boundary pixels of labelme2voc's 2011_000006 and one pycocotools pixel of
+a COCO test polygon; the tools' own fill moves none.
 
 Every shape is rasterised into a patch around its bounding box (``shape_patch``), so an image
-with many small shapes costs little more than its planes. Patches are placed at integer offsets
-that never change a coordinate's sign, which keeps both PIL's and pycocotools' rounding exact.
+with many small shapes costs little more than its planes. ``inclusive`` draws the patch with PIL
+at an integer offset that never changes a coordinate's sign (checked against full-canvas drawing
+and labelme2voc's output in the tests); ``center`` runs pycocotools on the full canvas with the
+original coordinates and cuts the patch out, because pycocotools scales coordinates by 5 before
+rounding and a shifted coordinate can land on the other side of a rounding tie.
 
 Resampling of label planes is nearest-neighbour on labels, never interpolation: output pixel
 (i, j) of an (h, w) plane takes the source pixel (floor((i + 0.5) * H / h), floor((j + 0.5) * W /
@@ -82,8 +88,8 @@ def check_shape(
 
     Errors (FormatError with ``shape.place``): too few points for the kind, non-finite
     coordinates, coordinates farther outside the image than ``margin`` (default: 10% of the
-    larger side, at least 16 pixels). Warnings: self-intersecting polygons (repaired when
-    rasterised, see :func:`repair_polygon`), only when ``intersections``
+    larger side, at least 16 pixels). Warnings: self-intersecting polygons (filled even-odd,
+    as the tools do), only when ``intersections``
     (:func:`self_intersecting` tests many shapes at once, faster).
     """
     pts = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
@@ -123,7 +129,7 @@ def check_shape(
                 place=shape.place,
             )
     if intersections and self_intersecting([shape])[0]:
-        return [f"{shape.place}: self-intersecting polygon repaired"]
+        return [f"{shape.place}: self-intersecting polygon, filled even-odd"]
     return []
 
 
@@ -139,44 +145,6 @@ def self_intersecting(shapes: list[Shape]) -> list[bool]:
         polys = shapely.polygons(shapely.linearrings(np.concatenate(rings), indices=which))
         for i, valid in zip(idx, shapely.is_valid(polys).tolist()):
             out[i] = not valid
-    return out
-
-
-Rings = list[tuple[np.ndarray, list[np.ndarray]]]
-
-
-def repair_polygon(points: np.ndarray) -> Rings | None:
-    """None for a valid polygon, else its shapely ``make_valid`` repair as (exterior, holes).
-
-    ``points``: ``(K, 2)``. A self-intersecting ring (a bow-tie, a loop) becomes the polygons
-    its noded linework encloses, which is what PIL's and pycocotools' even-odd filling show.
-    """
-    from shapely.geometry import Polygon
-    from shapely.validation import make_valid
-
-    if len(points) < 3:
-        return []
-    poly = Polygon(points)
-    if poly.is_valid:
-        return None
-    fixed = make_valid(poly)
-    out = []
-    for geom in getattr(fixed, "geoms", [fixed]):
-        if geom.geom_type == "Polygon" and not geom.is_empty:
-            out.append(
-                (
-                    np.asarray(geom.exterior.coords)[:-1],
-                    [np.asarray(r.coords)[:-1] for r in geom.interiors],
-                )
-            )
-        elif geom.geom_type == "MultiPolygon":
-            for g in geom.geoms:
-                out.append(
-                    (
-                        np.asarray(g.exterior.coords)[:-1],
-                        [np.asarray(r.coords)[:-1] for r in g.interiors],
-                    )
-                )
     return out
 
 
@@ -241,9 +209,7 @@ def _inclusive(shape: Shape, pts: np.ndarray, h: int, w: int) -> np.ndarray:
     xy = [(float(x), float(y)) for x, y in pts]
     kind = shape.kind
     if kind in ("polygon", "oriented_rectangle"):
-        # PIL fills a self-intersecting ring even-odd: the region make_valid's repair encloses,
-        # with labelme2voc's boundary pixels (drawing the repaired parts moves 24 boundary
-        # pixels of the 2011_000006 fixture; drawing the ring itself moves 1).
+        # PIL fills a self-intersecting ring even-odd, as labelme2voc does (see the docstring).
         draw.polygon(xy, outline=1, fill=1)
     elif kind == "rectangle":
         (xa, ya), (xb, yb) = xy[0], xy[1]
@@ -282,25 +248,31 @@ def _coco_polygon(rings: list[np.ndarray], h: int, w: int) -> np.ndarray:
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 
-def _center(shape: Shape, pts: np.ndarray, h: int, w: int) -> np.ndarray:
-    """pycocotools / pixel-centre rasterisation on an (h, w) canvas (patch coordinates)."""
+def _center(
+    shape: Shape, pts: np.ndarray, height: int, width: int, win: tuple[int, int, int, int]
+) -> np.ndarray:
+    """pycocotools / pixel-centre rasterisation of the window ``win`` = (x0, y0, x1, y1).
+
+    ``pts`` are in image coordinates: pycocotools scales coordinates by 5 and rounds, so it
+    runs on the whole ``height x width`` canvas with the original numbers (shifting them to the
+    window first would move its rounding ties), and the window is cut from the result.
+    """
     kind = shape.kind
-    yy, xx = np.mgrid[0:h, 0:w]
+    x0, y0, x1, y1 = win
+    h, w = y1 - y0, x1 - x0
+    yy, xx = np.mgrid[y0:y1, x0:x1]
     cx_grid, cy_grid = xx + 0.5, yy + 0.5
+
+    def coco(rings: list[np.ndarray]) -> np.ndarray:
+        return _coco_polygon(rings, height, width)[y0:y1, x0:x1]
+
     if kind in ("polygon", "oriented_rectangle"):
-        out = np.zeros((h, w), dtype=bool)
-        rings = repair_polygon(pts)
-        for ext, holes in rings if rings is not None else [(pts, [])]:
-            part = _coco_polygon([ext], h, w)
-            for hole in holes:
-                part &= ~_coco_polygon([hole], h, w)
-            out |= part
-        return out
+        return coco([pts])
     if kind == "rectangle":
         (xa, ya), (xb, yb) = pts[0], pts[1]
         xa, xb = min(xa, xb), max(xa, xb)
         ya, yb = min(ya, yb), max(ya, yb)
-        return _coco_polygon([np.array([[xa, ya], [xb, ya], [xb, yb], [xa, yb]])], h, w)
+        return coco([np.array([[xa, ya], [xb, ya], [xb, yb], [xa, yb]])])
     if kind in ("circle", "ellipse"):
         (cx, cy), (px, py) = pts[0], pts[1]
         if kind == "circle":
@@ -329,7 +301,7 @@ def _center(shape: Shape, pts: np.ndarray, h: int, w: int) -> np.ndarray:
             for g in getattr(geom, "geoms", [geom])
             if not g.is_empty
         ]
-        return _coco_polygon(exteriors, h, w)
+        return coco(exteriors)
     raise ValueError(kind)  # pragma: no cover
 
 
@@ -353,11 +325,11 @@ def shape_patch(
     if win is None:
         return None
     x0, y0, x1, y1 = win
-    pts = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2) - np.array([x0, y0])
+    pts = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
     if conv == "inclusive":
-        mask = _inclusive(shape, pts, y1 - y0, x1 - x0)
+        mask = _inclusive(shape, pts - np.array([x0, y0]), y1 - y0, x1 - x0)
     elif conv == "center":
-        mask = _center(shape, pts, y1 - y0, x1 - x0)
+        mask = _center(shape, pts, height, width, win)
     else:
         raise ValueError(f"unknown pixel convention {conv!r}")
     return Patch(y0, x0, mask)

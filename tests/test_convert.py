@@ -395,7 +395,9 @@ def test_self_intersection_is_warned_not_fatal(tmp_path: Path, capsys: Any) -> N
     }
     src = make_export(tmp_path / "exp", n=1, extra=extra)
     assert run_cli(["labelme", str(src), "-o", str(tmp_path / "o"), "--min-images", "1"]) == 0
-    assert "$.shapes[3].points: self-intersecting polygon repaired" in capsys.readouterr().out
+    assert (
+        "$.shapes[3].points: self-intersecting polygon, filled even-odd" in capsys.readouterr().out
+    )
 
 
 def test_keep_going_skips_bad_images(tmp_path: Path, capsys: Any) -> None:

@@ -182,7 +182,7 @@ def test_check_shape_errors_and_warnings() -> None:
         check_shape(Shape("a", "polygon", np.array([[-3.0, 0], [104, 1], [1, 5]])), 100, 100) == []
     )
     bow = Shape("a", "polygon", np.array([[0.0, 0], [10, 10], [10, 0], [0, 10]]), place="p")
-    assert check_shape(bow, 20, 20) == ["p: self-intersecting polygon repaired"]
+    assert check_shape(bow, 20, 20) == ["p: self-intersecting polygon, filled even-odd"]
     # a bow-tie fills its two triangles in both conventions
     for conv in ("inclusive", "center"):
         m = shape_mask(bow, 20, 20, conv)  # type: ignore[arg-type]
