@@ -99,7 +99,7 @@ def _plural(n: int, word: str) -> str:
     "--jobs",
     type=click.IntRange(min=1),
     default=None,
-    help="Processes decoding label planes [default: up to 4 on large folders].",
+    help="Processes decoding label planes [default: up to 4 on large folders, 1 on <= 2 cores].",
 )
 @click.pass_context
 def validate(

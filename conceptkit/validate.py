@@ -758,7 +758,9 @@ class _Validator:
         db.execute("CREATE TABLE ref (path TEXT PRIMARY KEY) WITHOUT ROWID")
         jobs = self.jobs
         if jobs is None:
-            jobs = min(4, os.cpu_count() or 1) if total >= 2000 else 1
+            # the main process parses and merges: workers only pay off with a core to spare
+            cpus = os.cpu_count() or 1
+            jobs = min(4, cpus - 1) if total >= 2000 and cpus >= 3 else 1
         sizes = self.sizes
         nfixed = len(fields)
 
@@ -1060,8 +1062,9 @@ def validate(
     ``netdissect``: also require what NetDissect-Lite needs (square images, one size for all).
     ``progress(rows_done, rows_total)`` is called as index.csv is processed. ``min_images``:
     labels in fewer images are warned about (W601). ``jobs``: processes decoding planes (None:
-    up to 4 when the index has >= 2000 rows, else 1). At most ``max_per_code`` findings of one
-    code are listed; the rest are summed into one finding with ``count`` > 1.
+    up to 4, one per spare core, when the index has >= 2000 rows and there are >= 3 cores).
+    At most ``max_per_code`` findings of one code are listed; the rest are summed into one
+    finding with ``count`` > 1.
     """
     path = Path(root)
     if not path.is_dir():
