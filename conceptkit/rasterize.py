@@ -22,11 +22,11 @@ parts instead moved 24 boundary pixels of labelme2voc's 2011_000006 and one pyco
 a COCO test polygon; the tools' own fill moves none.
 
 Every shape is rasterised into a patch around its bounding box (``shape_patch``), so an image
-with many small shapes costs little more than its planes. ``inclusive`` draws the patch with PIL
-at an integer offset that never changes a coordinate's sign (checked against full-canvas drawing
-and labelme2voc's output in the tests); ``center`` runs pycocotools on the full canvas with the
-original coordinates and cuts the patch out, because pycocotools scales coordinates by 5 before
-rounding and a shifted coordinate can land on the other side of a rounding tie.
+with many small shapes costs little more than its planes. The tools' rounding depends on the
+coordinates themselves (a shifted coordinate can land on the other side of a rounding tie:
+pycocotools scales by 5 first; PIL moved 2 of 600 test polygons by a pixel), so coordinates are
+never shifted: ``inclusive`` draws on one full-size PIL canvas per image and reads back the
+window (then clears it), ``center`` runs pycocotools on the full canvas and cuts the window.
 
 Resampling of label planes is nearest-neighbour on labels, never interpolation: output pixel
 (i, j) of an (h, w) plane takes the source pixel (floor((i + 0.5) * H / h), floor((j + 0.5) * W /
@@ -200,12 +200,28 @@ def _ellipse_polygon(cx: float, cy: float, rx: float, ry: float, angle: float) -
     )
 
 
-def _inclusive(shape: Shape, pts: np.ndarray, h: int, w: int) -> np.ndarray:
-    """labelme's shape_to_mask on an (h, w) canvas; ``pts`` already in patch coordinates."""
-    from PIL import Image, ImageDraw
+class Canvas:
+    """A reusable full-size PIL canvas: shapes are drawn with their image coordinates (PIL's
+    rounding depends on them, so they are never shifted) and read back window by window."""
 
-    canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
+    def __init__(self, height: int, width: int) -> None:
+        from PIL import Image, ImageDraw
+
+        self.image = Image.new("L", (width, height), 0)
+        self.draw = ImageDraw.Draw(self.image)
+
+    def take(self, win: tuple[int, int, int, int]) -> np.ndarray:
+        """The window (x0, y0, x1, y1) as ``bool``; the window is cleared for the next shape."""
+        out = np.asarray(self.image.crop(win), dtype=np.uint8).astype(bool)
+        self.draw.rectangle([win[0], win[1], win[2] - 1, win[3] - 1], fill=0)
+        return out
+
+
+def _inclusive(
+    shape: Shape, pts: np.ndarray, canvas: Canvas, win: tuple[int, int, int, int]
+) -> np.ndarray:
+    """labelme's shape_to_mask drawn on ``canvas``, returned for the window ``win``."""
+    draw = canvas.draw
     xy = [(float(x), float(y)) for x, y in pts]
     kind = shape.kind
     if kind in ("polygon", "oriented_rectangle"):
@@ -234,7 +250,7 @@ def _inclusive(shape: Shape, pts: np.ndarray, h: int, w: int) -> np.ndarray:
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
     else:  # pragma: no cover - kinds are checked by the caller
         raise ValueError(kind)
-    return np.asarray(canvas, dtype=np.uint8).astype(bool)
+    return canvas.take(win)
 
 
 def _coco_polygon(rings: list[np.ndarray], h: int, w: int) -> np.ndarray:
@@ -306,11 +322,17 @@ def _center(
 
 
 def shape_patch(
-    shape: Shape, height: int, width: int, convention: Convention | None = None
+    shape: Shape,
+    height: int,
+    width: int,
+    convention: Convention | None = None,
+    canvas: Canvas | None = None,
 ) -> Patch | None:
     """The pixels of ``shape`` in an image of ``height x width``, cropped to its bounding box.
 
     ``convention``: None uses the shape's own. Returns None when nothing lies in the image.
+    ``canvas``: a blank :class:`Canvas` of the image size to reuse (PIL drawing); it is left
+    blank again.
     """
     conv = convention or shape.convention
     if shape.kind == "mask":
@@ -327,7 +349,7 @@ def shape_patch(
     x0, y0, x1, y1 = win
     pts = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
     if conv == "inclusive":
-        mask = _inclusive(shape, pts - np.array([x0, y0]), y1 - y0, x1 - x0)
+        mask = _inclusive(shape, pts, canvas or Canvas(height, width), win)
     elif conv == "center":
         mask = _center(shape, pts, height, width, win)
     else:
@@ -372,11 +394,12 @@ def paint(
         raise ValueError(f"overlap must be 'front' or 'planes', not {overlap!r}")
     planes: dict[str, list[np.ndarray]] = {}
     blocked: np.ndarray | None = None
+    canvas = Canvas(height, width)
     for shape in reversed(ann.painting_order()):
         cat = category_of(shape)
         if cat is None:
             continue
-        patch = shape_patch(shape, height, width, convention)
+        patch = shape_patch(shape, height, width, convention, canvas)
         if patch is None or not patch.mask.any():
             continue
         ys = slice(patch.y0, patch.y0 + patch.mask.shape[0])
@@ -427,6 +450,7 @@ def instance_plane(
     pixels of ignored shapes are 0.
     """
     keys: list[tuple[str, object]] = []
+    canvas = Canvas(height, width)
     out = np.zeros((height, width), dtype=np.int32)
     ign = np.zeros((height, width), dtype=bool)
     for shape in ann.painting_order():
@@ -436,7 +460,7 @@ def instance_plane(
         )
         if key not in keys:
             keys.append(key)
-        patch = shape_patch(shape, height, width, convention)
+        patch = shape_patch(shape, height, width, convention, canvas)
         if patch is None:
             continue
         ys = slice(patch.y0, patch.y0 + patch.mask.shape[0])

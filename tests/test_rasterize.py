@@ -76,22 +76,57 @@ def test_strokes_and_points_match_labelme_defaults(kind: str) -> None:
     assert (shape_mask(s, 30, 40) == np.asarray(im).astype(bool)).all()
 
 
+def _pil_reference(kind: str, pts: np.ndarray, w: int, h: int) -> np.ndarray:
+    """labelme's shape_to_mask drawn independently on a full canvas."""
+    im = Image.new("L", (w, h))
+    d = ImageDraw.Draw(im)
+    xy = [tuple(p) for p in pts.tolist()]
+    if kind == "polygon":
+        d.polygon(xy, outline=1, fill=1)
+    elif kind == "rectangle":
+        (a, b), (c, e) = xy
+        d.rectangle([min(a, c), min(b, e), max(a, c), max(b, e)], outline=1, fill=1)
+    elif kind == "circle":
+        (cx, cy), (px, py) = xy
+        r = float(np.hypot(cx - px, cy - py))
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
+    elif kind == "linestrip":
+        d.line(xy, fill=1, width=10)
+    else:
+        cx, cy = xy[0]
+        d.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], outline=1, fill=1)
+    return np.asarray(im).astype(bool)
+
+
 def test_patches_equal_full_canvas_rasterisation() -> None:
-    """Cropping to the shape's box must not move a pixel, in both conventions."""
+    """Cropping to the shape's box must not move a pixel, in both conventions, even with
+    1- and 2-decimal coordinates (rounding ties), shapes crossing the edges, a shared canvas."""
     from pycocotools import mask as mu
 
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        pts = rng.uniform(-5, 70, size=(int(rng.integers(3, 9)), 2))
-        im = Image.new("L", (64, 48))
-        ImageDraw.Draw(im).polygon([tuple(p) for p in pts.tolist()], outline=1, fill=1)
-        s = Shape("a", "polygon", pts)
-        assert (shape_mask(s, 48, 64) == np.asarray(im).astype(bool)).all()
-        from shapely.geometry import Polygon
-
-        if Polygon(pts).is_valid:
-            ref = mu.decode(mu.merge(mu.frPyObjects([pts.reshape(-1).tolist()], 48, 64)))
-            assert (shape_mask(s, 48, 64, "center") == ref.astype(bool)).all()
+    rng = np.random.default_rng(5)
+    kinds = ["polygon", "rectangle", "circle", "linestrip", "point"]
+    shapes, refs = [], []
+    for t in range(600):
+        pts = rng.uniform(-8, 75, size=(int(rng.integers(3, 10)), 2))
+        if t % 3:
+            pts = pts.round(t % 3)
+        kind = kinds[t % 5]
+        pts = pts[: {"rectangle": 2, "circle": 2, "point": 1}.get(kind, len(pts))]
+        s = Shape("a", kind, pts)  # type: ignore[arg-type]
+        ref = _pil_reference(kind, pts, 64, 48)
+        assert (shape_mask(s, 48, 64) == ref).all(), (t, kind)
+        shapes.append(s)
+        refs.append(ref)
+        if kind == "polygon":
+            coco = mu.decode(mu.merge(mu.frPyObjects([pts.reshape(-1).tolist()], 48, 64)))
+            assert (shape_mask(s, 48, 64, "center") == coco.astype(bool)).all(), t
+    # painting many shapes through one reused canvas leaks nothing between them
+    ann = _ann(*shapes[:40])
+    plane = paint(ann, lambda s: "object", lambda s: s.order + 1, 48, 64)["object"][0]
+    expected = np.zeros((48, 64), dtype=np.int32)
+    for i, ref in enumerate(refs[:40]):
+        expected[ref] = i + 1
+    assert (plane == expected).all()
 
 
 def test_mask_pasted_at_origin_and_clipped() -> None:
