@@ -296,10 +296,12 @@ def dissect(
                 if not tops:
                     setup(feats)
                 rows = batch["rows"]
+                if one_pass:
+                    lb = tallies[layers[0]].prepare(batch["planes"], batch["labels"])
                 for name, f in feats.items():
                     tops[name].add(f, rows)
                     if one_pass:
-                        tallies[name].add(f, thr_t[name], batch["planes"], batch["labels"])
+                        tallies[name].add(f, thr_t[name], lb)
                     else:
                         quant[name].add(f)
                 if not one_pass and not cache_full:
@@ -329,8 +331,9 @@ def dissect(
                         cache[i] = {}
                     else:
                         feats = forward(batch["images"], hooks)
+                    lb = tallies[layers[0]].prepare(batch["planes"], batch["labels"])
                     for name, f in feats.items():
-                        tallies[name].add(f, thr_t[name], batch["planes"], batch["labels"])
+                        tallies[name].add(f, thr_t[name], lb)
                     bar.update(len(batch["rows"]))
             finally:
                 bar.close()

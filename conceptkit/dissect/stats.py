@@ -15,6 +15,7 @@ built over other images (another rank, another shard), ``state_dict()`` / ``load
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -169,6 +170,25 @@ class TopImages:
         self.maps = state["maps"].to(dev)
 
 
+@dataclass
+class LabelBatch:
+    """A batch's labels, decoded once and shared by every layer's tally.
+
+    ``truth: (L,)`` labelled pixels per label; ``uniq: (Lc,)`` label numbers present (0
+    first); ``inv: (B * S, P)`` each pixel's index into ``uniq``, one column per plane; ``catmat: (Lc, K)``
+    one-hot category of each present label; ``image_labels: (B, M)``; ``imgcat: (B, K)``
+    whether the image has an image-level label of each category.
+    """
+
+    size: tuple[int, int]
+    truth: torch.Tensor
+    uniq: torch.Tensor
+    inv: torch.Tensor
+    catmat: torch.Tensor
+    image_labels: torch.Tensor
+    imgcat: torch.Tensor
+
+
 class IoUTally:
     """Intersection / union counts of unit masks against labels (NetDissect's tally).
 
@@ -217,53 +237,74 @@ class IoUTally:
         lab = labels.to(device=self.truth.device, dtype=torch.int64)
         return torch.where((lab > 0) & (lab < self.truth.shape[0]), lab, torch.zeros_like(lab))
 
+    def prepare(self, planes: torch.Tensor, image_labels: torch.Tensor) -> LabelBatch:
+        """Decode a batch's labels once for every layer (see :class:`LabelBatch`).
+
+        ``planes: (B, P, sh, sw)`` integer label planes of all categories, zero padded;
+        ``image_labels: (B, M)`` image-level label numbers, zero padded.
+        """
+        dev = self.truth.device
+        nlab = self.truth.shape[0]
+        B = planes.shape[0]
+        sh, sw = planes.shape[-2:]
+        S = sh * sw
+        pl = self._clean(planes).reshape(B, -1, S)
+        il = self._clean(image_labels).reshape(B, -1)
+        present = torch.bincount(pl.flatten(), minlength=nlab)
+        truth = present + torch.bincount(il.flatten(), minlength=nlab) * S
+        truth[0] = 0
+        # compact one-hot: the labels present in this batch, 0 first
+        present[0] = 1
+        uniq = torch.nonzero(present).flatten()
+        lut = torch.zeros((nlab,), dtype=torch.int64, device=dev)
+        lut[uniq] = torch.arange(uniq.shape[0], device=dev)
+        inv = lut[pl.transpose(1, 2)].reshape(B * S, -1)
+        ucat = self.label_category[uniq]
+        has = (ucat >= 0) & (uniq > 0)
+        catmat = torch.zeros((uniq.shape[0], self.num_categories), dtype=torch.float32, device=dev)
+        catmat[torch.nonzero(has).flatten(), ucat[has]] = 1.0
+        icat = torch.where(il > 0, self.label_category[il], torch.full_like(il, -1))
+        icat = torch.where(icat >= 0, icat, torch.full_like(icat, self.num_categories))
+        imgcat = torch.zeros((B, self.num_categories + 1), dtype=torch.bool, device=dev)
+        imgcat.scatter_(1, icat, True)
+        return LabelBatch((sh, sw), truth, uniq, inv, catmat, il, imgcat[:, : self.num_categories])
+
     def add(
         self,
         acts: torch.Tensor,
         thresholds: torch.Tensor,
-        planes: torch.Tensor,
-        image_labels: torch.Tensor,
+        planes: torch.Tensor | LabelBatch,
+        image_labels: torch.Tensor | None = None,
     ) -> None:
         """Add B images.
 
         ``acts: (B, C, h, w)`` raw activations; ``thresholds: (C,)`` (float64 compared
         exactly); ``planes: (B, P, sh, sw)`` integer label planes of all categories, zero
-        padded; ``image_labels: (B, M)`` image-level label numbers, zero padded.
+        padded, with ``image_labels: (B, M)`` image-level label numbers, zero padded; or a
+        :class:`LabelBatch` from :meth:`prepare` (shared by the layers of one batch).
         """
         dev = self.truth.device
+        if isinstance(planes, LabelBatch):
+            lb = planes
+        else:
+            if image_labels is None:
+                raise ValueError("image_labels are needed with raw planes")
+            lb = self.prepare(planes, image_labels)
         acts = acts.to(device=dev, dtype=torch.float32)
-        B, C, h, w = acts.shape
-        sh, sw = planes.shape[-2:]
+        C = acts.shape[1]
+        sh, sw = lb.size
         S = sh * sw
         nlab = self.truth.shape[0]
-        pl = self._clean(planes).reshape(B, -1, S)
-        il = self._clean(image_labels).reshape(B, -1)
+        nc = lb.uniq.shape[0]
         t32 = float32_below(thresholds.to(dev))
-        self.images += B
-
-        # truth: pixel labels (every plane) + image-level labels covering all S pixels
-        counts = torch.bincount(pl.flatten(), minlength=nlab)
-        counts += torch.bincount(il.flatten(), minlength=nlab) * S
-        counts[0] = 0
-        self.truth += counts
-
-        # compact one-hot over the labels present in this batch
-        uniq, inv = torch.unique(pl, return_inverse=True)
-        nc = uniq.shape[0]
-        ucat = self.label_category[uniq]
-        catmat = torch.zeros((nc, self.num_categories), dtype=torch.float32, device=dev)
-        has = (ucat >= 0) & (uniq > 0)
-        catmat[torch.nonzero(has).flatten(), ucat[has]] = 1.0
-        imgcat = torch.zeros((B, self.num_categories + 1), dtype=torch.bool, device=dev)
-        icat = torch.where(il > 0, self.label_category[il], torch.full_like(il, -1))
-        icat = torch.where(icat >= 0, icat, torch.full_like(icat, self.num_categories))
-        imgcat.scatter_(1, icat, True)
-        imgcat = imgcat[:, : self.num_categories]
+        self.images += acts.shape[0]
+        self.truth += lb.truth
 
         # (image, unit) pairs whose raw maximum passes the threshold; the rest have empty masks
         active = acts.amax(dim=(2, 3)) > t32[None, :]
         b_all, c_all = torch.nonzero(active, as_tuple=True)
         step = max(1, self.max_elems // S)
+        per_unit = torch.zeros((C, nc), dtype=torch.int64, device=dev)
         for start in range(0, b_all.shape[0], step):
             b = b_all[start : start + step]
             c = c_all[start : start + step]
@@ -272,26 +313,25 @@ class IoUTally:
                 acts[b, c][:, None], size=(sh, sw), mode="bilinear", align_corners=False
             )
             mask = up.reshape(k, S) > t32[c][:, None]
-            size = mask.sum(dim=1)
             kk, s = torch.nonzero(mask, as_tuple=True)
-            keys = kk[:, None] * nc + inv[b[kk], :, s]
+            size = torch.bincount(kk, minlength=k)
+            keys = kk[:, None] * nc + torch.index_select(lb.inv, 0, b[kk] * S + s)
             inter = torch.bincount(keys.flatten(), minlength=k * nc).view(k, nc)
-            inter[:, uniq == 0] = 0
-            per_unit = torch.zeros((C, nc), dtype=torch.int64, device=dev)
+            inter[:, 0] = 0
             per_unit.index_add_(0, c, inter)
-            self.inter[:, uniq] += per_unit
             # image-level labels: the whole mask intersects them
-            lab = il[b]
+            lab = lb.image_labels[b]
             ok = lab > 0
             flat = (c[:, None] * nlab + lab)[ok]
             self.inter.view(-1).index_add_(0, flat, size[:, None].expand_as(lab)[ok])
             if self.union == "category":
-                over = ((inter.to(torch.float32) @ catmat) > 0) | imgcat[b]
+                over = ((inter.to(torch.float32) @ lb.catmat) > 0) | lb.imgcat[b]
                 add = size[:, None] * over
             else:
                 add = size[:, None].expand(k, self.num_categories)
             self.act_cat.index_add_(0, c, add.to(torch.int64))
             self.act_total.index_add_(0, c, size)
+        self.inter[:, lb.uniq] += per_unit
 
     def merge(self, other: IoUTally) -> None:
         for name in ("inter", "truth", "act_cat", "act_total"):

@@ -1,0 +1,165 @@
+"""Streaming statistics: exact quantile, top-N images, IoU tally (hand-computed and brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conceptkit.dissect.stats import IoUTally, TopImages, TopQuantile, quantile_need
+
+
+@pytest.mark.parametrize("q", [0.005, 0.2, 0.5])
+@pytest.mark.parametrize("sizes", [[5, 3, 9], [1] * 17, [17]])
+def test_top_quantile_equals_numpy_linear(q, sizes):
+    g = torch.Generator().manual_seed(len(sizes))
+    acts = torch.randn(sum(sizes), 6, 5, 4, generator=g)
+    acts[:, 2] = torch.round(acts[:, 2])  # many ties
+    stat = TopQuantile(6, acts.shape[0] * 20, quantile=q)
+    start = 0
+    for n in sizes:
+        stat.add(acts[start : start + n])
+        start += n
+    assert stat.top.shape[1] == quantile_need(acts.shape[0] * 20, q) <= acts.shape[0] * 20
+    values = acts.transpose(0, 1).reshape(6, -1).numpy().astype(np.float64)
+    np.testing.assert_array_equal(stat.result(), np.quantile(values, 1 - q, axis=1))
+
+
+def test_top_quantile_merge_and_state_dict():
+    acts = torch.randn(40, 3, 7, 7, generator=torch.Generator().manual_seed(1))
+    whole = TopQuantile(3, 40 * 49)
+    whole.add(acts)
+    a, b = TopQuantile(3, 40 * 49), TopQuantile(3, 40 * 49)
+    a.add(acts[:13])
+    b.add(acts[13:])
+    restored = TopQuantile(3, 1)
+    restored.load_state_dict(a.state_dict())
+    restored.merge(b)
+    np.testing.assert_array_equal(restored.result(), whole.result())
+    assert quantile_need(1000, 0.005) == 6  # positions 994 and 995 of 0..999
+
+
+def test_top_images_order_ties_and_merge():
+    acts = torch.zeros(5, 2, 2, 2)
+    acts[:, 0, 0, 0] = torch.tensor([1.0, 3.0, 3.0, 2.0, 0.5])
+    acts[:, 1, 1, 1] = torch.tensor([4.0, 4.0, 4.0, 4.0, 9.0])
+    rows = torch.arange(10, 15)
+    top = TopImages(2, 3, (2, 2))
+    top.add(acts[3:], rows[3:])
+    top.add(acts[:3], rows[:3])
+    assert top.indices.tolist() == [[11, 12, 13], [14, 10, 11]]
+    assert top.values.tolist() == [[3.0, 3.0, 2.0], [9.0, 4.0, 4.0]]
+    torch.testing.assert_close(top.maps[1, 0], acts[4, 1])
+    a, b = TopImages(2, 3, (2, 2)), TopImages(2, 3, (2, 2))
+    a.add(acts[:2], rows[:2])
+    b.add(acts[2:], rows[2:])
+    a.merge(b)
+    assert a.indices.tolist() == top.indices.tolist()
+
+
+def _hand_case(union: str) -> IoUTally:
+    """One unit; categories 0 = 'obj' (pixel planes), 1 = 'scene' (image-level).
+
+    Labels: 1, 2 -> obj; 3 -> scene. Maps are 2x2 at label size 2x2 (upsampling is identity).
+    Image 0: mask = top row; plane [[1, 0], [2, 2]]; scene label 3.
+    Image 1: mask = bottom-left; plane [[1, 1], [0, 0]] (mask misses every obj pixel); no scene.
+    Image 2: mask = all; two planes [[1, 1], [1, 0]] and [[2, 0], [0, 0]]; scene label 3.
+    """
+    label_category = torch.tensor([-1, 0, 0, 1])
+    tally = IoUTally(1, label_category, 2, union=union, max_elems=4)
+    acts = torch.tensor(
+        [
+            [[[1.0, 1.0], [0.0, 0.0]]],
+            [[[0.0, 0.0], [1.0, 0.0]]],
+            [[[1.0, 1.0], [1.0, 1.0]]],
+        ]
+    )
+    planes = torch.zeros(3, 2, 2, 2, dtype=torch.int32)
+    planes[0, 0] = torch.tensor([[1, 0], [2, 2]])
+    planes[1, 0] = torch.tensor([[1, 1], [0, 0]])
+    planes[2, 0] = torch.tensor([[1, 1], [1, 0]])
+    planes[2, 1] = torch.tensor([[2, 0], [0, 0]])
+    labels = torch.tensor([[3], [0], [3]])
+    tally.add(acts, torch.tensor([0.5], dtype=torch.float64), planes, labels)
+    return tally
+
+
+def test_tally_hand_computed_union_rules():
+    cat = _hand_case("category")
+    # truth: label 1 = 1 + 2 + 3 pixels; label 2 = 2 + 1; label 3 = 2 images * 4 pixels
+    assert cat.truth.tolist() == [0, 6, 3, 8]
+    # intersect: label 1 = 1 (img0) + 0 + 3 (img2); label 2 = 0 + 0 + 1; label 3 = 2 + 4
+    assert cat.inter.tolist() == [[0, 4, 1, 6]]
+    # obj union: img0 (overlaps label 1) 2 + img1 (no overlap) 0 + img2 4 = 6
+    # scene union: img0 2 (image-level label) + img1 0 (none) + img2 4 = 6
+    assert cat.act_cat.tolist() == [[6, 6]]
+    assert cat.act_total.tolist() == [7]
+    glob = _hand_case("global")
+    assert glob.inter.tolist() == cat.inter.tolist() and glob.truth.tolist() == cat.truth.tolist()
+    assert glob.act_cat.tolist() == [[7, 7]]
+    iou = cat.iou()
+    assert iou[0, 1].item() == pytest.approx(4 / (6 + 6 - 4))
+    assert iou[0, 3].item() == pytest.approx(6 / (6 + 8 - 6))
+    assert iou[0, 0].item() == 0
+    assert glob.iou()[0, 1].item() == pytest.approx(4 / (7 + 6 - 4))
+
+
+def _brute_force(acts, thr, planes, labels, label_category, ncat, union):
+    """NetDissect-Lite's per-image, per-unit loop, written plainly."""
+    B, C = acts.shape[:2]
+    L = label_category.shape[0]
+    sh, sw = planes.shape[-2:]
+    inter = np.zeros((C, L), np.int64)
+    truth = np.zeros(L, np.int64)
+    act = np.zeros((C, ncat), np.int64)
+    up = F.interpolate(acts, size=(sh, sw), mode="bilinear", align_corners=False).numpy()
+    for i in range(B):
+        pix = planes[i].numpy().reshape(planes.shape[1], -1)
+        scal = [int(v) for v in labels[i] if v > 0]
+        truth += np.bincount(pix.ravel(), minlength=L)
+        for s in scal:
+            truth[s] += sh * sw
+        for u in range(C):
+            m = (up[i, u] > thr[u]).ravel()
+            n = int(m.sum())
+            bt = np.bincount(pix[:, m].ravel(), minlength=L)
+            bt[0] = 0
+            inter[u] += bt
+            cats = np.zeros(ncat, np.int64)
+            for lab in np.flatnonzero(bt):
+                cats[label_category[lab]] += bt[lab]
+            for s in scal:
+                inter[u, s] += n
+                cats[label_category[s]] += 1
+            act[u] += n * (cats > 0) if union == "category" else n
+    truth[0] = 0
+    return inter, truth, act
+
+
+@pytest.mark.parametrize("union", ["category", "global"])
+def test_tally_vectorised_equals_per_unit_loop(union):
+    g = torch.Generator().manual_seed(3)
+    B, C, L, ncat = 6, 9, 8, 3
+    label_category = torch.tensor([-1, 0, 0, 1, 1, 2, 2, 0])
+    acts = torch.randn(B, C, 4, 5, generator=g)
+    thr = torch.quantile(acts.transpose(0, 1).reshape(C, -1), 0.8, dim=1).double()
+    planes = torch.randint(0, L, (B, 2, 12, 10), generator=g, dtype=torch.int32)
+    planes[:, :, :4] = 0
+    planes[::2, 1] = 0
+    labels = torch.tensor([[5, 3], [0, 0], [6, 0], [0, 0], [4, 0], [0, 0]])
+    tally = IoUTally(C, label_category, ncat, union=union, max_elems=300)
+    tally.add(acts[:4], thr, planes[:4], labels[:4])
+    rest = IoUTally(C, label_category, ncat, union=union)
+    rest.add(acts[4:], thr, planes[4:], labels[4:])
+    tally.merge(rest)
+    inter, truth, act = _brute_force(
+        acts, thr.numpy(), planes, labels, label_category.numpy(), ncat, union
+    )
+    np.testing.assert_array_equal(tally.inter.numpy(), inter)
+    np.testing.assert_array_equal(tally.truth.numpy(), truth)
+    np.testing.assert_array_equal(tally.act_cat.numpy(), act)
+    assert inter.sum() > 0 and act.sum() > 0
+    fresh = IoUTally(C, label_category, ncat, union=union)
+    fresh.load_state_dict(tally.state_dict())
+    torch.testing.assert_close(fresh.iou(), tally.iou())
