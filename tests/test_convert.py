@@ -474,3 +474,26 @@ def test_ignore_regions_from_readers_clear_and_never_count(
     assert (
         not plane[:20, :20].any() and plane[30, 30] == 1 and plane[:40, :40].sum() == 40 * 40 - 400
     )
+
+
+def test_labelme_xml_fixture_converts(formats_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    convert("labelme", [formats_dir / "labelme-xml"], out, ConvertOptions(min_images=1, size=None))
+    assert [r.name for r in broden.read_labels(out)] == ["license plate", "window"]
+    plane = broden.decode_plane(out / "images/img1_object.png")
+    assert plane.shape == (960, 1280)
+    # the window polygon covers x 1078..1126, y 854..940 natively; half-size pixel k samples
+    # native 2k + 1, so x k = 539 (1079) .. 562 (1125), y k = 427 (855) .. 469 (939)
+    window = [r.number for r in broden.read_labels(out) if r.name == "window"][0]
+    ys, xs = np.nonzero(plane == window)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (539, 562, 427, 469)
+    assert validate_errors(out) == []
+
+
+def test_usage_errors(tmp_path: Path, capsys: Any) -> None:
+    src = make_export(tmp_path / "exp", n=1)
+    assert run_cli(["labelme", str(src), "--size", "abc"]) == 2
+    assert "--size must be a number of pixels or 'native'" in capsys.readouterr().err
+    assert run_cli(["labelme", str(tmp_path / "nothing")]) == 2
+    assert "nothing: does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "exp_broden").exists()
