@@ -515,7 +515,7 @@ def convert(
         summary.images = len(rows)
         summary.labels = {c.name: [x.name for x in codes[c.name]] for c in categories}
     if opts.validate:
-        summary.validation = _validate(target)
+        summary.validation = _validate(target, netdissect=opts.size is not None)
     return summary
 
 
@@ -549,13 +549,25 @@ def _consensus(
     return {k: consensus(v, opts.consensus, vocab) for k, v in groups.items()}
 
 
-def _validate(path: Path) -> list[str]:
-    """Errors ``conceptkit.validate`` finds in the result (empty when it is not installed)."""
+def _validate(path: Path, netdissect: bool = True) -> list[str]:
+    """Errors ``conceptkit.validate`` finds in the result (empty when it is not installed).
+
+    ``netdissect`` False (``--size native``) skips what only NetDissect-Lite needs (square
+    images of one size), which native-size output does not promise.
+    """
     try:
         from conceptkit.validate import validate
     except ImportError:
         return []
-    return [str(f) for f in validate(path) if getattr(f, "severity", "") == "error"]
+    try:
+        findings = validate(path, netdissect=netdissect)
+    except TypeError:
+        findings = validate(path)
+    return [
+        f"{getattr(f, 'code', '')} {getattr(f, 'file', '')}: {getattr(f, 'message', f)}"
+        for f in findings
+        if getattr(f, "severity", "") == "error"
+    ]
 
 
 def cpu_count() -> int:

@@ -498,3 +498,22 @@ def test_usage_errors(tmp_path: Path, capsys: Any) -> None:
     assert run_cli(["labelme", str(tmp_path / "nothing")]) == 2
     assert "nothing: does not exist" in capsys.readouterr().err
     assert not (tmp_path / "exp_broden").exists()
+
+
+def test_validation_runs_on_the_result(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    pytest.importorskip("conceptkit.validate")
+    from types import SimpleNamespace
+
+    src = make_export(tmp_path / "exp", n=1)
+    summary = convert("labelme", [src], tmp_path / "n", ConvertOptions(min_images=1, size=None))
+    assert summary.validation == []  # native size: NetDissect-only checks are not asked for
+    seen: list[Any] = []
+
+    def fake(path: Any, **kw: Any) -> list[Any]:
+        seen.append((Path(path), kw))
+        return [SimpleNamespace(code="E999", severity="error", file="index.csv", message="bad")]
+
+    monkeypatch.setattr("conceptkit.validate.validate", fake)
+    assert run_cli(["labelme", str(src), "-o", str(tmp_path / "o"), "--min-images", "1"]) == 1
+    assert "validate: E999 index.csv: bad" in capsys.readouterr().out
+    assert seen == [(tmp_path / "o", {"netdissect": True})]
