@@ -4,8 +4,8 @@
 bounded by the annotation files, not the images):
 
 1. **check**: every annotation is read once; shapes are checked (too few points, far outside
-   the image, self-intersections warned), names resolved through the :class:`Vocabulary`, and
-   the images each label appears in are counted. Image keys seen in more than one SRC mark
+   the image), names resolved through the :class:`Vocabulary`, and the images each label
+   appears in are counted. Image keys seen in more than one SRC mark
    images annotated by several annotators.
 2. **consensus** (only with several annotators): those images' annotations are grouped,
    :func:`conceptkit.consistency.analyse` reports agreement and
@@ -13,9 +13,11 @@ bounded by the annotation files, not the images):
 3. **labels**: labels seen in fewer than ``min_images`` images are dropped (warned); the rest are
    numbered 1..N by category (Broden's order) then name.
 4. **pixels**: images are processed one at a time (``workers`` processes, results taken in input
-   order so the output does not depend on ``workers``): decode with EXIF orientation, check the
-   size, rasterise every category at native size (:func:`conceptkit.rasterize.paint`), resize the
-   image (``fit`` stretch or centre crop, bicubic) and resample the planes to half the image size
+   order so the output does not depend on ``workers``): check the size against the annotation
+   (after EXIF orientation), decode upright (a JPEG at the smallest DCT scale that keeps at least
+   N pixels a side), warn about self-intersecting polygons, rasterise every category at native
+   size (:func:`conceptkit.rasterize.paint`), resize the image (``fit`` stretch or centre crop,
+   bicubic, the box given in native coordinates) and resample the planes to half the output size
    by nearest neighbour, write a JPEG (quality 90) and PNG planes.
 
 Everything is written into a temporary folder that replaces ``out`` only when complete.
