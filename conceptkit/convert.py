@@ -481,27 +481,31 @@ def convert(
                     plane_scale=opts.plane_scale,
                 )
 
-        total = len(keys) - len({k for (_, k) in bad if k not in keys})
+        total = len(keys)
         update = progress(total) if progress is not None else None
         stats = broden.LabelStats()
-        rows: list[broden.IndexRow] = []
-        for res in _run_jobs(jobs(), max(1, opts.workers)):
-            if update is not None:
-                update(1)
-            if isinstance(res, ConceptkitError):
-                if not opts.keep_going:
-                    raise res
-                warn(f"{res} (image skipped)")
-                summary.skipped += 1
-                continue
-            planes: dict[str, Sequence[np.ndarray]] = dict(res.planes)
-            numbers: dict[str, Sequence[int]] = dict(res.row.image_labels)
-            stats.add_image(planes, numbers)
-            for w in res.warnings:
-                warn(w)
-            rows.append(res.row)
+        # index rows wait on disk until the category columns are known (memory stays flat)
+        spool = tmp / ".rows.jsonl"
+        n_rows = 0
+        with open(spool, "w", encoding="utf-8") as spool_fh:
+            for res in _run_jobs(jobs(), max(1, opts.workers)):
+                if update is not None:
+                    update(1)
+                if isinstance(res, ConceptkitError):
+                    if not opts.keep_going:
+                        raise res
+                    warn(f"{res} (image skipped)")
+                    summary.skipped += 1
+                    continue
+                planes: dict[str, Sequence[np.ndarray]] = dict(res.planes)
+                numbers: dict[str, Sequence[int]] = dict(res.row.image_labels)
+                stats.add_image(planes, numbers)
+                for w in res.warnings:
+                    warn(w)
+                spool_fh.write(_row_json(res.row) + "\n")
+                n_rows += 1
         summary.skipped += len(bad)
-        if not rows:
+        if not n_rows:
             raise FormatError("no image could be converted", file=paths[0])
 
         # tables
@@ -509,16 +513,43 @@ def convert(
         order = sorted(present, key=category_rank)
         categories, labels, codes = broden.build_tables(order, names, stats)
         broden.write_tables(tmp, categories, labels, codes)
-        broden.write_index(tmp, rows, order)
+        broden.write_index(tmp, _read_rows(spool), order)
+        spool.unlink()
         (tmp / "concepts.csv").write_text(vocab.csv_text(), encoding="utf-8")
         missing = sorted(set(kept) - {names[lab.number] for lab in labels})
         if missing:
             warn("labels with no pixel left after resizing: " + ", ".join(missing))
-        summary.images = len(rows)
+        summary.images = n_rows
         summary.labels = {c.name: [x.name for x in codes[c.name]] for c in categories}
     if opts.validate:
         summary.validation = _validate(target, netdissect=opts.size is not None)
     return summary
+
+
+def _row_json(row: broden.IndexRow) -> str:
+    import json
+
+    return json.dumps(
+        [row.image, row.split, row.ih, row.iw, row.sh, row.sw, row.planes, row.image_labels]
+    )
+
+
+def _read_rows(path: Path) -> Iterator[broden.IndexRow]:
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            image, split, ih, iw, sh, sw, planes, labels = json.loads(line)
+            yield broden.IndexRow(
+                image=image,
+                split=split,
+                ih=ih,
+                iw=iw,
+                sh=sh,
+                sw=sw,
+                planes={c: tuple(v) for c, v in planes.items()},
+                image_labels={c: tuple(v) for c, v in labels.items()},
+            )
 
 
 def _consensus(
