@@ -103,7 +103,7 @@ def test_tally_csv_round_trip_and_golden_header(mini_broden, golden_dir, tmp_pat
         np.testing.assert_allclose(top["maps"].max(axis=(2, 3)), top["values"], rtol=1e-3)
         assert (np.diff(top["values"], axis=1) <= 0).all()
     doc = json.loads((out / "results.json").read_text())
-    assert list(doc["layers"]) == LAYERS
+    assert doc["layer_order"] == LAYERS
     assert doc["settings"]["preprocess"] == "netdissect"
     assert doc["data"]["images"] == 200 and doc["data"]["seg_size"] == [112, 112]
     l4 = doc["layers"]["layer4"]
@@ -177,3 +177,27 @@ def test_layers_together_equal_each_alone_and_cache_paths(small_broden):
         for layer in layers:
             _assert_same(both, other, layer)
     assert both.layers["layer3"].inter.sum() > 0
+
+
+def test_cli_dissect_writes_the_contract(small_broden, tmp_path):
+    from conceptkit.cli import main
+    from conceptkit.cli_dissect import parse_size
+
+    assert parse_size("2GB") == 2 << 30 and parse_size("512MiB") == 512 << 20
+    assert parse_size("0") == 0
+    weights = tmp_path / "r18.pth"
+    torch.save(seeded_resnet18().state_dict(), weights)
+    out = tmp_path / "run"
+    args = ["dissect", "--model", str(weights), "--arch", "resnet18", "--data", str(small_broden)]
+    args += ["--layer", "layer4", "--layer", "layer3", "-o", str(out), "--workers", "0"]
+    args += ["--batch-size", "8", "--no-report", "--union", "global", "--top-n", "3"]
+    main(args)
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["layer_order"] == ["layer4", "layer3"] and set(doc["layers"]) == {"layer3", "layer4"}
+    assert doc["settings"]["union"] == "global" and doc["settings"]["preprocess"] == "imagenet"
+    assert doc["model"]["spec"] == str(weights) and len(doc["model"]["fingerprint"]) == 64
+    assert doc["data"]["images"] == 24
+    assert np.load(out / "topn_layer3.npz")["indices"].shape == (256, 3)
+    with pytest.raises(SystemExit) as exc:
+        main(args)  # OUT exists, no --force
+    assert exc.value.code == 2

@@ -243,6 +243,8 @@ class DissectResult:
             "data": self.data,
             "settings": self.settings,
             "layers": layers,
+            # json.dumps(sort_keys=True) loses the --layer order of "layers"; keep it here
+            "layer_order": list(self.layers),
         }
 
     # ------------------------------------------------------------------ files

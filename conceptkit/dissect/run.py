@@ -23,6 +23,7 @@ from torch import nn
 
 from conceptkit.broden import BrodenDataset, decode_plane
 from conceptkit.dissect.hooks import FeatureHooks
+from conceptkit.dissect.models import fingerprint
 from conceptkit.dissect.preprocess import Preprocess, get_preprocess
 from conceptkit.dissect.results import DissectResult, LayerResult
 from conceptkit.dissect.stats import IoUTally, TopImages, TopQuantile
@@ -140,16 +141,6 @@ def data_fingerprint(root: Path) -> str:
     for name in names:
         h.update(name.encode())
         h.update((root / name).read_bytes())
-    return h.hexdigest()
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """sha256 over the state_dict (names, dtypes, shapes, bytes) in its order."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -361,7 +352,7 @@ def dissect(
     model_json = {
         "spec": info.get("spec"),
         "description": info.get("description") or type(model).__name__,
-        "fingerprint": info.get("fingerprint") or model_fingerprint(model),
+        "fingerprint": info.get("fingerprint") or fingerprint(model),
     }
     thresholds_from = None
     if thresholds is not None:

@@ -1,0 +1,240 @@
+"""`conceptkit dissect`: Network Dissection of a model's layers against a Broden folder.
+
+Loads the model (:mod:`conceptkit.dissect.models`), runs :func:`conceptkit.dissect.run.dissect`,
+writes the output contract into ``-o OUT`` atomically, then builds the HTML report when
+:mod:`conceptkit.report` offers ``build``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from conceptkit.errors import UsageError
+
+_EPILOG = """\b
+Examples:
+  conceptkit dissect --model torchvision:resnet18 --data broden1_224/ -o run/
+  conceptkit dissect --model resnet18_places365.pth --arch resnet18 --num-classes 365 \\
+      --data broden1_224/ --layer layer3 --layer layer4 -o run/
+  conceptkit dissect --model mynet.pt --list-layers            # names and output shapes
+  conceptkit dissect --model torchvision:vgg16 --data mydata/ --layer features.29 \\
+      --preprocess netdissect --batch-size 32 --cache-mem 4GB -o vgg/
+  conceptkit dissect --model m.pth --arch resnet18 --data d/ --thresholds old_run/ -o again/
+
+\b
+Writes into OUT (atomically; --force replaces an existing OUT):
+  tally_<layer>.csv     NetDissect-Lite's tally columns, one row per unit, best first
+  quantile_<layer>.npy  the per-unit thresholds (exact 0.995 quantile by default)
+  topn_<layer>.npz      each unit's top images: indices, max values, raw maps
+  results.json          settings, fingerprints, detectors, unique detectors, per-unit labels
+  html/, plots/         the report, when conceptkit.report is installed (skip: --no-report)
+
+\b
+Memory: the probed layers' features are kept (float32) between the two passes up to
+--cache-mem so the second pass needs no forward; past the budget the second pass re-runs
+the forward for the remaining images (slower, bounded memory). --cache-mem 0 disables it.
+"""
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``2GB``, ``512MiB``, ``1.5g``, ``0`` -> bytes (K/M/G/T powers of 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"--cache-mem {text!r} is not a size (e.g. 2GB, 512MB, 0)")
+    unit = (m.group(2) or "b").lower()[0]
+    power = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit]
+    return int(float(m.group(1)) * 1024**power)
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: expected three numbers like 0.485,0.456,0.406"
+        ) from None
+    if len(values) != 3:
+        raise UsageError(f"{option} {text!r}: expected three comma-separated numbers (R,G,B)")
+    return values
+
+
+def _bar(desc: str, total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit="img", file=sys.stderr, disable=not sys.stderr.isatty()
+    )
+
+
+@click.command("dissect", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--model",
+    "model_spec",
+    required=True,
+    help="torchvision:NAME, a .pth/.pt file, or TorchScript.",
+)
+@click.option(
+    "--arch", default=None, help="Architecture for a bare state_dict (e.g. resnet18, module:fn)."
+)
+@click.option("--num-classes", type=int, default=None, help="Classifier size of --arch.")
+@click.option(
+    "--trust-pickle", is_flag=True, help="Allow full pickle loading (only for files you trust)."
+)
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=None, help="The Broden-layout folder."
+)
+@click.option(
+    "-o", "--out", type=click.Path(path_type=Path), default=Path("dissect_out"), show_default=True
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    help="Dotted module name; repeat for several (default: last conv stage).",
+)
+@click.option(
+    "--list-layers", is_flag=True, help="Print the model's layers with output shapes and exit."
+)
+@click.option(
+    "--quantile",
+    type=float,
+    default=0.005,
+    show_default=True,
+    help="Top fraction defining the threshold.",
+)
+@click.option(
+    "--iou-threshold",
+    type=float,
+    default=0.04,
+    show_default=True,
+    help="A unit is a detector above this IoU.",
+)
+@click.option("--top-n", type=int, default=10, show_default=True, help="Top images kept per unit.")
+@click.option(
+    "--union",
+    type=click.Choice(["category", "global"]),
+    default="category",
+    show_default=True,
+    help="category: NetDissect's union (images touching the category); global: every image.",
+)
+@click.option(
+    "--thresholds",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with quantile_<layer>.npy to reuse (skips the quantile pass).",
+)
+@click.option(
+    "--preprocess",
+    type=click.Choice(["imagenet", "netdissect"]),
+    default="imagenet",
+    show_default=True,
+    help="imagenet: torchvision mean/std; netdissect: NetDissect-Lite's arithmetic.",
+)
+@click.option("--mean", default=None, help="Custom R,G,B mean on the 0..1 scale (imagenet style).")
+@click.option("--std", default=None, help="Custom R,G,B std on the 0..1 scale.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option(
+    "--workers", type=int, default=None, help="DataLoader workers (default: min(4, cores - 1))."
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option(
+    "--cache-mem",
+    default="2GB",
+    show_default=True,
+    help="Feature cache between the passes; 0 = off.",
+)
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--no-report", is_flag=True, help="Do not build OUT/html and OUT/plots.")
+def dissect(**opts: Any) -> None:
+    """Probe the units of a model's layers against the concepts of a Broden folder.
+
+    For every unit: threshold its activations at the top quantile, measure the IoU of the
+    upsampled masks with every labelled concept, and name the unit by its best concept
+    (Network Dissection, Bau et al. 2017; numbers match NetDissect-Lite with
+    --preprocess netdissect).
+    """
+    from conceptkit.dissect import models
+
+    loaded = models.load_model(
+        opts["model_spec"],
+        arch=opts["arch"],
+        num_classes=opts["num_classes"],
+        trust_pickle=opts["trust_pickle"],
+    )
+    if opts["list_layers"]:
+        for info in models.list_layers(loaded.module):
+            shape = "x".join(str(d) for d in info.out_shape) if info.out_shape else "-"
+            click.echo(f"{info.name}\t{info.type}\t{shape}")
+        return
+    if opts["data"] is None:
+        raise UsageError("--data is required (the Broden folder to dissect against)")
+    from conceptkit.outdir import check_target
+
+    check_target(opts["out"], opts["force"])
+    layers = list(opts["layers"]) or models.default_layers(loaded.module)
+    for name in layers:
+        models.resolve_layer(loaded.module, name)
+    mean = _floats(opts["mean"], "--mean")
+    std = _floats(opts["std"], "--std")
+
+    from conceptkit.dissect.run import dissect as run_dissect
+
+    result = run_dissect(
+        loaded.module,
+        opts["data"],
+        layers,
+        quantile=opts["quantile"],
+        iou_threshold=opts["iou_threshold"],
+        top_n=opts["top_n"],
+        union=opts["union"],
+        preprocess=opts["preprocess"],
+        mean=mean,
+        std=std,
+        batch_size=opts["batch_size"],
+        workers=opts["workers"],
+        device=opts["device"],
+        thresholds=opts["thresholds"],
+        cache_mem=parse_size(opts["cache_mem"]),
+        progress=_bar,
+        model_info={
+            "spec": opts["model_spec"],
+            "description": loaded.description,
+            "fingerprint": loaded.fingerprint,
+        },
+    )
+    out = result.save(opts["out"], force=opts["force"])
+    for name in layers:
+        s = result.summary(name)
+        u = s["unique_detectors"]
+        click.echo(
+            f"{name}: {s['units']} units, {s['detectors']} detectors "
+            f"(IoU > {opts['iou_threshold']}), unique detectors: official {u['official']['total']}, "
+            f"naive {u['naive']['total']}"
+        )
+    click.echo(f"wrote {out}/ (tally_*.csv, quantile_*.npy, topn_*.npz, results.json)")
+    if opts["no_report"]:
+        return
+    try:
+        from conceptkit import report
+
+        build = report.build
+    except (ImportError, AttributeError):
+        click.echo(
+            "report not built: conceptkit.report.build is not available in this install", err=True
+        )
+        return
+    try:
+        build(out)
+    except ImportError as exc:
+        click.echo(f"report not built: {exc}", err=True)
+        return
+    click.echo(f"report: {out}/html/index.html")
