@@ -153,12 +153,6 @@ def test_multi_part_polygons_match_ann_to_mask(tmp_path: Path) -> None:
         assert np.array_equal(ours, expected), ann["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rasterize cuts the canvas to the shape's window; pycocotools on the full image "
-    "rounds a polygon crossing the bottom edge differently: annotation 131 differs at pixel "
-    "(36, 17) (part 2 reaches y = 38.7 on a 37-row image)",
-)
 def test_rasterize_matches_ann_to_mask_full_precision(tmp_path: Path) -> None:
     path, anns = multi_part_file(tmp_path, decimals=None)
     (record,) = read_all(path)
@@ -169,12 +163,6 @@ def test_rasterize_matches_ann_to_mask_full_precision(tmp_path: Path) -> None:
         assert np.array_equal(masks[str(ann["id"])], expected), ann["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rasterize shifts polygons by the patch offset in floating point, which moves "
-    "pycocotools' exact rounding ties (y = 19.9 -> 5y = 99.5 becomes 9.4999.. after -18): "
-    "a pixel differs in 5 of 40 instances with 2-decimal coordinates",
-)
 def test_rasterize_matches_ann_to_mask_two_decimals(tmp_path: Path) -> None:
     path, anns = multi_part_file(tmp_path, decimals=2)
     (record,) = read_all(path)
