@@ -166,14 +166,18 @@ def _assert_same(a: DissectResult, b: DissectResult, layer: str) -> None:
 def test_layers_together_equal_each_alone_and_cache_paths(small_broden):
     layers = ["layer3", "layer4.1.conv2"]
     kw = dict(preprocess="netdissect", batch_size=8, workers=0, device="cpu", top_n=5)
-    both = dissect(seeded_resnet18(), small_broden, layers, **kw)
+    both = dissect(seeded_resnet18(), small_broden, layers, cache_mem=1 << 30, **kw)
     for layer in layers:
         alone = dissect(seeded_resnet18(), small_broden, [layer], **kw)
         _assert_same(both, alone, layer)
     assert both.layers["layer4.1.conv2"].map_size == (7, 7)
-    # no cache (pass 2 re-runs the forward) and a partial cache give the same numbers
-    for budget in (0, 3 * 8 * (256 * 14 * 14 + 512 * 7 * 7) * 4):
-        other = dissect(seeded_resnet18(), small_broden, layers, cache_mem=budget, **kw)
+    # all in memory (above), all spilled to disk, partly in memory then disk, no cache at all
+    # (pass 2 re-runs the forward) and a partial cache: the same numbers
+    batch = 8 * (256 * 14 * 14 + 512 * 7 * 7) * 4
+    for budget, spill in ((0, True), (batch, True), (0, False), (2 * batch, False)):
+        other = dissect(
+            seeded_resnet18(), small_broden, layers, cache_mem=budget, spill=spill, **kw
+        )
         for layer in layers:
             _assert_same(both, other, layer)
     assert both.layers["layer3"].inter.sum() > 0

@@ -1,9 +1,10 @@
 """Run Network Dissection on a model: two passes over a Broden folder, results in memory.
 
 Pass 1 forwards every image once, hooks the requested layers, and feeds the exact quantile and
-the top-N statistics; it also keeps the layers' raw features (float32, on the CPU) while they
-fit in ``cache_mem`` bytes. Pass 2 reads the label planes and tallies IoUs, taking features
-from that cache and re-running the forward only for the images that did not fit. With
+the top-N statistics; it also keeps the layers' raw features (float32, exact) for pass 2: in
+memory up to ``cache_mem`` bytes, then spilled to a temporary folder on disk (``spill_dir``;
+``spill=False`` turns that off). Pass 2 reads the label planes and tallies IoUs, taking features
+from that cache and re-running the forward only for images that were not cached. With
 ``thresholds`` given there is no quantile to wait for, so one pass does everything.
 
 Use :func:`dissect`; it returns a :class:`~conceptkit.dissect.results.DissectResult`.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from conceptkit.dissect.results import DissectResult, LayerResult
 from conceptkit.dissect.stats import IoUTally, TopImages, TopQuantile
 from conceptkit.errors import LayoutError, UsageError
 
-DEFAULT_CACHE_MEM = 2 << 30  # 2 GiB of cached features; 0 disables the cache
+DEFAULT_CACHE_MEM = 256 << 20  # features kept in memory between the passes; the rest spill to disk
 ProgressFactory = Callable[[str, int], Any]
 
 
@@ -172,6 +174,67 @@ def default_workers() -> int:
     return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
+# ----------------------------------------------------------------------------- feature cache
+
+
+class _FeatureCache:
+    """Pass-1 features of a prefix of the batches: in memory up to ``mem`` bytes, then as
+    ``torch.save`` files in a temporary folder under ``spill_dir`` (None: no spilling). The
+    first batch that fits nowhere (or a disk error) ends the prefix; later batches are
+    recomputed in pass 2."""
+
+    def __init__(self, mem: int, spill: bool, spill_dir: str | Path | None) -> None:
+        self.mem = max(0, mem)
+        self.used = 0
+        self.batches: list[dict[str, torch.Tensor] | Path] = []
+        self.open = True
+        self.spill = spill
+        self.spill_dir = spill_dir
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def put(self, feats: dict[str, torch.Tensor]) -> None:
+        if not self.open:
+            return
+        size = sum(f.numel() * 4 for f in feats.values())
+        cpu = {n: f.to("cpu", torch.float32, copy=True) for n, f in feats.items()}
+        if self.used + size <= self.mem:
+            self.batches.append(cpu)
+            self.used += size
+            return
+        if not self.spill:
+            self.open = False
+            return
+        try:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(
+                    prefix="conceptkit-features-", dir=self.spill_dir
+                )
+            path = Path(self._tmp.name) / f"{len(self.batches):06d}.pt"
+            torch.save(cpu, path)
+            self.batches.append(path)
+        except OSError:
+            self.open = False
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def take(self, i: int) -> dict[str, torch.Tensor]:
+        """Batch ``i``'s features, released from the cache."""
+        item = self.batches[i]
+        self.batches[i] = {}
+        if isinstance(item, Path):
+            feats: dict[str, torch.Tensor] = torch.load(item, weights_only=True)
+            item.unlink()
+            return feats
+        return item
+
+    def close(self) -> None:
+        self.batches = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -199,6 +262,8 @@ def dissect(
     device: str | torch.device | None = None,
     thresholds: Mapping[str, Any] | str | Path | None = None,
     cache_mem: int = DEFAULT_CACHE_MEM,
+    spill: bool = True,
+    spill_dir: str | Path | None = None,
     progress: ProgressFactory | None = None,
     model_info: Mapping[str, Any] | None = None,
 ) -> DissectResult:
@@ -207,7 +272,9 @@ def dissect(
     ``dataset`` is a :class:`~conceptkit.broden.BrodenDataset` or its folder. ``preprocess``
     is ``imagenet``, ``netdissect`` or a :class:`Preprocess`. ``thresholds`` (a mapping
     ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy``) replaces the quantile pass.
-    ``cache_mem`` bounds the bytes of features kept between the passes (float32).
+    ``cache_mem`` bounds the bytes of features kept in memory between the passes (float32);
+    past it they go to a temporary folder in ``spill_dir`` (default: the system's), or, with
+    ``spill=False``, pass 2 re-runs the forward for the rest.
     ``progress(desc, total)`` returns a bar with ``update(n)``/``close()``.
     ``model_info`` gives ``spec``/``description``/``fingerprint`` for results.json.
     """
@@ -252,9 +319,7 @@ def dissect(
     tallies: dict[str, IoUTally] = {}
     thr_t: dict[str, torch.Tensor] = {}
     map_sizes: dict[str, tuple[int, int]] = {}
-    cache: list[dict[str, torch.Tensor]] = []
-    cached_bytes = 0
-    cache_full = cache_mem <= 0
+    cache = _FeatureCache(cache_mem, spill, spill_dir)
     one_pass = fixed is not None
 
     def setup(feats: dict[str, torch.Tensor]) -> None:
@@ -295,15 +360,8 @@ def dissect(
                         tallies[name].add(f, thr_t[name], lb)
                     else:
                         quant[name].add(f)
-                if not one_pass and not cache_full:
-                    size = sum(f.numel() * 4 for f in feats.values())
-                    if cached_bytes + size <= cache_mem:
-                        cache.append(
-                            {n: f.to("cpu", torch.float32, copy=True) for n, f in feats.items()}
-                        )
-                        cached_bytes += size
-                    else:
-                        cache_full = True
+                if not one_pass:
+                    cache.put(feats)
                 bar.update(len(rows))
         finally:
             bar.close()
@@ -318,8 +376,7 @@ def dissect(
             try:
                 for i, batch in enumerate(_loader(items, batch_size, workers)):
                     if i < len(cache):
-                        feats = cache[i]
-                        cache[i] = {}
+                        feats = cache.take(i)
                     else:
                         feats = forward(batch["images"], hooks)
                     lb = tallies[layers[0]].prepare(batch["planes"], batch["labels"])
@@ -328,7 +385,7 @@ def dissect(
                     bar.update(len(batch["rows"]))
             finally:
                 bar.close()
-            cache.clear()
+                cache.close()
 
     result_layers = {}
     for name in layers:
