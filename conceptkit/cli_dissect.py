@@ -149,9 +149,18 @@ def _bar(desc: str, total: int) -> Any:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--cache-mem",
-    default="2GB",
+    default="256MB",
     show_default=True,
-    help="Feature cache between the passes; 0 = off.",
+    help="Features kept in memory between the passes (the rest spill to disk).",
+)
+@click.option(
+    "--spill-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where features past --cache-mem go (default: the system temp folder).",
+)
+@click.option(
+    "--no-spill", is_flag=True, help="Never write features to disk; re-run the forward instead."
 )
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-report", is_flag=True, help="Do not build OUT/html and OUT/plots.")
