@@ -29,8 +29,8 @@ class FeatureHooks:
     """Forward hooks that store each named module's output tensor in :attr:`features`.
 
     Use as a context manager; the hooks are removed on exit. After ``model(x)``,
-    ``features[name]`` is that module's output ``(B, C, h, w)`` (detached). A module that
-    returns a tuple contributes its first tensor.
+    ``features[name]`` is a copy of that module's output ``(B, C, h, w)`` (detached, safe from
+    later in-place ops). A module that returns a tuple contributes its first tensor.
     """
 
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
@@ -52,7 +52,8 @@ class FeatureHooks:
                     f"layer {name!r} gives {shape}, expected a (B, C, h, w) feature map",
                     hint="dissect convolutional layers",
                 )
-            self.features[name] = out.detach()
+            # a copy: a later in-place op (ReLU(inplace=True) after a conv) must not change it
+            self.features[name] = out.detach().clone()
 
         return hook
 

@@ -1,0 +1,63 @@
+"""Forward hooks by dotted name: nested modules, in-place safety, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conceptkit.dissect.hooks import FeatureHooks
+from conceptkit.dissect.preprocess import get_preprocess
+from conceptkit.errors import UsageError
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True))
+        self.block = nn.Sequential(nn.Sequential(nn.Conv2d(4, 2, 1)))
+        self.head = nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(self.features(x))
+        return self.head(y.mean(dim=(2, 3)))
+
+
+def test_hooks_capture_nested_layers_in_one_pass_before_inplace_ops():
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(2, 3, 5, 5)
+    with FeatureHooks(net, ["features.0", "block.0.0"]) as hooks, torch.no_grad():
+        feats = hooks.run(net, x)
+        conv = net.features[0](x)
+    assert feats["features.0"].shape == (2, 4, 5, 5) and feats["block.0.0"].shape == (2, 2, 5, 5)
+    torch.testing.assert_close(feats["features.0"], conv)
+    assert feats["features.0"].min() < 0  # the in-place ReLU after it did not touch the copy
+    torch.testing.assert_close(feats["block.0.0"], net.block(torch.relu(conv)))
+    assert not net.features[0]._forward_hooks  # removed on exit
+
+
+def test_hooks_reject_unknown_and_non_map_layers():
+    net = Net()
+    with pytest.raises(UsageError, match="no layer 'features.9'"):
+        FeatureHooks(net, ["features.9"])
+    with FeatureHooks(net, ["head"]) as hooks, pytest.raises(UsageError, match="feature map"):
+        hooks.run(net, torch.randn(1, 3, 4, 4))
+
+
+def test_preprocess_arithmetic():
+    img = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    nd = get_preprocess("netdissect")(img)
+    expect = (
+        torch.tensor([0.0, 128.0, 255.0]) - torch.tensor([124.6901, 118.6897, 109.5388])
+    ) / 57.12
+    torch.testing.assert_close(nd[0, :, 0, 0], expect)
+    assert nd.dtype == torch.float32
+    inet = get_preprocess("imagenet")(img)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(inet[0, :, 1, 1], (torch.tensor([0, 128, 255]) / 255 - mean) / std)
+    custom = get_preprocess("imagenet", mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
+    assert custom.name == "custom"
+    torch.testing.assert_close(custom(img)[0, :, 0, 0], torch.tensor([-1.0, 128 / 127.5 - 1, 1.0]))
+    with pytest.raises(UsageError):
+        get_preprocess("netdissect", mean=[0.5, 0.5, 0.5])
