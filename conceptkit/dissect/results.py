@@ -196,7 +196,7 @@ class DissectResult:
         out = []
         for u, (k, lab) in enumerate(self.unit_best(layer)):
             ious = lr.iou[u, valid]
-            order = sorted(range(len(valid)), key=lambda i: (-ious[i], int(valid[i])))
+            order = np.lexsort((valid, -ious))[: RUNNERS_UP + 1]  # IoU desc, then number
             runners: list[dict[str, Any]] = []
             for i in order:
                 n = int(valid[i])
