@@ -110,3 +110,22 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # Re-running without --force refuses to overwrite.
     again = CliRunner().invoke(cli, ["demo", str(out)])
     assert again.exit_code != 0
+
+
+@pytest.mark.skipif(
+    not _weights_present(),
+    reason="MobileNetV2 ImageNet weights are not in torch's cache: run python3 examples/fetch_weights.py",
+)
+def test_api_walkthrough_script_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = EXAMPLES.parent / "api_walkthrough.py"
+    res = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "walk")], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert "units are detectors" in res.stdout
+    png = tmp_path / "walk" / "best_iou_per_concept.png"
+    assert png.stat().st_size > 10_000
+    assert (tmp_path / "walk" / "dissect" / "tally_features.18.csv").is_file()
