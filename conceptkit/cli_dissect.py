@@ -7,7 +7,9 @@ writes the output contract into ``-o OUT`` atomically, then builds the HTML repo
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,31 @@ def _floats(text: str | None, option: str) -> list[float] | None:
     if len(values) != 3:
         raise UsageError(f"{option} {text!r}: expected three comma-separated numbers (R,G,B)")
     return values
+
+
+def _launch(nproc: int) -> int:
+    """Re-run this very command under ``torchrun --standalone`` with ``nproc`` processes."""
+    ctx = click.get_current_context()
+    args: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in (None, "nproc", "help"):
+            continue
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or (param.multiple and not value):
+            continue
+        flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
+        if param.is_flag:
+            args.append(flag)
+        elif param.multiple:
+            for v in value:
+                args += [flag, str(v)]
+        else:
+            args += [flag, str(value)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc_per_node", str(nproc), "-m", "conceptkit", "dissect", *args]
+    click.echo(f"launching {nproc} processes: torchrun --standalone --nproc_per_node {nproc} "
+               "-m conceptkit dissect ...", err=True)  # fmt: skip
+    return subprocess.call(cmd)
 
 
 def _bar(desc: str, total: int) -> Any:
@@ -162,6 +189,35 @@ def _bar(desc: str, total: int) -> Any:
 @click.option(
     "--no-spill", is_flag=True, help="Never write features to disk; re-run the forward instead."
 )
+@click.option(
+    "--spill-dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Disk format of spilled features (float16: half the disk, not bit-exact).",
+)
+@click.option(
+    "--nproc",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes on this machine (launches torchrun --standalone).",
+)
+@click.option(
+    "--shard",
+    type=click.Choice(["strided", "contiguous"]),
+    default="strided",
+    show_default=True,
+    help="How batches are dealt to the processes.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Batches between checkpoints in OUT.partial/ (0: no checkpoints).",
+)
+@click.option("--no-resume", is_flag=True, help="Ignore a checkpoint in OUT.partial/; start fresh.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-report", is_flag=True, help="Do not build OUT/html and OUT/plots.")
 def dissect(**opts: Any) -> None:
@@ -172,6 +228,10 @@ def dissect(**opts: Any) -> None:
     (Network Dissection, Bau et al. 2017; numbers match NetDissect-Lite with
     --preprocess netdissect).
     """
+    if opts["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_launch(opts["nproc"]))
+    if opts["nproc"] < 1:
+        raise UsageError("--nproc must be at least 1")
     from conceptkit.dissect import models
 
     loaded = models.load_model(
@@ -196,8 +256,19 @@ def dissect(**opts: Any) -> None:
     mean = _floats(opts["mean"], "--mean")
     std = _floats(opts["std"], "--std")
 
+    from conceptkit.dissect import checkpoint, distributed
     from conceptkit.dissect.run import dissect as run_dissect
 
+    ctx, device = distributed.setup(opts["device"])
+    prefix = f"[rank {ctx.rank}] " if ctx.active else ""
+    partial = checkpoint.partial_dir(opts["out"])
+    every = opts["checkpoint_every"]
+
+    def log(msg: str) -> None:
+        click.echo(f"{prefix}{msg}", err=True)
+
+    if every > 0 and ctx.is_main:
+        log(f"checkpoints: {partial}/ every {every} batches (removed when OUT is written)")
     result = run_dissect(
         loaded.module,
         opts["data"],
@@ -211,19 +282,31 @@ def dissect(**opts: Any) -> None:
         std=std,
         batch_size=opts["batch_size"],
         workers=opts["workers"],
-        device=opts["device"],
+        device=device,
         thresholds=opts["thresholds"],
         cache_mem=parse_size(opts["cache_mem"]),
         spill=not opts["no_spill"],
         spill_dir=opts["spill_dir"],
-        progress=_bar,
+        progress=_bar if ctx.is_main else None,
+        spill_dtype=opts["spill_dtype"],
+        checkpoint_dir=partial if every > 0 else None,
+        checkpoint_every=max(1, every),
+        resume=not opts["no_resume"],
+        dist_ctx=ctx,
+        shard=opts["shard"],
+        log=log,
         model_info={
             "spec": opts["model_spec"],
             "description": loaded.description,
             "fingerprint": loaded.fingerprint,
         },
     )
+    if not ctx.is_main:
+        distributed.teardown(ctx)
+        return
     out = result.save(opts["out"], force=opts["force"])
+    checkpoint.remove(partial)
+    distributed.teardown(ctx)
     for name in layers:
         s = result.summary(name)
         u = s["unique_detectors"]
