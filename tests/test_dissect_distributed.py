@@ -1,0 +1,101 @@
+"""Distributed dissection: batch sharding, and 2 gloo processes giving the bytes of 1 process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conceptkit.broden import read_index, read_meta, write_index, write_tables
+from conceptkit.dissect.distributed import batch_ranges, detect, shard_batches
+from conceptkit.errors import UsageError
+
+torchvision = pytest.importorskip("torchvision")
+
+
+def test_shards_partition_the_single_process_batches():
+    assert batch_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    for mode in ("strided", "contiguous"):
+        shards = [shard_batches(43, 5, r, 3, mode) for r in range(3)]
+        # every single-process batch exactly once, with the same boundaries
+        assert sorted(b for s in shards for b in s) == batch_ranges(43, 5)
+    assert shard_batches(43, 5, 1, 3, "strided") == [(5, 10), (20, 25), (35, 40)]
+    assert shard_batches(43, 5, 2, 3, "contiguous") == [(30, 35), (35, 40), (40, 43)]
+    assert shard_batches(43, 5, 0, 3) == shard_batches(43, 5, 0, 3)  # deterministic
+    with pytest.raises(UsageError, match="only 2 batches"):
+        shard_batches(10, 5, 0, 3)
+
+
+def test_detect_reads_torchrun_environment(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    ctx = detect()
+    assert (ctx.rank, ctx.world, ctx.local_rank, ctx.active, ctx.is_main) == (2, 4, 0, True, False)
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(UsageError):
+        detect()
+
+
+def make_slice(mini_broden: Path, dst: Path, n: int) -> Path:
+    """The first ``n`` rows of mini_broden (images linked)."""
+    meta = read_meta(mini_broden)
+    dst.mkdir()
+    write_tables(dst, meta.categories, meta.labels, meta.codes)
+    write_index(dst, read_index(mini_broden)[:n], meta.index_categories)
+    (dst / "images").symlink_to(mini_broden / "images", target_is_directory=True)
+    return dst
+
+
+def resnet18_weights(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def cli(args: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return subprocess.run(
+        [sys.executable, "-m", "conceptkit", "dissect", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        **kw,
+    )
+
+
+def test_two_gloo_processes_equal_one_process(mini_broden, tmp_path):
+    data = make_slice(mini_broden, tmp_path / "data", 40)
+    weights = resnet18_weights(tmp_path / "r18.pth")
+    args = ["--model", str(weights), "--arch", "resnet18", "--data", str(data)]
+    args += ["--layer", "layer3", "--layer", "layer4.1.conv2", "--workers", "0"]
+    args += ["--batch-size", "6", "--top-n", "4", "--no-report"]
+    one = cli([*args, "-o", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr
+    # --nproc 2 launches torchrun; contiguous shards give rank 0 4 batches, rank 1 3 batches
+    two = cli([*args, "-o", str(tmp_path / "two"), "--nproc", "2", "--shard", "contiguous"])
+    assert two.returncode == 0, two.stderr
+    assert "[rank 1] work done: pass 1 3 batches" in two.stderr
+    assert "[rank 0] work done: pass 1 4 batches" in two.stderr
+    a, b = tmp_path / "one", tmp_path / "two"
+    files = sorted(p.name for p in a.iterdir())
+    assert files == sorted(p.name for p in b.iterdir())
+    assert "tally_layer3.csv" in files and "quantile_layer4.1.conv2.npy" in files
+    for name in files:
+        if name.endswith((".csv", ".npy")):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for layer in ("layer3", "layer4.1.conv2"):
+        ta, tb = np.load(a / f"topn_{layer}.npz"), np.load(b / f"topn_{layer}.npz")
+        for key in ("indices", "values", "maps"):
+            np.testing.assert_array_equal(ta[key], tb[key], err_msg=key)
+        # the top images come from both shards (rows < 24 on rank 0, >= 24 on rank 1)
+        assert (ta["indices"] < 24).any() and (ta["indices"] >= 24).any()
+    assert not (tmp_path / "two.partial").exists()
