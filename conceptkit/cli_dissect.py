@@ -27,6 +27,9 @@ Examples:
   conceptkit dissect --model torchvision:vgg16 --data mydata/ --layer features.29 \\
       --preprocess netdissect --batch-size 32 --cache-mem 4GB -o vgg/
   conceptkit dissect --model m.pth --arch resnet18 --data d/ --thresholds old_run/ -o again/
+  conceptkit dissect --model torchvision:resnet18 --data d/ -o run/ --nproc 2   # 2 processes
+  torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --rdzv_backend c10d \
+      --rdzv_endpoint host0:29500 -m conceptkit dissect --model m.pth --arch resnet18 ...
 
 \b
 Writes into OUT (atomically; --force replaces an existing OUT):
@@ -41,6 +44,11 @@ Memory: pass 1 keeps the probed layers' features (float32, exact) for pass 2 so 
 no second forward: up to --cache-mem in memory, the rest in a temporary folder (--spill-dir,
 deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4). With --no-spill the
 second pass re-runs the forward for what did not fit (about 1.8x slower, no disk).
+
+\b
+Resume: statistics are checkpointed to OUT.partial/ every --checkpoint-every batches; rerun
+the same command after an interruption to continue (a changed model, dataset or setting is
+named and the run starts fresh). OUT.partial/ is removed once OUT is written.
 """
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)

@@ -7,6 +7,11 @@ memory up to ``cache_mem`` bytes, then spilled to a temporary folder on disk (``
 from that cache and re-running the forward only for images that were not cached. With
 ``thresholds`` given there is no quantile to wait for, so one pass does everything.
 
+Batches are the single-process batches ``[b * batch_size, (b + 1) * batch_size)``; under
+torchrun each rank takes its share of them (:mod:`conceptkit.dissect.distributed`) and the
+statistics are merged exactly at the end of each pass. With a checkpoint folder each rank's
+statistics are saved every few batches and a rerun resumes (:mod:`conceptkit.dissect.checkpoint`).
+
 Use :func:`dissect`; it returns a :class:`~conceptkit.dissect.results.DissectResult`.
 """
 
