@@ -28,12 +28,12 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from conceptkit.converters import ReadOptions, inside
 
-from conceptkit.annotations import ImageAnnotation, Shape
+from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
 from conceptkit.errors import FormatError
 
 SHAPE_TYPES = (
@@ -238,7 +238,7 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
             attrs["description"] = str(s["description"])
         shape = Shape(
             label=s["label"],
-            kind=kind,
+            kind=cast(ShapeKind, kind),  # the schema check admits only known kinds
             points=pts,
             instance=None if s.get("group_id") is None else str(s["group_id"]),
             order=i,
