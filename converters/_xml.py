@@ -8,13 +8,15 @@ rules out entity-expansion bombs ("billion laughs") and external entities.
 - :func:`iter_elements` streams: it yields each element at a chosen depth (1 = the children of the
   root) as soon as its end tag is read, with its whole subtree, and keeps nothing else, so a
   10,000-image CVAT file is read in memory bounded by the largest single element.
-- :func:`parse` reads a whole (small) document into one :class:`Node` tree.
+- :func:`parse` reads a whole (small) document, from a file or from bytes, into one
+  :class:`Node` tree; :attr:`Node.place` (``<tag> line N``) names an element in errors.
 
 Malformed XML raises FormatError naming the file, the line and the column.
 """
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -156,9 +158,16 @@ def iter_elements(
         yield ready.popleft()
 
 
-def parse(path: Path, root_tag: str | None = None) -> Node:
-    """The whole document at ``path`` as one tree (for small files)."""
-    with open(path, "rb") as stream:
+def parse(path: Path, root_tag: str | None = None, *, data: bytes | None = None) -> Node:
+    """The whole document at ``path`` (or ``data``, named ``path``) as one tree, for small files.
+
+    A file that cannot be opened raises FormatError ``cannot be read (reason)``.
+    """
+    try:
+        stream: IO[bytes] = io.BytesIO(data) if data is not None else open(path, "rb")
+    except OSError as exc:
+        raise FormatError(f"cannot be read ({exc.strerror})", file=path) from None
+    with stream:
         for root in iter_elements(stream, path, depth=0, root_tag=root_tag):
             return root
     raise FormatError("empty XML document", path, "line 1")  # pragma: no cover

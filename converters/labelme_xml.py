@@ -13,92 +13,42 @@ pixel is in the mask when its alpha (RGBA) or first channel is non-zero. An obje
 another object's ``id`` is a part: category ``part``, ``Shape.parent`` = the whole's order.
 
 The image is ``Images/<folder>/<filename>`` beside ``Annotations/``, else ``<filename>`` next to
-the XML. XML is parsed by :func:`parse_xml`, which refuses DOCTYPE and ENTITY declarations, so an
-entity-expansion bomb is one clear error and never expands.
+the XML. XML is parsed by the shared :func:`conceptkit.converters._xml.parse`, which refuses
+DOCTYPE and ENTITY declarations, so an entity-expansion bomb is one clear error and never expands;
+every error names the file and the element's line.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from conceptkit.converters import ReadOptions, inside
+from conceptkit.converters._xml import Node, parse
 
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 
-#: attribute name under which :func:`parse_xml` stores each element's line number.
-LINE = "{conceptkit}line"
 
-
-def parse_xml(path: Path, data: bytes | None = None) -> ET.Element:
-    """Parse an XML file safely, recording each element's line as ``elem.get(LINE)``.
-
-    DOCTYPE and ENTITY declarations are refused (FormatError with the line), so no entity is
-    ever expanded; malformed XML gives FormatError with line and column.
-    """
-    from xml.parsers import expat
-
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise FormatError(f"cannot be read ({exc.strerror})", file=path) from None
-    parser = expat.ParserCreate()
-    builder = ET.TreeBuilder()
-
-    def refuse(*_: Any) -> None:
-        raise FormatError(
-            "DOCTYPE/ENTITY declarations are not accepted (possible entity-expansion attack)",
-            file=path,
-            place=f"line {parser.CurrentLineNumber}",
-        )
-
-    def start(tag: str, attrs: dict[str, str]) -> None:
-        attrs = dict(attrs)
-        attrs[LINE] = str(parser.CurrentLineNumber)
-        builder.start(tag, attrs)
-
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.StartElementHandler = start
-    parser.EndElementHandler = builder.end
-    parser.CharacterDataHandler = builder.data
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError as exc:
-        raise FormatError(
-            f"malformed XML: {expat.errors.messages[exc.code]}",
-            file=path,
-            place=f"line {exc.lineno}, column {exc.offset + 1}",
-        ) from None
-    return builder.close()
-
-
-def where(elem: ET.Element) -> str:
-    """``<tag> line N`` for error messages."""
-    return f"<{elem.tag}> line {elem.get(LINE, '?')}"
-
-
-def _text(elem: ET.Element | None, tag: str, default: str = "") -> str:
+def _text(elem: Node | None, tag: str, default: str = "") -> str:
+    """The stripped text of ``elem``'s child ``tag``; ``default`` if absent or empty."""
     if elem is None:
         return default
     child = elem.find(tag)
-    return (child.text or "").strip() if child is not None and child.text else default
+    return child.text.strip() if child is not None and child.text else default
 
 
-def _number(elem: ET.Element, tag: str, file: Path) -> float:
+def _number(elem: Node, tag: str, file: Path) -> float:
     child = elem.find(tag)
-    text = (child.text or "").strip() if child is not None else ""
+    text = child.text.strip() if child is not None else ""
     try:
         return float(text)
     except ValueError:
         raise FormatError(
             f"<{tag}> must be a number, found {text!r}",
             file,
-            where(child if child is not None else elem),
+            (child if child is not None else elem).place,
         ) from None
 
 
@@ -118,21 +68,19 @@ def _find_file(xml: Path, src_root: Path, kind: str, folder: str, name: str) -> 
 
 def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotation:
     """Read one MIT LabelMe XML file."""
-    root = parse_xml(path)
-    if root.tag != "annotation":
-        raise FormatError(f"root element is <{root.tag}>, expected <annotation>", path, where(root))
+    root = parse(path, root_tag="annotation")
     filename = _text(root, "filename")
     if not filename:
-        raise FormatError("<filename> is missing or empty", path, where(root))
+        raise FormatError("<filename> is missing or empty", path, root.place)
     folder = _text(root, "folder")
     for text in (filename, folder):
         if text.startswith(("/", "\\")) or ".." in text.replace("\\", "/").split("/"):
-            raise FormatError(f"path {text!r} points outside SRC", path, where(root))
+            raise FormatError(f"path {text!r} points outside SRC", path, root.place)
     image = _find_file(path, src_root, "Images", folder, filename)
     if options.check_paths and not inside(src_root, image):
-        raise FormatError(f"image {filename!r} points outside SRC", path, where(root))
+        raise FormatError(f"image {filename!r} points outside SRC", path, root.place)
     if not image.is_file():
-        raise FormatError(f"image {filename!r} not found (looked for {image})", path, where(root))
+        raise FormatError(f"image {filename!r} not found (looked for {image})", path, root.place)
     size = root.find("imagesize")
     if size is not None and size.find("nrows") is not None:
         height = int(_number(size, "nrows", path))
@@ -140,7 +88,7 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
     else:
         from conceptkit.converters.labelme import image_size
 
-        width, height = image_size(image, None, path, where(root))
+        width, height = image_size(image, None, path, root.place)
     ann = ImageAnnotation(
         key=filename,
         width=width,
@@ -165,24 +113,24 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
             occluded=_text(obj, "occluded", "no").lower() in ("yes", "1", "true"),
             attributes=attrs,
             convention="inclusive",
-            place=where(obj),
+            place=obj.place,
         )
         poly = obj.find("polygon")
         segm = obj.find("segm")
         if poly is not None:
             pts = [(_number(pt, "x", path), _number(pt, "y", path)) for pt in poly.findall("pt")]
             shape.points = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-            shape.place = where(poly)
+            shape.place = poly.place
         elif segm is not None:
             mask_name = _text(segm, "mask")
             if not mask_name or "/" in mask_name or "\\" in mask_name:
-                raise FormatError(f"<mask> {mask_name!r} is not a file name", path, where(segm))
+                raise FormatError(f"<mask> {mask_name!r} is not a file name", path, segm.place)
             mask_path = _find_file(path, src_root, "Masks", folder, mask_name)
             shape.kind = "mask"
             shape.mask = _read_mask(mask_path, path, segm, width, height)
-            shape.place = where(segm)
+            shape.place = segm.place
         else:
-            raise FormatError("object has neither <polygon> nor <segm>", path, where(obj))
+            raise FormatError("object has neither <polygon> nor <segm>", path, obj.place)
         oid = _text(obj, "id", str(i))
         ids[oid] = i
         parts = obj.find("parts")
@@ -202,7 +150,7 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
     return ann
 
 
-def _read_mask(mask_path: Path, xml: Path, segm: ET.Element, width: int, height: int) -> np.ndarray:
+def _read_mask(mask_path: Path, xml: Path, segm: Node, width: int, height: int) -> np.ndarray:
     """A full-image segm mask PNG -> ``(height, width) bool`` (alpha or first channel > 0)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -210,10 +158,10 @@ def _read_mask(mask_path: Path, xml: Path, segm: ET.Element, width: int, height:
         with Image.open(mask_path) as im:
             arr = np.asarray(im)
     except FileNotFoundError:
-        raise FormatError(f"mask {mask_path.name!r} not found", xml, where(segm)) from None
+        raise FormatError(f"mask {mask_path.name!r} not found", xml, segm.place) from None
     except (OSError, UnidentifiedImageError) as exc:
         raise FormatError(
-            f"mask {mask_path.name!r} cannot be read ({exc})", xml, where(segm)
+            f"mask {mask_path.name!r} cannot be read ({exc})", xml, segm.place
         ) from None
     if arr.ndim == 3:
         arr = arr[..., 3] if arr.shape[-1] == 4 else arr[..., 0]
@@ -221,7 +169,7 @@ def _read_mask(mask_path: Path, xml: Path, segm: ET.Element, width: int, height:
         raise FormatError(
             f"mask {mask_path.name!r} is {arr.shape[1]}x{arr.shape[0]}, the image is {width}x{height}",
             xml,
-            where(segm),
+            segm.place,
         )
     return arr > 0
 
