@@ -205,3 +205,23 @@ def test_cli_dissect_writes_the_contract(small_broden, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(args)  # OUT exists, no --force
     assert exc.value.code == 2
+
+
+def test_float16_spill_halves_precision_not_results(small_broden):
+    """Features spilled as float16 (half the disk) keep thresholds' pass-1 values exact (pass 1
+    runs on the live float32 features) and change the tally only at the margin."""
+    kw = dict(preprocess="netdissect", batch_size=8, workers=0, device="cpu", top_n=5)
+    exact = dissect(seeded_resnet18(), small_broden, ["layer4"], cache_mem=0, **kw)
+    half = dissect(
+        seeded_resnet18(), small_broden, ["layer4"], cache_mem=0, spill_dtype="float16", **kw
+    )
+    a, b = exact.layers["layer4"], half.layers["layer4"]
+    np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    np.testing.assert_array_equal(a.top_indices, b.top_indices)
+    # intersections move by a few boundary pixels at most
+    assert np.abs(a.inter.astype(np.int64) - b.inter.astype(np.int64)).sum() <= 0.01 * a.inter.sum()
+    # with random weights many best labels are near-ties, so compare the scores, not argmaxes
+    sa = pd.DataFrame(exact.tally_rows("layer4")).set_index("unit")["score"]
+    sb = pd.DataFrame(half.tally_rows("layer4")).set_index("unit")["score"]
+    print("float16 spill: max |score difference|", float((sa - sb).abs().max()))
+    assert float((sa - sb).abs().max()) < 1e-3
