@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,21 @@ def formats_dir() -> Path:
 def golden_dir() -> Path:
     """NetDissect-Lite's outputs on mini_broden for the seeded ResNet-18."""
     return _need(GOLDEN)
+
+
+def broden_slice(src: Path, dst: Path, n: int) -> Path:
+    """A Broden folder of the first ``n`` rows of ``src`` (CSV tables rewritten, images linked)."""
+    from conceptkit.broden import read_index, read_meta, write_index, write_tables
+
+    meta = read_meta(src)
+    dst.mkdir()
+    write_tables(dst, meta.categories, meta.labels, meta.codes)
+    write_index(dst, read_index(src)[:n], meta.index_categories)
+    (dst / "images").symlink_to(src / "images", target_is_directory=True)
+    return dst
+
+
+@pytest.fixture
+def mini_slice(mini_broden: Path, tmp_path: Path) -> Callable[[int], Path]:
+    """``mini_slice(n)``: the first ``n`` images of mini_broden as a Broden folder in tmp_path."""
+    return lambda n: broden_slice(mini_broden, tmp_path / f"mini{n}", n)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import broden_slice
 
-from conceptkit.broden import read_index, read_meta, write_index, write_tables
 from conceptkit.dissect.distributed import batch_ranges, detect, shard_batches
 from conceptkit.errors import UsageError
 
@@ -42,16 +42,6 @@ def test_detect_reads_torchrun_environment(monkeypatch):
         detect()
 
 
-def make_slice(mini_broden: Path, dst: Path, n: int) -> Path:
-    """The first ``n`` rows of mini_broden (images linked)."""
-    meta = read_meta(mini_broden)
-    dst.mkdir()
-    write_tables(dst, meta.categories, meta.labels, meta.codes)
-    write_index(dst, read_index(mini_broden)[:n], meta.index_categories)
-    (dst / "images").symlink_to(mini_broden / "images", target_is_directory=True)
-    return dst
-
-
 def resnet18_weights(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
@@ -73,7 +63,7 @@ def cli(args: list[str], **kw) -> subprocess.CompletedProcess[str]:
 
 
 def test_two_gloo_processes_equal_one_process(mini_broden, tmp_path):
-    data = make_slice(mini_broden, tmp_path / "data", 40)
+    data = broden_slice(mini_broden, tmp_path / "data", 40)
     weights = resnet18_weights(tmp_path / "r18.pth")
     args = ["--model", str(weights), "--arch", "resnet18", "--data", str(data)]
     args += ["--layer", "layer3", "--layer", "layer4.1.conv2", "--workers", "0"]

@@ -13,22 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import broden_slice
 
-from conceptkit.broden import read_index, read_meta, write_index, write_tables
 from conceptkit.dissect.checkpoint import Fingerprint
 from conceptkit.dissect.run import dissect
 
 torchvision = pytest.importorskip("torchvision")
-
-
-def make_slice(mini_broden: Path, dst: Path, n: int) -> Path:
-    """The first ``n`` rows of mini_broden (images linked)."""
-    meta = read_meta(mini_broden)
-    dst.mkdir()
-    write_tables(dst, meta.categories, meta.labels, meta.codes)
-    write_index(dst, read_index(mini_broden)[:n], meta.index_categories)
-    (dst / "images").symlink_to(mini_broden / "images", target_is_directory=True)
-    return dst
 
 
 def resnet18_weights(path: Path, seed: int = 0) -> Path:
@@ -66,7 +56,7 @@ def test_fingerprint_names_what_changed():
 
 
 def test_killed_run_resumes_to_identical_outputs_and_changed_weights_restart(mini_broden, tmp_path):
-    data = make_slice(mini_broden, tmp_path / "data", 24)
+    data = broden_slice(mini_broden, tmp_path / "data", 24)
     weights = resnet18_weights(tmp_path / "r18.pth")
     args = ["--model", str(weights), "--arch", "resnet18", "--data", str(data)]
     args += ["--layer", "layer4", "--workers", "0", "--batch-size", "4"]
@@ -130,7 +120,7 @@ def test_killed_run_resumes_to_identical_outputs_and_changed_weights_restart(min
 def test_api_resume_skips_finished_passes_and_names_changed_data_and_settings(
     mini_broden, tmp_path
 ):
-    data = make_slice(mini_broden, tmp_path / "data", 16)
+    data = broden_slice(mini_broden, tmp_path / "data", 16)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None)
     ckdir = tmp_path / "ck"

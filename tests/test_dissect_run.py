@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conceptkit.broden import read_index, read_meta, write_index, write_tables
 from conceptkit.dissect.hooks import FeatureHooks
 from conceptkit.dissect.preprocess import get_preprocess
 from conceptkit.dissect.results import DissectResult
@@ -146,15 +145,9 @@ def test_own_quantile_is_exact_and_agrees_with_golden(mini_broden, golden_dir):
 
 
 @pytest.fixture
-def small_broden(mini_broden, tmp_path) -> Path:
+def small_broden(mini_slice) -> Path:
     """The first 24 images of mini_broden (same images folder, via a link)."""
-    dst = tmp_path / "small"
-    meta = read_meta(mini_broden)
-    dst.mkdir()
-    write_tables(dst, meta.categories, meta.labels, meta.codes)
-    write_index(dst, read_index(mini_broden)[:24], meta.index_categories)
-    (dst / "images").symlink_to(mini_broden / "images", target_is_directory=True)
-    return dst
+    return mini_slice(24)
 
 
 def _assert_same(a: DissectResult, b: DissectResult, layer: str) -> None:
