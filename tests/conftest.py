@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,3 +56,28 @@ def broden_slice(src: Path, dst: Path, n: int) -> Path:
 def mini_slice(mini_broden: Path, tmp_path: Path) -> Callable[[int], Path]:
     """``mini_slice(n)``: the first ``n`` images of mini_broden as a Broden folder in tmp_path."""
     return lambda n: broden_slice(mini_broden, tmp_path / f"mini{n}", n)
+
+
+def resnet18_weights(path: Path, seed: int = 0) -> Path:
+    """Save a random-init torchvision ResNet-18 state_dict (seeded) to ``path``."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def run_dissect_cli(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    """``python -m conceptkit dissect ARGS`` in a subprocess, outside any torchrun environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "conceptkit", "dissect", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        **kw,
+    )

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
-from conftest import broden_slice
+from conftest import broden_slice, resnet18_weights
+from conftest import run_dissect_cli as cli
 
 from conceptkit.dissect.distributed import batch_ranges, detect, shard_batches
 from conceptkit.errors import UsageError
@@ -40,26 +35,6 @@ def test_detect_reads_torchrun_environment(monkeypatch):
     monkeypatch.setenv("RANK", "4")
     with pytest.raises(UsageError):
         detect()
-
-
-def resnet18_weights(path: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    return path
-
-
-def cli(args: list[str], **kw) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    return subprocess.run(
-        [sys.executable, "-m", "conceptkit", "dissect", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        **kw,
-    )
 
 
 def test_two_gloo_processes_equal_one_process(mini_broden, tmp_path):

@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import broden_slice
+from conftest import broden_slice, resnet18_weights
+from conftest import run_dissect_cli as cli
 
 from conceptkit.dissect.checkpoint import Fingerprint
 from conceptkit.dissect.run import dissect
 
 torchvision = pytest.importorskip("torchvision")
-
-
-def resnet18_weights(path: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    return path
-
-
-def cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return subprocess.run(
-        [sys.executable, "-m", "conceptkit", "dissect", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-    )
 
 
 WORK = re.compile(r"work done: pass 1 (\d+) batches, pass 2 (\d+) batches, (\d+) forwards")
