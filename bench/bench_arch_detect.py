@@ -18,7 +18,7 @@ import warnings
 import torch
 import torchvision.models as tvm
 
-from conceptkit.dissect import models as M
+from conceptkit.dissection import models as M
 
 
 def main() -> None:

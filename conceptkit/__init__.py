@@ -16,7 +16,7 @@ __all__ = ["__version__", "dissect"]
 
 
 def dissect(*args: Any, **kwargs: Any) -> Any:
-    """Run Network Dissection; see :func:`conceptkit.dissect.run.dissect`."""
-    from conceptkit.dissect.run import dissect as _dissect
+    """Run Network Dissection; see :func:`conceptkit.dissection.run.dissect`."""
+    from conceptkit.dissection.run import dissect as _dissect
 
     return _dissect(*args, **kwargs)

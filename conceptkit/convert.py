@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptkit import broden
+from conceptkit import broden, images
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.concepts import (
     DROP_CATEGORY,
@@ -152,10 +152,6 @@ class Result:
     warnings: list[str] = field(default_factory=list)
 
 
-#: EXIF orientation -> the PIL transpose that shows the image upright (as labelme shows it).
-_ORIENT = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # values: PIL.Image.Transpose members
-
-
 def _load_image(ann: ImageAnnotation, want: int | None) -> tuple[Any, int, int]:
     """Decode the image upright (EXIF orientation applied) as RGB.
 
@@ -169,12 +165,8 @@ def _load_image(ann: ImageAnnotation, want: int | None) -> tuple[Any, int, int]:
     try:
         stream: Any = io.BytesIO(ann.image_data) if ann.image_data is not None else ann.image_path
         with Image.open(stream) as im:
-            orientation = (
-                im.getexif().get(0x0112, 1) if im.format in ("JPEG", "TIFF", "PNG", "WEBP") else 1
-            )
-            w, h = im.size
-            if orientation in (5, 6, 7, 8):
-                w, h = h, w
+            orient = images.orientation(im)
+            w, h = images.upright_size(im)
             if (w, h) != (ann.width, ann.height):
                 raise FormatError(
                     f"image {where} is {w}x{h}, the annotation says {ann.width}x{ann.height}",
@@ -187,9 +179,7 @@ def _load_image(ann: ImageAnnotation, want: int | None) -> tuple[Any, int, int]:
         raise FormatError(f"image {where} not found", file=ann.source) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise FormatError(f"image {where} cannot be read ({exc})", file=ann.source) from None
-    if orientation in _ORIENT:
-        rgb = rgb.transpose(Image.Transpose(_ORIENT[orientation]))
-    return rgb, w, h
+    return images.make_upright(rgb, orient), w, h
 
 
 def process(job: Job) -> Result:

@@ -33,6 +33,7 @@ from typing import Any, cast
 import numpy as np
 from conceptkit.converters import ReadOptions, inside
 
+from conceptkit import images
 from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
 from conceptkit.errors import FormatError
 
@@ -175,11 +176,9 @@ def image_size(path: Path | None, data: bytes | None, file: Path, place: str) ->
 
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as im:  # type: ignore[arg-type]
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
+            return images.upright_size(im)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise FormatError(f"image cannot be read ({exc})", file, place) from None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _decode_mask(text: str, file: Path, place: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to ../shared (skipped with a reason where absent)."""
+"""Shared fixtures: the test data in tests/data (cut from the project's shared fixtures), helpers."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
-GOLDEN = SHARED / "golden" / "netdissect-lite" / "resnet18-seed0-mini_broden"
+DATA = REPO / "tests" / "data"
+FIXTURES = DATA / "fixtures"
+GOLDEN = DATA / "golden" / "netdissect-lite" / "resnet18-seed0-mini_broden"
 
 
 def _need(path: Path) -> Path:
+    """The test data lives in the repository: a missing piece is a failure, never a skip."""
     if not path.exists():
-        pytest.skip(f"{path} is absent (the shared fixtures live beside the repository)")
+        pytest.fail(f"{path} is missing from the repository's test data", pytrace=False)
     return path
 
 

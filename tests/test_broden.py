@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conceptkit import broden
 from conceptkit.errors import LayoutError
@@ -69,18 +68,6 @@ def test_plane_encoding_round_trip(tmp_path: Path) -> None:
     lab = np.array([[0, 1, 255], [256, 300, 65535]], dtype=np.int32)
     broden.save_plane(lab, tmp_path / "p.png")
     assert np.array_equal(broden.decode_plane(tmp_path / "p.png"), lab)
-
-
-def test_dataset_and_collate(mini_broden: Path) -> None:
-    ds = broden.BrodenDataset(mini_broden)
-    s = ds[0]
-    assert s.image.shape == (3, 224, 224) and s.image.dtype == torch.uint8
-    assert s.planes["part"].shape == (2, 112, 112)
-    assert s.planes["scene"].shape == (0, 112, 112)
-    b = broden.collate([ds[0], ds[1]])
-    assert b.images.shape == (2, 3, 224, 224)
-    assert b.planes["object"].shape == (2, 1, 112, 112)
-    assert b.image_labels["scene"].tolist() == [[3], [3]]
 
 
 def test_bad_header_names_file_and_line(mini_broden: Path, tmp_path: Path) -> None:

@@ -545,7 +545,7 @@ def test_cli_mixed_labelme_and_cvat(tmp_path, capsys) -> None:
 
 
 def test_cli_format_detection(tmp_path, capsys) -> None:
-    from conceptkit.cli_consistency import detect_format, parse_source
+    from conceptkit.cli.consistency import detect_format, parse_source
 
     alice, bob = write_exports(tmp_path, n_images=1)
     assert detect_format(alice) == "labelme"

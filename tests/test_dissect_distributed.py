@@ -7,7 +7,7 @@ import pytest
 from conftest import broden_slice, resnet18_weights
 from conftest import run_dissect_cli as cli
 
-from conceptkit.dissect.distributed import batch_ranges, detect, shard_batches
+from conceptkit.dissection.distributed import batch_ranges, detect, shard_batches
 from conceptkit.errors import UsageError
 
 torchvision = pytest.importorskip("torchvision")

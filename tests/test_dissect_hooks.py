@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from conceptkit.dissect.hooks import FeatureHooks
-from conceptkit.dissect.preprocess import get_preprocess
+from conceptkit.dissection.hooks import FeatureHooks
+from conceptkit.dissection.preprocess import get_preprocess
 from conceptkit.errors import UsageError
 
 

@@ -1,4 +1,4 @@
-"""Tests for conceptkit.dissect.models: every spec form, every one-line failure, layers.
+"""Tests for conceptkit.dissection.models: every spec form, every one-line failure, layers.
 
 All models are built here (small heads, random init); nothing is downloaded.
 """
@@ -16,8 +16,8 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from conceptkit.dissect import models as M
-from conceptkit.dissect.models import (
+from conceptkit.dissection import models as M
+from conceptkit.dissection.models import (
     LayerInfo,
     LoadedModel,
     default_layers,

@@ -14,8 +14,8 @@ import torch
 from conftest import broden_slice, resnet18_weights
 from conftest import run_dissect_cli as cli
 
-from conceptkit.dissect.checkpoint import Fingerprint
-from conceptkit.dissect.run import dissect
+from conceptkit.dissection.checkpoint import Fingerprint
+from conceptkit.dissection.run import dissect
 
 torchvision = pytest.importorskip("torchvision")
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from conceptkit.dissect.hooks import FeatureHooks
-from conceptkit.dissect.preprocess import get_preprocess
-from conceptkit.dissect.results import DissectResult
-from conceptkit.dissect.run import dissect
+from conceptkit.dissection.hooks import FeatureHooks
+from conceptkit.dissection.preprocess import get_preprocess
+from conceptkit.dissection.results import DissectResult
+from conceptkit.dissection.run import dissect
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -121,7 +121,7 @@ def test_tally_csv_round_trip_and_golden_header(mini_broden, golden_dir, tmp_pat
 def test_own_quantile_is_exact_and_agrees_with_golden(mini_broden, golden_dir):
     res = own_run(mini_broden)
     model = seeded_resnet18().eval()
-    from conceptkit.broden import BrodenDataset
+    from conceptkit.dissection.data import BrodenDataset
 
     ds = BrodenDataset(mini_broden, load_planes=False)
     images = torch.stack([ds[i].image for i in range(len(ds))])
@@ -178,7 +178,7 @@ def test_layers_together_equal_each_alone_and_cache_paths(small_broden):
 
 def test_cli_dissect_writes_the_contract(small_broden, tmp_path):
     from conceptkit.cli import main
-    from conceptkit.cli_dissect import parse_size
+    from conceptkit.cli.dissect import parse_size
 
     assert parse_size("2GB") == 2 << 30 and parse_size("512MiB") == 512 << 20
     assert parse_size("0") == 0

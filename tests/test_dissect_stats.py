@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conceptkit.dissect.stats import IoUTally, TopImages, TopQuantile, quantile_need
+from conceptkit.dissection.stats import IoUTally, TopImages, TopQuantile, quantile_need
 
 
 @pytest.mark.parametrize("q", [0.005, 0.2, 0.5])

@@ -424,7 +424,7 @@ def real_run(mini_broden: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     (made once per session)."""
     if "out" in _REAL:
         return _REAL["out"]
-    run_mod = pytest.importorskip("conceptkit.dissect.run", reason="dissect has not landed")
+    run_mod = pytest.importorskip("conceptkit.dissection.run", reason="dissect has not landed")
     import torch
     from torch import nn
 

@@ -1,0 +1,343 @@
+"""`conceptkit dissect`: Network Dissection of a model's layers against a Broden folder.
+
+Loads the model (:mod:`conceptkit.dissection.models`), runs :func:`conceptkit.dissection.run.dissect`,
+writes the output contract into ``-o OUT`` atomically, then builds the HTML report when
+:mod:`conceptkit.report` offers ``build``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from conceptkit.errors import UsageError
+
+_EPILOG = """\b
+Examples:
+  conceptkit dissect --model torchvision:resnet18 --data broden1_224/ -o run/
+  conceptkit dissect --model resnet18_places365.pth --arch resnet18 --num-classes 365 \\
+      --data broden1_224/ --layer layer3 --layer layer4 -o run/
+  conceptkit dissect --model mynet.pt --list-layers            # names and output shapes
+  conceptkit dissect --model torchvision:vgg16 --data mydata/ --layer features.29 \\
+      --preprocess netdissect --batch-size 32 --cache-mem 4GB -o vgg/
+  conceptkit dissect --model m.pth --arch resnet18 --data d/ --thresholds old_run/ -o again/
+  conceptkit dissect --model torchvision:resnet18 --data d/ -o run/ --nproc 2   # 2 processes
+  torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --rdzv_backend c10d \
+      --rdzv_endpoint host0:29500 -m conceptkit dissect --model m.pth --arch resnet18 ...
+
+\b
+Writes into OUT (atomically; --force replaces an existing OUT):
+  tally_<layer>.csv     NetDissect-Lite's tally columns, one row per unit, best first
+  quantile_<layer>.npy  the per-unit thresholds (exact 0.995 quantile by default)
+  topn_<layer>.npz      each unit's top images: indices, max values, raw maps
+  results.json          settings, fingerprints, detectors, unique detectors, per-unit labels
+  html/, plots/         the report, when conceptkit.report is installed (skip: --no-report)
+
+\b
+Memory: pass 1 keeps the probed layers' features (float32, exact) for pass 2 so that it needs
+no second forward: up to --cache-mem in memory, the rest in a temporary folder (--spill-dir,
+deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4). With --no-spill the
+second pass re-runs the forward for what did not fit (about 1.8x slower, no disk).
+
+\b
+Resume: statistics are checkpointed to OUT.partial/ every --checkpoint-every batches; rerun
+the same command after an interruption to continue (a changed model, dataset or setting is
+named and the run starts fresh). OUT.partial/ is removed once OUT is written.
+"""
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``2GB``, ``512MiB``, ``1.5g``, ``0`` -> bytes (K/M/G/T powers of 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"--cache-mem {text!r} is not a size (e.g. 2GB, 512MB, 0)")
+    unit = (m.group(2) or "b").lower()[0]
+    power = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit]
+    return int(float(m.group(1)) * 1024**power)
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: expected three numbers like 0.485,0.456,0.406"
+        ) from None
+    if len(values) != 3:
+        raise UsageError(f"{option} {text!r}: expected three comma-separated numbers (R,G,B)")
+    return values
+
+
+def _launch(nproc: int) -> int:
+    """Re-run this very command under ``torchrun --standalone`` with ``nproc`` processes."""
+    ctx = click.get_current_context()
+    args: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in (None, "nproc", "help"):
+            continue
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or (param.multiple and not value):
+            continue
+        flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
+        if param.is_flag:
+            args.append(flag)
+        elif param.multiple:
+            for v in value:
+                args += [flag, str(v)]
+        else:
+            args += [flag, str(value)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc_per_node", str(nproc), "-m", "conceptkit", "dissect", *args]
+    click.echo(f"launching {nproc} processes: torchrun --standalone --nproc_per_node {nproc} "
+               "-m conceptkit dissect ...", err=True)  # fmt: skip
+    return subprocess.call(cmd)
+
+
+def _bar(desc: str, total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit="img", file=sys.stderr, disable=not sys.stderr.isatty()
+    )
+
+
+@click.command("dissect", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--model",
+    "model_spec",
+    required=True,
+    help="torchvision:NAME, a .pth/.pt file, or TorchScript.",
+)
+@click.option(
+    "--arch", default=None, help="Architecture for a bare state_dict (e.g. resnet18, module:fn)."
+)
+@click.option("--num-classes", type=int, default=None, help="Classifier size of --arch.")
+@click.option(
+    "--trust-pickle", is_flag=True, help="Allow full pickle loading (only for files you trust)."
+)
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=None, help="The Broden-layout folder."
+)
+@click.option(
+    "-o", "--out", type=click.Path(path_type=Path), default=Path("dissect_out"), show_default=True
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    help="Dotted module name; repeat for several (default: last conv stage).",
+)
+@click.option(
+    "--list-layers", is_flag=True, help="Print the model's layers with output shapes and exit."
+)
+@click.option(
+    "--quantile",
+    type=float,
+    default=0.005,
+    show_default=True,
+    help="Top fraction defining the threshold.",
+)
+@click.option(
+    "--iou-threshold",
+    type=float,
+    default=0.04,
+    show_default=True,
+    help="A unit is a detector above this IoU.",
+)
+@click.option("--top-n", type=int, default=10, show_default=True, help="Top images kept per unit.")
+@click.option(
+    "--union",
+    type=click.Choice(["category", "global"]),
+    default="category",
+    show_default=True,
+    help="category: NetDissect's union (images touching the category); global: every image.",
+)
+@click.option(
+    "--thresholds",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with quantile_<layer>.npy to reuse (skips the quantile pass).",
+)
+@click.option(
+    "--preprocess",
+    type=click.Choice(["imagenet", "netdissect"]),
+    default="imagenet",
+    show_default=True,
+    help="imagenet: torchvision mean/std; netdissect: NetDissect-Lite's arithmetic.",
+)
+@click.option("--mean", default=None, help="Custom R,G,B mean on the 0..1 scale (imagenet style).")
+@click.option("--std", default=None, help="Custom R,G,B std on the 0..1 scale.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option(
+    "--workers", type=int, default=None, help="DataLoader workers (default: min(4, cores - 1))."
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option(
+    "--cache-mem",
+    default="256MB",
+    show_default=True,
+    help="Features kept in memory between the passes (the rest spill to disk).",
+)
+@click.option(
+    "--spill-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where features past --cache-mem go (default: the system temp folder).",
+)
+@click.option(
+    "--no-spill", is_flag=True, help="Never write features to disk; re-run the forward instead."
+)
+@click.option(
+    "--spill-dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Disk format of spilled features (float16: half the disk, not bit-exact).",
+)
+@click.option(
+    "--nproc",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes on this machine (launches torchrun --standalone).",
+)
+@click.option(
+    "--shard",
+    type=click.Choice(["strided", "contiguous"]),
+    default="strided",
+    show_default=True,
+    help="How batches are dealt to the processes.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Batches between checkpoints in OUT.partial/ (0: no checkpoints).",
+)
+@click.option("--no-resume", is_flag=True, help="Ignore a checkpoint in OUT.partial/; start fresh.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--no-report", is_flag=True, help="Do not build OUT/html and OUT/plots.")
+def dissect(**opts: Any) -> None:
+    """Probe the units of a model's layers against the concepts of a Broden folder.
+
+    For every unit: threshold its activations at the top quantile, measure the IoU of the
+    upsampled masks with every labelled concept, and name the unit by its best concept
+    (Network Dissection, Bau et al. 2017; numbers match NetDissect-Lite with
+    --preprocess netdissect).
+    """
+    if opts["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_launch(opts["nproc"]))
+    if opts["nproc"] < 1:
+        raise UsageError("--nproc must be at least 1")
+    from conceptkit.dissection import models
+
+    loaded = models.load_model(
+        opts["model_spec"],
+        arch=opts["arch"],
+        num_classes=opts["num_classes"],
+        trust_pickle=opts["trust_pickle"],
+    )
+    if opts["list_layers"]:
+        for info in models.list_layers(loaded.module):
+            shape = "x".join(str(d) for d in info.out_shape) if info.out_shape else "-"
+            click.echo(f"{info.name}\t{info.type}\t{shape}")
+        return
+    if opts["data"] is None:
+        raise UsageError("--data is required (the Broden folder to dissect against)")
+    from conceptkit.outdir import check_target
+
+    check_target(opts["out"], opts["force"])
+    layers = list(opts["layers"]) or models.default_layers(loaded.module)
+    for name in layers:
+        models.resolve_layer(loaded.module, name)
+    mean = _floats(opts["mean"], "--mean")
+    std = _floats(opts["std"], "--std")
+
+    from conceptkit.dissection import checkpoint, distributed
+    from conceptkit.dissection.run import dissect as run_dissect
+
+    ctx, device = distributed.setup(opts["device"])
+    prefix = f"[rank {ctx.rank}] " if ctx.active else ""
+    partial = checkpoint.partial_dir(opts["out"])
+    every = opts["checkpoint_every"]
+
+    def log(msg: str) -> None:
+        click.echo(f"{prefix}{msg}", err=True)
+
+    if every > 0 and ctx.is_main:
+        log(f"checkpoints: {partial}/ every {every} batches (removed when OUT is written)")
+    result = run_dissect(
+        loaded.module,
+        opts["data"],
+        layers,
+        quantile=opts["quantile"],
+        iou_threshold=opts["iou_threshold"],
+        top_n=opts["top_n"],
+        union=opts["union"],
+        preprocess=opts["preprocess"],
+        mean=mean,
+        std=std,
+        batch_size=opts["batch_size"],
+        workers=opts["workers"],
+        device=device,
+        thresholds=opts["thresholds"],
+        cache_mem=parse_size(opts["cache_mem"]),
+        spill=not opts["no_spill"],
+        spill_dir=opts["spill_dir"],
+        progress=_bar if ctx.is_main else None,
+        spill_dtype=opts["spill_dtype"],
+        checkpoint_dir=partial if every > 0 else None,
+        checkpoint_every=max(1, every),
+        resume=not opts["no_resume"],
+        dist_ctx=ctx,
+        shard=opts["shard"],
+        log=log,
+        model_info={
+            "spec": opts["model_spec"],
+            "description": loaded.description,
+            "fingerprint": loaded.fingerprint,
+        },
+    )
+    if not ctx.is_main:
+        distributed.teardown(ctx)
+        return
+    out = result.save(opts["out"], force=opts["force"])
+    checkpoint.remove(partial)
+    distributed.teardown(ctx)
+    for name in layers:
+        s = result.summary(name)
+        u = s["unique_detectors"]
+        click.echo(
+            f"{name}: {s['units']} units, {s['detectors']} detectors "
+            f"(IoU > {opts['iou_threshold']}), unique detectors: official {u['official']['total']}, "
+            f"naive {u['naive']['total']}"
+        )
+    click.echo(f"wrote {out}/ (tally_*.csv, quantile_*.npy, topn_*.npz, results.json)")
+    if opts["no_report"]:
+        return
+    try:
+        from conceptkit import report
+
+        build = report.build
+    except (ImportError, AttributeError):
+        click.echo(
+            "report not built: conceptkit.report.build is not available in this install", err=True
+        )
+        return
+    try:
+        build(out)
+    except ImportError as exc:
+        click.echo(f"report not built: {exc}", err=True)
+        return
+    click.echo(f"report: {out}/html/index.html")
