@@ -19,8 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from conceptkit.convert import ConvertOptions, convert  # noqa: E402
-from conceptkit.dissect.models import load_model  # noqa: E402
-from conceptkit.dissect.run import dissect  # noqa: E402
+from conceptkit.dissection.models import load_model  # noqa: E402
+from conceptkit.dissection.run import dissect  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "data"
 
