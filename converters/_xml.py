@@ -17,16 +17,22 @@ Malformed XML raises FormatError naming the file, the line and the column.
 from __future__ import annotations
 
 import io
+import zipfile
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from xml.parsers import expat
 
+from conceptkit import limits
 from conceptkit.errors import FormatError
 
 _CHUNK = 1 << 16
+#: bytes a run without '<' may exceed the attribute limit by (the rest of its tag) before the
+#: run alone is refused; values themselves are checked exactly when their tag is complete
+_RUN_SLACK = 1 << 16
 
 
 @dataclass(eq=False, slots=True)
@@ -70,6 +76,132 @@ class Node:
         return node.text.strip() if node is not None else default
 
 
+class _Builder:
+    """The expat handlers of :func:`iter_elements`: build the elements at ``depth`` and below."""
+
+    def __init__(
+        self, parser: Any, file: str | Path, depth: int, root_tag: str | None, max_depth: int
+    ) -> None:
+        self.parser = parser
+        self.file = file
+        self.depth = depth
+        self.root_tag = root_tag
+        self.max_depth = max_depth
+        self.max_attribute = limits.get("xml_attribute_chars")
+        self.stack: list[Node] = []
+        self.text: list[list[str]] = []
+        self.ready: deque[Node] = deque()
+
+    def where(self) -> str:
+        return f"line {self.parser.CurrentLineNumber}"
+
+    def refuse_doctype(self, name: str, *_: object) -> None:
+        raise FormatError(
+            f"a <!DOCTYPE {name}> declaration is refused (entity expansion and external "
+            "entities are not allowed in annotation exports)",
+            self.file,
+            self.where(),
+        )
+
+    def refuse_entity(self, name: str, *_: object) -> None:
+        raise FormatError(
+            f"an <!ENTITY {name}> declaration is refused (entity expansion is not allowed)",
+            self.file,
+            self.where(),
+        )
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        node = Node(tag, attrib, self.parser.CurrentLineNumber)
+        if not self.stack and self.root_tag is not None and tag != self.root_tag:
+            raise FormatError(
+                f"the root element is <{tag}>, expected <{self.root_tag}>", self.file, node.place
+            )
+        if len(self.stack) >= self.max_depth:
+            limits.check(
+                "xml_depth",
+                len(self.stack) + 1,
+                file=self.file,
+                place=node.place,
+                what="the XML nesting depth",
+            )
+        for key, value in attrib.items():
+            if len(value) > self.max_attribute:
+                limits.check(
+                    "xml_attribute_chars",
+                    len(value),
+                    file=self.file,
+                    place=node.place,
+                    what=f"attribute {key!r}",
+                )
+        if len(self.stack) > self.depth:
+            self.stack[-1].children.append(node)
+        self.stack.append(node)
+        self.text.append([])
+
+    def end(self, tag: str) -> None:
+        node = self.stack.pop()
+        pieces = self.text.pop()
+        if pieces:
+            node.text = "".join(pieces)
+        if len(self.stack) == self.depth:
+            self.ready.append(node)
+
+    def chars(self, data: str) -> None:
+        if len(self.stack) > self.depth:
+            self.text[-1].append(data)
+
+
+def _parser(file: str | Path, depth: int, root_tag: str | None) -> tuple[Any, _Builder]:
+    """A namespace-free expat parser wired to a new :class:`_Builder`."""
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    builder = _Builder(parser, file, depth, root_tag, limits.get("xml_depth"))
+    parser.StartDoctypeDeclHandler = builder.refuse_doctype
+    parser.EntityDeclHandler = builder.refuse_entity
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.chars
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    return parser, builder
+
+
+class _Feeder:
+    """Feeds chunks to expat, refusing a run without ``<`` longer than the attribute limit.
+
+    XML forbids ``<`` inside an attribute value, so a longer run is an over-long attribute (or
+    text run): it is refused before expat, whose time on one token grows with its square,
+    sees it all.
+    """
+
+    def __init__(self, parser: Any, file: str | Path) -> None:
+        self.parser = parser
+        self.file = file
+        self.run = 0
+        self.limit = limits.get("xml_attribute_chars") + _RUN_SLACK
+
+    def feed(self, data: bytes, final: bool) -> None:
+        last = data.rfind(b"<")
+        run = self.run + len(data) if last < 0 else len(data) - last - 1
+        longest = self.run + (len(data) if last < 0 else data.find(b"<"))
+        if max(run, longest) > self.limit:
+            limits.check(
+                "xml_attribute_chars",
+                max(run, longest),
+                file=self.file,
+                place=f"after line {self.parser.CurrentLineNumber}",
+                what="a run of XML without '<' (an attribute value or text)",
+            )
+        self.run = run
+        try:
+            self.parser.Parse(data, final)
+        except expat.ExpatError as exc:
+            raise FormatError(
+                f"malformed XML: {expat.ErrorString(exc.code)}",
+                self.file,
+                f"line {exc.lineno}, column {exc.offset + 1}",
+            ) from None
+
+
 def iter_elements(
     stream: IO[bytes],
     file: str | Path,
@@ -80,82 +212,31 @@ def iter_elements(
 
     ``depth`` 0 yields the root itself (the whole tree) at the end. Elements above ``depth``
     are not kept (their text and children are dropped). ``root_tag``: the expected root
-    element; another root raises FormatError.
+    element; another root raises FormatError. Documents nested deeper than the limit
+    ``xml_depth`` and attribute values longer than ``xml_attribute_chars`` are refused.
     """
-    parser = expat.ParserCreate()
-    parser.buffer_text = True
-    stack: list[Node] = []
-    text: list[list[str]] = []
-    ready: deque[Node] = deque()
-
-    def refuse_doctype(name: str, *_: object) -> None:
-        raise FormatError(
-            f"a <!DOCTYPE {name}> declaration is refused (entity expansion and external "
-            "entities are not allowed in annotation exports)",
-            file,
-            f"line {parser.CurrentLineNumber}",
-        )
-
-    def refuse_entity(name: str, *_: object) -> None:
-        raise FormatError(
-            f"an <!ENTITY {name}> declaration is refused (entity expansion is not allowed)",
-            file,
-            f"line {parser.CurrentLineNumber}",
-        )
-
-    def start(tag: str, attrib: dict[str, str]) -> None:
-        node = Node(tag, attrib, parser.CurrentLineNumber)
-        if not stack and root_tag is not None and tag != root_tag:
-            raise FormatError(
-                f"the root element is <{tag}>, expected <{root_tag}>", file, node.place
-            )
-        if len(stack) > depth:
-            stack[-1].children.append(node)
-        stack.append(node)
-        text.append([])
-
-    def end(tag: str) -> None:
-        node = stack.pop()
-        pieces = text.pop()
-        if pieces:
-            node.text = "".join(pieces)
-        if len(stack) == depth:
-            ready.append(node)
-
-    def chars(data: str) -> None:
-        if len(stack) > depth:
-            text[-1].append(data)
-
-    parser.StartDoctypeDeclHandler = refuse_doctype
-    parser.EntityDeclHandler = refuse_entity
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = chars
-    try:
-        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    except AttributeError:  # pragma: no cover - every CPython build has it
-        pass
-
-    def feed(data: bytes, final: bool) -> None:
-        try:
-            parser.Parse(data, final)
-        except expat.ExpatError as exc:
-            raise FormatError(
-                f"malformed XML: {expat.ErrorString(exc.code)}",
-                file,
-                f"line {exc.lineno}, column {exc.offset + 1}",
-            ) from None
-
+    parser, builder = _parser(file, depth, root_tag)
+    feeder = _Feeder(parser, file)
     while True:
-        chunk = stream.read(_CHUNK)
+        chunk = _read(stream, file)
         if not chunk:
             break
-        feed(chunk, False)
-        while ready:
-            yield ready.popleft()
-    feed(b"", True)
-    while ready:
-        yield ready.popleft()
+        feeder.feed(chunk, False)
+        while builder.ready:
+            yield builder.ready.popleft()
+    feeder.feed(b"", True)
+    while builder.ready:
+        yield builder.ready.popleft()
+
+
+def _read(stream: IO[bytes], file: str | Path) -> bytes:
+    """The next chunk of ``stream``; a read error (a bad zip member, I/O) is a FormatError."""
+    try:
+        return stream.read(_CHUNK)
+    except OSError as exc:
+        raise FormatError(f"cannot be read ({exc.strerror or exc})", file) from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise FormatError(f"cannot be read from the archive ({exc})", file) from None
 
 
 def parse(path: Path, root_tag: str | None = None, *, data: bytes | None = None) -> Node:

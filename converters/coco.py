@@ -63,36 +63,44 @@ from conceptkit.errors import FormatError
 # --------------------------------------------------------------------------- pure helpers
 
 
-def compressed_counts(text: str) -> list[int]:
-    """The run lengths of a compressed COCO RLE string (pycocotools' text encoding).
+#: a compressed RLE string as pycocotools writes it: each count is 1 to 12 characters, the last
+#: in ``0``-``O`` (a final 5-bit group), the others in ``P``-``o`` (a group with "more follow")
+_COMPRESSED = re.compile(r"(?:[P-o]{0,11}[0-O])*")
 
-    Each count is stored as 5-bit groups, low first, as characters ``48 + group`` with bit
-    ``0x20`` meaning "more groups follow" and bit ``0x10`` of the last group the sign; counts
-    after the second are stored as the difference to the count two places before.
-    Raises ValueError on a truncated string.
+
+def compressed_ok(text: str) -> bool:
+    """True when ``text`` is well-formed for pycocotools' string decoder.
+
+    Only characters ``0``-``o`` (48..111), and no count left unfinished or longer than 12
+    characters (60 bits): pycocotools reads past the end of a truncated string.
     """
-    counts: list[int] = []
-    p = 0
-    data = text.encode("ascii") if isinstance(text, str) else text
-    n = len(data)
-    while p < n:
-        x = 0
-        k = 0
-        more = True
-        while more:
-            if p >= n:
-                raise ValueError("truncated RLE string")
-            c = data[p] - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
+    return _COMPRESSED.fullmatch(text) is not None
+
+
+def compressed_total(counts: bytes, upper: int) -> int | None:
+    """The sum of the runs of a well-formed compressed RLE string, if at most ``upper``; else None.
+
+    pycocotools' decoder refuses runs that overflow the mask it fills, so the sum is the
+    smallest ``n`` for which the string decodes onto a ``1 x n`` mask (a binary search).
+    """
+
+    def fits(n: int) -> bool:
+        try:
+            mask_utils.decode({"size": [1, n], "counts": counts})
+        except ValueError:
+            return False
+        return True
+
+    if not fits(upper):
+        return None
+    lo, hi = 0, upper
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def split_name(json_name: str) -> tuple[str, str]:
@@ -284,27 +292,44 @@ def _rle_shape(seg: dict[str, Any], height: int, width: int, file: Path, place: 
         )
     counts = seg["counts"]
     if isinstance(counts, str):
-        try:
-            runs = compressed_counts(counts)
-        except (ValueError, UnicodeEncodeError) as exc:
-            raise FormatError(
-                f"bad compressed RLE counts: {exc}", file, f"{place}.counts"
-            ) from None
-        if any(r < 0 for r in runs):
-            raise FormatError("compressed RLE counts hold a negative run", file, f"{place}.counts")
-        rle = {"size": size, "counts": counts.encode("ascii")}
-    else:
-        runs = [int(c) for c in counts]
-        rle = mask_utils.frPyObjects(seg, height, width)
-    total = sum(runs)
+        return _decode_compressed(counts, height, width, file, f"{place}.counts")
+    total = sum(int(c) for c in counts)
     if total != height * width:
+        raise FormatError(_sum_message(str(total), height, width), file, f"{place}.counts")
+    decoded: np.ndarray = mask_utils.decode(mask_utils.frPyObjects(seg, height, width))
+    return decoded.astype(bool)
+
+
+def _sum_message(total: str, height: int, width: int) -> str:
+    return (
+        f"RLE counts sum to {total}, expected height x width = {height} x {width} = "
+        f"{height * width}"
+    )
+
+
+def _decode_compressed(text: str, height: int, width: int, file: Path, place: str) -> np.ndarray:
+    """Decode a compressed RLE string with pycocotools after checking it.
+
+    pycocotools refuses runs past the end of the mask but leaves the pixels after a short
+    string undefined, so a decoded mask that does not encode back to the same string has its
+    sum of runs measured (a string with empty runs is valid when it covers the mask exactly).
+    """
+    if not compressed_ok(text):
         raise FormatError(
-            f"RLE counts sum to {total}, expected height x width = {height} x {width} = "
-            f"{height * width}",
+            "bad compressed RLE counts: expected characters '0'-'o' and no unfinished count",
             file,
-            f"{place}.counts",
+            place,
         )
-    decoded: np.ndarray = mask_utils.decode(rle)
+    counts = text.encode("ascii")
+    rle = {"size": [height, width], "counts": counts}
+    try:
+        decoded: np.ndarray = mask_utils.decode(rle)
+    except ValueError:
+        raise FormatError(_sum_message("more", height, width), file, place) from None
+    if mask_utils.encode(decoded)["counts"] != counts:
+        total = compressed_total(counts, height * width)
+        if total != height * width:
+            raise FormatError(_sum_message(str(total), height, width), file, place)
     return decoded.astype(bool)
 
 

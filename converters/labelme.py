@@ -86,6 +86,26 @@ def _flags_ok(v: Any) -> bool:
     )
 
 
+def _shape_ok(s: Any) -> bool:
+    """The fast check of one ``shapes`` item (see :func:`_fast_valid`)."""
+    if not isinstance(s, dict) or not isinstance(s.get("label"), str):
+        return False
+    pts = s.get("points")
+    if not isinstance(pts, list):
+        return False
+    for p in pts:
+        if not (isinstance(p, list) and len(p) == 2 and _is_num(p[0]) and _is_num(p[1])):
+            return False
+    for key, (types, allowed) in _SHAPE_KEYS.items():
+        if key in s:
+            v = s[key]
+            if not isinstance(v, types) or isinstance(v, bool):
+                return False
+            if allowed is not None and v not in allowed:
+                return False
+    return "flags" not in s or _flags_ok(s["flags"])
+
+
 def _fast_valid(data: Any) -> bool:
     """True only when ``data`` certainly satisfies schemas/labelme.json (a plain-Python check
     of the same rules, ~50x faster than jsonschema); False sends it to jsonschema for the
@@ -105,25 +125,7 @@ def _fast_valid(data: Any) -> bool:
         v = data.get(k)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             return False
-    for s in shapes:
-        if not isinstance(s, dict) or not isinstance(s.get("label"), str):
-            return False
-        pts = s.get("points")
-        if not isinstance(pts, list):
-            return False
-        for p in pts:
-            if not (isinstance(p, list) and len(p) == 2 and _is_num(p[0]) and _is_num(p[1])):
-                return False
-        for key, (types, allowed) in _SHAPE_KEYS.items():
-            if key in s:
-                v = s[key]
-                if not isinstance(v, types) or isinstance(v, bool):
-                    return False
-                if allowed is not None and v not in allowed:
-                    return False
-        if "flags" in s and not _flags_ok(s["flags"]):
-            return False
-    return True
+    return all(_shape_ok(s) for s in shapes)
 
 
 def check_schema(data: Any, file: Path) -> None:

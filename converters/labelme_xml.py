@@ -66,9 +66,8 @@ def _find_file(xml: Path, src_root: Path, kind: str, folder: str, name: str) -> 
     return candidates[-1]
 
 
-def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotation:
-    """Read one MIT LabelMe XML file."""
-    root = parse(path, root_tag="annotation")
+def _image(root: Node, path: Path, src_root: Path, options: ReadOptions) -> tuple[Path, str, str]:
+    """(the image file, ``<filename>``, ``<folder>``) of an ``<annotation>``; paths checked."""
     filename = _text(root, "filename")
     if not filename:
         raise FormatError("<filename> is missing or empty", path, root.place)
@@ -81,14 +80,61 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
         raise FormatError(f"image {filename!r} points outside SRC", path, root.place)
     if not image.is_file():
         raise FormatError(f"image {filename!r} not found (looked for {image})", path, root.place)
+    return image, filename, folder
+
+
+def _size(root: Node, image: Path, path: Path) -> tuple[int, int]:
+    """(width, height): ``<imagesize>`` when it is there, else the image header."""
     size = root.find("imagesize")
     if size is not None and size.find("nrows") is not None:
         height = int(_number(size, "nrows", path))
         width = int(_number(size, "ncols", path))
-    else:
-        from conceptkit.converters.labelme import image_size
+        return width, height
+    from conceptkit.converters.labelme import image_size
 
-        width, height = image_size(image, None, path, root.place)
+    return image_size(image, None, path, root.place)
+
+
+def _shape(
+    obj: Node, i: int, path: Path, src_root: Path, folder: str, size: tuple[int, int]
+) -> Shape:
+    """The Shape of ``<object>`` number ``i`` (its polygon or its segm mask)."""
+    attrs = {}
+    if _text(obj, "attributes"):
+        attrs["attributes"] = _text(obj, "attributes")
+    shape = Shape(
+        label=_text(obj, "name"),
+        kind="polygon",
+        order=i,
+        occluded=_text(obj, "occluded", "no").lower() in ("yes", "1", "true"),
+        attributes=attrs,
+        convention="inclusive",
+        place=obj.place,
+    )
+    poly = obj.find("polygon")
+    segm = obj.find("segm")
+    if poly is not None:
+        pts = [(_number(pt, "x", path), _number(pt, "y", path)) for pt in poly.findall("pt")]
+        shape.points = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        shape.place = poly.place
+    elif segm is not None:
+        mask_name = _text(segm, "mask")
+        if not mask_name or "/" in mask_name or "\\" in mask_name:
+            raise FormatError(f"<mask> {mask_name!r} is not a file name", path, segm.place)
+        mask_path = _find_file(path, src_root, "Masks", folder, mask_name)
+        shape.kind = "mask"
+        shape.mask = _read_mask(mask_path, path, segm, *size)
+        shape.place = segm.place
+    else:
+        raise FormatError("object has neither <polygon> nor <segm>", path, obj.place)
+    return shape
+
+
+def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotation:
+    """Read one MIT LabelMe XML file."""
+    root = parse(path, root_tag="annotation")
+    image, filename, folder = _image(root, path, src_root, options)
+    width, height = _size(root, image, path)
     ann = ImageAnnotation(
         key=filename,
         width=width,
@@ -102,39 +148,9 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
     for i, obj in enumerate(root.findall("object")):
         if _text(obj, "deleted", "0") == "1":
             continue
-        name = _text(obj, "name")
-        attrs = {}
-        if _text(obj, "attributes"):
-            attrs["attributes"] = _text(obj, "attributes")
-        shape = Shape(
-            label=name,
-            kind="polygon",
-            order=i,
-            occluded=_text(obj, "occluded", "no").lower() in ("yes", "1", "true"),
-            attributes=attrs,
-            convention="inclusive",
-            place=obj.place,
-        )
-        poly = obj.find("polygon")
-        segm = obj.find("segm")
-        if poly is not None:
-            pts = [(_number(pt, "x", path), _number(pt, "y", path)) for pt in poly.findall("pt")]
-            shape.points = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-            shape.place = poly.place
-        elif segm is not None:
-            mask_name = _text(segm, "mask")
-            if not mask_name or "/" in mask_name or "\\" in mask_name:
-                raise FormatError(f"<mask> {mask_name!r} is not a file name", path, segm.place)
-            mask_path = _find_file(path, src_root, "Masks", folder, mask_name)
-            shape.kind = "mask"
-            shape.mask = _read_mask(mask_path, path, segm, width, height)
-            shape.place = segm.place
-        else:
-            raise FormatError("object has neither <polygon> nor <segm>", path, obj.place)
-        oid = _text(obj, "id", str(i))
-        ids[oid] = i
-        parts = obj.find("parts")
-        parent = _text(parts, "ispartof")
+        shape = _shape(obj, i, path, src_root, folder, (width, height))
+        ids[_text(obj, "id", str(i))] = i
+        parent = _text(obj.find("parts"), "ispartof")
         if parent:
             parents[i] = parent
         ann.shapes.append(shape)

@@ -235,17 +235,36 @@ def test_fast_checks_never_accept_what_the_schema_refuses() -> None:
     assert reader._annotation_ok(good) and ann_v.is_valid(good)
 
 
-def test_compressed_counts_match_pycocotools() -> None:
+def test_compressed_strings_checked_before_pycocotools() -> None:
     rng = np.random.default_rng(3)
     m = np.asfortranarray((rng.random((29, 31)) > 0.6).astype(np.uint8))
-    rle = mask_utils.encode(m)
-    runs = reader.compressed_counts(rle["counts"].decode())
-    assert sum(runs) == 29 * 31
-    again = mask_utils.frPyObjects({"size": [29, 31], "counts": runs}, 29, 31)
-    assert np.array_equal(mask_utils.decode(again), m)
-    assert reader.compressed_counts("") == []
-    with pytest.raises(ValueError):
-        reader.compressed_counts("k")  # 0x20 set: a continuation that never ends
+    counts = mask_utils.encode(m)["counts"]
+    assert reader.compressed_ok(counts.decode()) and reader.compressed_ok("")
+    assert reader.compressed_total(counts, 29 * 31) == 29 * 31
+    assert reader.compressed_total(counts, 29 * 31 - 1) is None
+    # [3, 5, 30] encodes as "35n0": the third run (30) is stored as its difference to 3
+    short = mask_utils.frPyObjects({"size": [6, 8], "counts": [3, 5, 30]}, 6, 8)["counts"]
+    assert short == b"35n0" and reader.compressed_total(short, 48) == 38
+    assert reader.compressed_total(b"", 48) == 0
+    assert not reader.compressed_ok("k")  # 0x20 set: a count that never ends
+    assert not reader.compressed_ok("3p")  # 'p' (112) is past the alphabet
+    assert not reader.compressed_ok("3 5")
+    assert not reader.compressed_ok("P" * 12 + "0")  # 13 groups: more than 60 bits
+    assert reader.compressed_ok("P" * 11 + "0")
+
+
+def test_compressed_rle_edge_cases_equal_pycocotools(tmp_path: Path) -> None:
+    # runs with a trailing empty run ([.., 0]): not what pycocotools writes, but they cover the
+    # mask exactly, so the string is read (as pycocotools decodes it)
+    runs = [10, 20, 18, 0]
+    text = mask_utils.frPyObjects({"size": [6, 8], "counts": runs}, 6, 8)["counts"].decode()
+    assert mask_utils.encode(mask_utils.decode({"size": [6, 8], "counts": text.encode()}))[
+        "counts"
+    ] != text.encode()
+    (record,) = read_all(write(tmp_path, minimal(segmentation={"size": [6, 8], "counts": text})))
+    expected = mask_utils.decode({"size": [6, 8], "counts": text.encode()}).astype(bool)
+    (shape,) = record.shapes
+    assert np.array_equal(pasted(shape, 6, 8), expected) and expected.sum() == 20
 
 
 @pytest.mark.slow
@@ -346,6 +365,13 @@ def test_rle_counts_not_summing(tmp_path: Path) -> None:
     seg["counts"] = seg["counts"]["counts"].decode()
     text = error_of(write(tmp_path, minimal(segmentation=seg)))
     assert "RLE counts sum to 42" in text
+    seg["counts"] = mask_utils.encode(np.zeros((7, 8), np.uint8, order="F"))["counts"].decode()
+    text = error_of(write(tmp_path, minimal(segmentation=seg)))
+    assert "$.annotations[0].segmentation.counts: RLE counts sum to more, expected" in text
+    for bad in ("k", "3 5", "35\u00e9"):
+        seg["counts"] = bad
+        text = error_of(write(tmp_path, minimal(segmentation=seg)))
+        assert "segmentation.counts: bad compressed RLE counts" in text
 
 
 def test_file_name_escaping(tmp_path: Path) -> None:
