@@ -12,15 +12,17 @@ import argparse
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from conceptkit import report
-from conceptkit.report import synthetic
 from conceptkit.report.builder import strip_jobs
 from conceptkit.report.run import load_run
 from conceptkit.report.strips import render_jobs
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def _cpu() -> float:
@@ -38,13 +40,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--workers", default="1,2")
     args = ap.parse_args()
+    sys.path.insert(0, str(TESTS))
+    import synthetic_run  # tests/synthetic_run.py: fake runs written by the real writer
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t = time.perf_counter()
-        data = synthetic.make_broden(root / "data", images=args.images, size=args.size)
-        out = synthetic.make_run(
-            root / "out", data, {"layer4": (args.units, 7)}, args.images, args.top_n, size=args.size
-        )
+        data = synthetic_run.make_broden(root / "data", images=args.images, size=args.size)
+        out = synthetic_run.make_run(root / "out", data, {"layer4": (args.units, 7)}, args.top_n)
         print(
             f"synthetic run: {args.units} units x {args.top_n} images of {args.size}x{args.size} "
             f"({args.images} distinct images), made in {time.perf_counter() - t:.1f} s"

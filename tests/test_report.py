@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synthetic_run as synthetic
+from conftest import broden_slice
 
 from conceptkit import report
 from conceptkit.cli import main
 from conceptkit.errors import LayoutError, UsageError
-from conceptkit.report import plots, synthetic
+from conceptkit.report import plots
 from conceptkit.report.pages import sorted_units, strip_name
 from conceptkit.report.run import load_run
 from conceptkit.report.strips import (
@@ -157,7 +159,7 @@ def test_category_share_and_concepts_and_histogram(syn_run: Path) -> None:
     for line in fig.axes[0].get_lines():
         cat = line.get_label()
         want = []
-        for name in res["layers"]:
+        for name in res["layer_order"]:  # the --layer order, as the plot draws it
             lay = res["layers"][name]
             n = sum(1 for u in lay["units_detail"] if u["iou"] > cut and u["category"] == cat)
             want.append(100 * n / lay["units"])
@@ -404,17 +406,6 @@ def test_browser_synthetic_report(syn_run: Path) -> None:
 # ----------------------------------------------------------------------------- real dissection
 
 
-def _slice_broden(src: Path, dst: Path, n: int) -> Path:
-    from conceptkit.broden import read_index, read_meta, write_index, write_tables
-
-    meta = read_meta(src)
-    dst.mkdir(parents=True)
-    write_tables(dst, meta.categories, meta.labels, meta.codes)
-    write_index(dst, read_index(src)[:n], meta.index_categories)
-    (dst / "images").symlink_to(src / "images")
-    return dst
-
-
 _REAL: dict[str, Path] = {}
 
 
@@ -424,12 +415,13 @@ def real_run(mini_broden: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     (made once per session)."""
     if "out" in _REAL:
         return _REAL["out"]
-    run_mod = pytest.importorskip("conceptkit.dissection.run", reason="dissect has not landed")
     import torch
     from torch import nn
 
+    from conceptkit.dissection.run import dissect
+
     root = tmp_path_factory.mktemp("real")
-    data = _slice_broden(mini_broden, root / "data", 20)
+    data = broden_slice(mini_broden, root / "data", 20)
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 8, 5, stride=4, padding=2),
@@ -437,7 +429,7 @@ def real_run(mini_broden: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         nn.Conv2d(8, 24, 3, stride=2, padding=1),
         nn.ReLU(),
     )
-    result = run_mod.dissect(
+    result = dissect(
         model,
         data,
         layers=["1", "3"],

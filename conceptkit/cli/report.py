@@ -36,7 +36,7 @@ def report(
     """Rebuild the report of a finished run, or compare several runs.
 
     With one run folder (the -o of `conceptkit dissect`), rewrites RUN/html (index page, one
-    page per layer, image strips) and RUN/plots (PNG + SVG) from results.json, tally_*.csv,
+    page per layer, image strips) and RUN/plots (PNG + SVG) from results.json,
     quantile_*.npy, topn_*.npz and the run's dataset, without loading the model. Only strips
     whose inputs changed are redrawn. The pages are self-contained: open RUN/html/index.html
     in any browser, offline.

@@ -1,8 +1,9 @@
 """Read a finished dissection folder (``conceptkit dissect -o OUT``) into records for the report.
 
 Reads ``results.json`` (layers, units, settings), ``quantile_<layer>.npy`` (thresholds) and
-``topn_<layer>.npz`` (top images and raw maps) exactly as the dissect contract writes them; the
-tally CSVs are read only for their per-category columns. Nothing here imports matplotlib or torch.
+``topn_<layer>.npz`` (top images and raw maps) exactly as the dissect contract writes them
+(:class:`conceptkit.dissection.results.DissectResult`); the tally CSVs are not needed, since
+results.json holds every unit's label and IoU. Nothing here imports matplotlib or torch.
 """
 
 from __future__ import annotations
@@ -212,17 +213,3 @@ def load_topn(run: RunInfo, layer: LayerInfo) -> TopN:
             file=path,
         )
     return top
-
-
-def load_tally(run: RunInfo, layer: LayerInfo) -> Any:
-    """The layer's tally CSV as a pandas DataFrame indexed by 0-based unit."""
-    import pandas as pd
-
-    path = layer_file(run, layer, "tally")
-    if not path.is_file():
-        raise LayoutError("file is missing", file=path)
-    df = pd.read_csv(path, keep_default_na=False)
-    if "unit" not in df.columns:
-        raise LayoutError("has no column 'unit'", file=path, place="line 1")
-    df.index = df["unit"].astype(int) - 1
-    return df.sort_index()
