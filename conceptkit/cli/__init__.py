@@ -46,6 +46,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "report",
         "Rebuild the HTML report and plots of finished runs.",
     ),
+    "summary": (
+        "conceptkit.cli.summary",
+        "summary",
+        "Count detectors and unique detectors of runs (conceptkit or NetDissect-Lite).",
+    ),
+    "explain": (
+        "conceptkit.cli.explain",
+        "explain",
+        "Explain units by logical formulas over concepts (compositional explanations).",
+    ),
     "demo": ("conceptkit.cli.demo", "demo", "Run the whole pipeline on the shipped example."),
 }
 
