@@ -18,7 +18,7 @@ import warnings
 import torch
 import torchvision.models as tvm
 
-from conceptkit.dissection import models as M
+from conceptkit.dissection.models import architecture as A
 
 
 def main() -> None:
@@ -26,24 +26,24 @@ def main() -> None:
     state = tvm.resnet18(num_classes=365).state_dict()
     with tempfile.TemporaryDirectory() as cache:
         os.environ["CONCEPTKIT_CACHE"] = cache
-        M._SIG_MEMO.clear()
+        A._SIG_MEMO.clear()
         t0 = time.perf_counter()
-        found = M.detect_arch(state)
+        found = A.detect_arch(state)
         first = time.perf_counter() - t0
         print(f"detect_arch(resnet18, 365 classes), nothing cached: {first:.2f} s -> {found}")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["CONCEPTKIT_CACHE"] = cache
-        M._SIG_MEMO.clear()
+        A._SIG_MEMO.clear()
         t0 = time.perf_counter()
-        sigs = M._all_signatures()
+        sigs = A.signatures(A.classification_names())
         cold = time.perf_counter() - t0
-        M._SIG_MEMO.clear()
-        M._DISK_READ.clear()
+        A._SIG_MEMO.clear()
+        A._DISK_READ.clear()
         t0 = time.perf_counter()
-        M._all_signatures()
+        A.signatures(A.classification_names())
         disk = time.perf_counter() - t0
         t0 = time.perf_counter()
-        found = M.detect_arch(state)
+        found = A.detect_arch(state)
         detect = time.perf_counter() - t0
     print(f"signatures of {len(sigs)} architectures on meta (cold): {cold:.2f} s")
     print(f"signatures from the disk cache: {disk:.3f} s")
@@ -55,7 +55,7 @@ def main() -> None:
         tvm.get_model(name, weights=None)
         cpu = time.perf_counter() - t0
         t0 = time.perf_counter()
-        M._meta_model(name)
+        A.meta_model(name)
         meta = time.perf_counter() - t0
         print(f"{name}: CPU build {cpu:.2f} s, meta build {meta:.3f} s")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")

@@ -39,8 +39,13 @@ def test_hooks_capture_nested_layers_in_one_pass_before_inplace_ops():
 
 def test_hooks_reject_unknown_and_non_map_layers():
     net = Net()
-    with pytest.raises(UsageError, match="no layer 'features.9'"):
+    # the one lookup of models.resolve_layer: close names and where to list them
+    with pytest.raises(UsageError) as info:
         FeatureHooks(net, ["features.9"])
+    assert str(info.value) == (
+        "model has no layer 'features.9'; close matches: features.1, features.0, features "
+        "(list them with --list-layers)"
+    )
     with FeatureHooks(net, ["head"]) as hooks, pytest.raises(UsageError, match="feature map"):
         hooks.run(net, torch.randn(1, 3, 4, 4))
 

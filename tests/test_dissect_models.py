@@ -25,7 +25,8 @@ from conceptkit.dissection.models import (
     load_model,
     resolve_layer,
 )
-from conceptkit.errors import ModelLoadError
+from conceptkit.dissection.models import architecture as A
+from conceptkit.errors import ModelLoadError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,8 @@ def test_state_dict_with_torchvision_arch(tmp_path: Path, r18: nn.Module) -> Non
     torch.save(
         {k: v.half() if v.is_floating_point() else v for k, v in r18.state_dict().items()}, half
     )
-    assert load_model(str(half), arch="resnet18").module.fc.weight.dtype == torch.float32
+    half_model = load_model(str(half), arch="resnet18").module
+    assert isinstance(half_model, tvm.ResNet) and half_model.fc.weight.dtype == torch.float32
     # explicit num_classes gives the same model
     again = load_model(str(path), arch="resnet18", num_classes=10)
     assert again.fingerprint == got.fingerprint
@@ -150,7 +152,7 @@ def test_user_callable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.save(net.state_dict(), path)
     got = load_model(str(path), arch="mypkg.nets:make", num_classes=3)
     assert _same_weights(got.module, net)
-    assert got.module[5].out_features == 3
+    assert isinstance(got.module, nn.Sequential) and got.module[5].out_features == 3
     assert "mypkg.nets:make" in got.description
     # without num_classes the callable's default (4) does not fit: one line, both shapes
     text = _fail(path, arch="mypkg.nets:make")
@@ -190,7 +192,7 @@ def test_torchvision_random_init() -> None:
     # seeded: the same fingerprint twice
     assert load_model("torchvision:resnet18:none").fingerprint == got.fingerprint
     small = load_model("torchvision:resnet18:none", num_classes=7)
-    assert small.module.fc.out_features == 7
+    assert isinstance(small.module, tvm.ResNet) and small.module.fc.out_features == 7
 
 
 def test_torchvision_weights_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,8 +251,8 @@ def test_detect_arch_without_arch(
     tmp_path: Path, r18: nn.Module, monkeypatch: pytest.MonkeyPatch, sig_cache: Path
 ) -> None:
     monkeypatch.setenv("CONCEPTKIT_CACHE", str(sig_cache))
-    monkeypatch.setattr(M, "_SIG_MEMO", {})
-    monkeypatch.setattr(M, "_DISK_READ", set())
+    monkeypatch.setattr(A, "_SIG_MEMO", {})
+    monkeypatch.setattr(A, "_DISK_READ", set())
     path = tmp_path / "r18.pth"
     torch.save({"state_dict": r18.state_dict()}, path)
     t0 = time.perf_counter()
@@ -259,8 +261,8 @@ def test_detect_arch_without_arch(
     assert "looks like resnet18 (num_classes=10): pass --arch resnet18 --num-classes 10" in text
     assert list(sig_cache.glob("arch_signatures-*.json"))
     # second time from the disk cache (memo cleared): same answer, fast
-    monkeypatch.setattr(M, "_SIG_MEMO", {})
-    monkeypatch.setattr(M, "_DISK_READ", set())
+    monkeypatch.setattr(A, "_SIG_MEMO", {})
+    monkeypatch.setattr(A, "_DISK_READ", set())
     t0 = time.perf_counter()
     assert _fail(path) == text
     warm = time.perf_counter() - t0
@@ -283,16 +285,16 @@ def test_detect_arch_no_fit_and_default_head(
     assert "looks like resnet18 (num_classes=1000): pass --arch resnet18" in text2
     assert "--num-classes" not in text2
     # shapes are all detection needs, so meta tensors do: inception_v3 saved without its aux head
-    meta = M._meta_model("inception_v3", aux_logits=False, num_classes=5)
-    assert M.detect_arch(meta.state_dict()) == [("inception_v3", 5)]
-    assert M.detect_arch(M._meta_model("vgg11_bn").state_dict()) == [("vgg11_bn", 1000)]
+    meta = A.meta_model("inception_v3", aux_logits=False, num_classes=5)
+    assert A.detect_arch(meta.state_dict()) == [("inception_v3", 5)]
+    assert A.detect_arch(A.meta_model("vgg11_bn").state_dict()) == [("vgg11_bn", 1000)]
 
 
 def test_detect_arch_several_candidates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, r18: nn.Module
 ) -> None:
     sig = {k: tuple(v.shape) for k, v in tvm.resnet18().state_dict().items()}
-    monkeypatch.setattr(M, "_candidate_signatures", lambda _: {"netB": sig, "netA": sig, "x": {}})
+    monkeypatch.setattr(A, "candidate_signatures", lambda _: {"netB": sig, "netA": sig, "x": {}})
     path = tmp_path / "r18.pth"
     torch.save(r18.state_dict(), path)
     text = _fail(path)
@@ -300,13 +302,16 @@ def test_detect_arch_several_candidates(
 
 
 def test_meta_build_matches_real_build() -> None:
-    # regnet computes with tensors while building, so it takes the register-on-meta fallback
-    register = nn.Module.register_parameter
+    # regnet computes with tensors while building (fails under torch.device("meta")), so it
+    # takes the shapes-on-meta torch function mode; resnet18 builds under torch.device("meta")
     for name in ("regnet_x_400mf", "resnet18"):
-        meta = M._meta_model(name)
+        meta = A.meta_model(name)
         assert all(p.is_meta for p in meta.parameters())
-        assert M._signature(meta) == M._signature(tvm.get_model(name, weights=None))
-    assert nn.Module.register_parameter is register  # the patch is undone
+        assert all(b.is_meta for k, b in meta.named_buffers() if "num_batches" not in k)
+        assert A.signature(meta) == A.signature(tvm.get_model(name, weights=None))
+        # neither way leaves a mode behind: tensors are made on the CPU again
+        assert torch.empty(1).device.type == "cpu" and torch.arange(2).device.type == "cpu"
+    assert nn.Linear(2, 2).weight.device.type == "cpu"
 
 
 # ------------------------------------------------------------------ failures, one line each
@@ -407,8 +412,9 @@ def test_layers_resnet18() -> None:
     assert layers["fc"].out_shape == (1, 1000)
     assert "" not in layers and len(layers) == len(list(model.named_modules())) - 1
     assert default_layers(model) == ["layer4"]
+    assert isinstance(model, tvm.ResNet)
     assert resolve_layer(model, "layer4.1.conv2") is model.layer4[1].conv2
-    with pytest.raises(ModelLoadError) as info:
+    with pytest.raises(UsageError) as info:
         resolve_layer(model, "layer5")
     assert "no layer 'layer5'" in str(info.value) and "layer4" in str(info.value)
     assert "\n" not in str(info.value)

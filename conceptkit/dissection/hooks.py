@@ -1,7 +1,9 @@
 """Capture the outputs of several modules, named by dotted path, in one forward pass.
 
 ``layer4``, ``layer4.1.conv2`` and ``features.18`` all work: the names are those of
-``model.named_modules()``, at any depth (NetDissect-Lite could only hook top-level modules).
+``model.named_modules()``, at any depth (NetDissect-Lite could only hook top-level modules),
+looked up by :func:`~conceptkit.dissection.models.layers.resolve_layer` (an unknown name is a
+UsageError that lists close names).
 """
 
 from __future__ import annotations
@@ -12,17 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from conceptkit.dissection.models.layers import resolve_layer
 from conceptkit.errors import UsageError
-
-
-def find_module(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name`` (dotted path); UsageError listing close names otherwise."""
-    modules = dict(model.named_modules())
-    if name in modules and name != "":
-        return modules[name]
-    near = [n for n in modules if n and (n.startswith(name) or name.startswith(n))][:8]
-    hint = f"close names: {', '.join(near)}" if near else "see --list-layers"
-    raise UsageError(f"the model has no layer {name!r}", hint=hint)
 
 
 class FeatureHooks:
@@ -38,7 +31,7 @@ class FeatureHooks:
         self.features: dict[str, torch.Tensor] = {}
         self._handles: list[Any] = []
         for name in self.names:
-            module = find_module(model, name)
+            module = resolve_layer(model, name)
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
     def _make_hook(self, name: str) -> Any:
