@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,8 +373,8 @@ class LabelStats:
 
     def add_image(
         self,
-        planes: dict[str, Sequence[np.ndarray]],
-        image_labels: dict[str, Sequence[int]],
+        planes: Mapping[str, Sequence[np.ndarray]],
+        image_labels: Mapping[str, Sequence[int]],
     ) -> None:
         """Add one image: ``planes[cat]`` are ``(sh, sw)`` int label arrays."""
         for cat, arrays in planes.items():

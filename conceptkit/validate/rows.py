@@ -1,0 +1,232 @@
+"""Check one index.csv row's files and pixels; runs in the main process or in pool workers.
+
+Everything here is picklable and label-sized: a worker gets a :class:`RowContext` once and
+then chunks of :class:`RowCheck`, and returns a :class:`ChunkResult` per chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from conceptkit import broden
+from conceptkit.validate.findings import Finding, finding
+
+
+@dataclass
+class RowContext:
+    """What a worker needs to check index rows (small: label-sized)."""
+
+    images: str
+    known: frozenset[int]
+    members: dict[str, frozenset[int]]
+    files: bool = True  # False when images/ is missing (reported once, E101)
+
+
+@dataclass
+class RowCheck:
+    """A parsed index.csv row handed to a worker."""
+
+    line: int
+    image: str
+    ih: int | None
+    iw: int | None
+    sh: int | None
+    sw: int | None
+    cells: dict[str, tuple[tuple[str, ...], tuple[int, ...]]]
+    duplicate: bool = False  # a repeated image (E201): checked, but not counted twice
+
+
+@dataclass
+class ChunkResult:
+    """Findings and pixel statistics of a chunk of rows."""
+
+    findings: list[Finding] = field(default_factory=list)
+    frequency: dict[tuple[str, int], int] = field(default_factory=dict)
+    coverage: dict[tuple[str, int], float] = field(default_factory=dict)
+    bad_planes: int = 0
+
+
+_UNREADABLE = (OSError, ValueError, SyntaxError)
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """(height, width) read from the header; OSError/ValueError/SyntaxError when unreadable."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+    return h, w
+
+
+def _check_image(ctx: RowContext, row: RowCheck, f: list[Finding]) -> None:
+    """E104/E105/E202 for the row's image."""
+    if not row.image:
+        return
+    rel = f"images/{row.image}"
+    ipath = os.path.join(ctx.images, row.image)
+    if not os.path.isfile(ipath):
+        f.append(finding("E104", "index.csv", f"{rel} is missing", line=row.line, column="image"))
+        return
+    try:
+        h, w = _image_size(ipath)
+    except _UNREADABLE as exc:
+        f.append(
+            finding(
+                "E105", "index.csv", f"{rel} cannot be read ({exc})", line=row.line, column="image"
+            )
+        )
+        return
+    if row.ih is not None and row.iw is not None and (h, w) != (row.ih, row.iw):
+        f.append(
+            finding(
+                "E202",
+                "index.csv",
+                f"{rel} is {h}x{w} (HxW), the row says ih={row.ih} iw={row.iw}",
+                line=row.line,
+                column="ih,iw",
+            )
+        )
+
+
+def _read_plane(
+    ctx: RowContext, row: RowCheck, cat: str, p: str, out: ChunkResult
+) -> np.ndarray | None:
+    """The decoded plane ``p``, or None (E104/E105 reported, counted as a bad plane)."""
+    ppath = os.path.join(ctx.images, p)
+    if not os.path.isfile(ppath):
+        out.findings.append(
+            finding("E104", "index.csv", f"images/{p} is missing", line=row.line, column=cat)
+        )
+        out.bad_planes += 1
+        return None
+    try:
+        arr = broden.decode_plane(ppath)
+    except _UNREADABLE as exc:
+        out.findings.append(
+            finding(
+                "E105", "index.csv", f"images/{p} cannot be read ({exc})", line=row.line, column=cat
+            )
+        )
+        out.bad_planes += 1
+        return None
+    if row.sh is not None and row.sw is not None and arr.shape != (row.sh, row.sw):
+        out.findings.append(
+            finding(
+                "E203",
+                "index.csv",
+                f"images/{p} is {arr.shape[0]}x{arr.shape[1]} (HxW), "
+                f"the row says sh={row.sh} sw={row.sw}",
+                line=row.line,
+                column=cat,
+            )
+        )
+    return arr
+
+
+def _check_pixels(
+    ctx: RowContext, row: RowCheck, cat: str, p: str, arr: np.ndarray, members: frozenset[int]
+) -> list[Finding]:
+    """E301/E302 for every pixel value of plane ``p`` (``arr``: (sh, sw) int) outside ``cat``."""
+    f: list[Finding] = []
+    for v in np.unique(arr).tolist():
+        if v == 0 or v in members:
+            continue
+        y, x = (int(t) for t in np.argwhere(arr == v)[0])
+        npx = int(np.count_nonzero(arr == v))
+        detail = f"pixel value {v} at (y={y}, x={x}), {npx} pixels"
+        if v not in ctx.known:
+            code, message = "E301", f"label {v} is not in label.csv"
+        else:
+            code = "E302"
+            message = f"label {v} is not a label of category {cat!r} (not in c_{cat}.csv)"
+        f.append(finding(code, f"images/{p}", message, line=row.line, column=cat, detail=detail))
+    return f
+
+
+def _check_image_labels(
+    ctx: RowContext, row: RowCheck, cat: str, numbers: Sequence[int], members: frozenset[int]
+) -> list[Finding]:
+    """E301/E303 for image-level label numbers outside ``cat``."""
+    f: list[Finding] = []
+    for n in numbers:
+        if n == 0 or n in members:
+            continue
+        unknown = n not in ctx.known
+        what = "is not in label.csv" if unknown else f"is not in c_{cat}.csv"
+        f.append(
+            finding(
+                "E301" if unknown else "E303",
+                "index.csv",
+                f"image-level label {n} {what}",
+                line=row.line,
+                column=cat,
+                detail=f"item {n}",
+            )
+        )
+    return f
+
+
+def _add_stats(
+    out: ChunkResult, planes: dict[str, list[np.ndarray]], image_labels: dict[str, Sequence[int]]
+) -> None:
+    """Add one image's statistics to ``out``, as :class:`broden.LabelStats` counts them."""
+    stats = broden.LabelStats()
+    stats.add_image(planes, image_labels)
+    for k, v in stats.frequency.items():
+        out.frequency[k] = out.frequency.get(k, 0) + v
+    for k, c in stats.coverage.items():
+        out.coverage[k] = out.coverage.get(k, 0.0) + c
+
+
+def check_row(ctx: RowContext, row: RowCheck, out: ChunkResult) -> None:
+    """Check one row's files and pixels; accumulate its statistics into ``out``."""
+    if not ctx.files:
+        return
+    _check_image(ctx, row, out.findings)
+    planes: dict[str, list[np.ndarray]] = {}
+    image_labels: dict[str, Sequence[int]] = {}
+    for cat, (paths, numbers) in row.cells.items():
+        members = ctx.members.get(cat)
+        arrays: list[np.ndarray] = []
+        for p in paths:
+            arr = _read_plane(ctx, row, cat, p, out)
+            if arr is None or members is None:
+                continue  # a column without a category is reported once as E502
+            out.findings += _check_pixels(ctx, row, cat, p, arr, members)
+            arrays.append(arr)
+        if members is None:
+            continue
+        out.findings += _check_image_labels(ctx, row, cat, numbers, members)
+        if arrays:
+            planes[cat] = arrays
+        if numbers:
+            image_labels[cat] = numbers
+    if not row.duplicate:
+        _add_stats(out, planes, image_labels)
+
+
+def check_chunk(ctx: RowContext, rows: Sequence[RowCheck]) -> ChunkResult:
+    """Check a chunk of rows. Per-image coverages are added in row order, as LabelStats does."""
+    out = ChunkResult()
+    for row in rows:
+        check_row(ctx, row, out)
+    return out
+
+
+_WORKER_CTX: RowContext | None = None
+
+
+def init_worker(ctx: RowContext) -> None:
+    """Pool initializer: keep ``ctx`` for every chunk this worker checks."""
+    global _WORKER_CTX
+    _WORKER_CTX = ctx
+
+
+def check_chunk_in_worker(rows: Sequence[RowCheck]) -> ChunkResult:
+    """:func:`check_chunk` with the context :func:`init_worker` kept."""
+    assert _WORKER_CTX is not None
+    return check_chunk(_WORKER_CTX, rows)
