@@ -7,7 +7,9 @@ deterministic order (sorted file names / document order), and never decodes imag
 itself: it only records ``image_path`` (checked to lie inside ``src``) or ``image_data``.
 
 Errors in the input raise :class:`~conceptkit.errors.FormatError` naming the file and the place
-(JSON path, XML element and line). Per-image problems that the reader can skip (when
+(JSON path, XML element and line); no other exception leaves a reader, whatever the input.
+Declared sizes are checked against :mod:`conceptkit.limits` before anything is allocated:
+image sizes with :func:`conceptkit.images.check_size`, coordinates with :func:`check_points`. Per-image problems that the reader can skip (when
 ``options.keep_going``) are reported through ``options.warn`` instead, and the image is left out.
 Non-fatal remarks (a repaired polygon, a skipped ``points`` prompt) go through ``options.warn``
 as well, as one line naming the file and place.
@@ -24,8 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
+from conceptkit import limits
 from conceptkit.annotations import ImageAnnotation
-from conceptkit.errors import UsageError
+from conceptkit.errors import FormatError, UsageError
 
 
 def _ignore(message: str) -> None:
@@ -81,6 +86,21 @@ def inside(src: Path, path: Path) -> bool:
     """True when ``path`` (resolved) lies inside the folder ``src`` (resolved)."""
     try:
         path.resolve().relative_to(src.resolve())
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside; a NUL in the name; a symlink loop
         return False
     return True
+
+
+def check_points(points: np.ndarray, file: str | Path, place: str) -> None:
+    """FormatError unless every coordinate of ``points`` ``(K, 2)`` is finite and within bounds.
+
+    A coordinate's size is bounded by the limit ``image_side`` (a point that far out lies
+    outside any image within the limits; larger values overflow the rasterisers), the vertex
+    count by ``points``.
+    """
+    limits.check("points", len(points), file=file, place=place, what="the vertex count")
+    if not np.isfinite(points).all():
+        raise FormatError("a coordinate is not a finite number (NaN or infinity)", file, place)
+    if points.size:
+        largest = float(np.abs(points).max())
+        limits.check("image_side", largest, file=file, place=place, what="a coordinate")

@@ -10,6 +10,11 @@ rules out entity-expansion bombs ("billion laughs") and external entities.
   10,000-image CVAT file is read in memory bounded by the largest single element.
 - :func:`parse` reads a whole (small) document, from a file or from bytes, into one
   :class:`Node` tree; :attr:`Node.place` (``<tag> line N``) names an element in errors.
+- :func:`number` reads a number from an attribute or text strictly (finite, ASCII digits).
+
+Limits (:mod:`conceptkit.limits`): nesting deeper than ``xml_depth`` and an attribute value
+longer than ``xml_attribute_chars`` are refused (expat's time on one token grows with the
+square of its length, so an over-long run without ``<`` is refused before expat reads it all).
 
 Malformed XML raises FormatError naming the file, the line and the column.
 """
@@ -17,6 +22,7 @@ Malformed XML raises FormatError naming the file, the line and the column.
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 import zlib
 from collections import deque
@@ -33,6 +39,23 @@ _CHUNK = 1 << 16
 #: bytes a run without '<' may exceed the attribute limit by (the rest of its tag) before the
 #: run alone is refused; values themselves are checked exactly when their tag is complete
 _RUN_SLACK = 1 << 16
+
+
+def number(text: str) -> float | None:
+    """The finite number ``text`` states (spaces around allowed), else None.
+
+    Stricter than ``float``: no ``nan``/``inf``, no ``1e999`` (it overflows), no digit
+    separators (``1_0``) and no digits other than ASCII ``0``-``9`` (``float`` takes ``٣``).
+    Among ASCII strings without ``_``, ``float`` accepts only decimal notation and the
+    non-finite words, so those two tests and finiteness make it strict.
+    """
+    if not text.isascii() or "_" in text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 @dataclass(eq=False, slots=True)

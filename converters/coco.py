@@ -53,12 +53,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, inside
+from conceptkit.converters import ReadOptions, _json, check_points, inside
 from conceptkit.schemas import load as load_schema
 from pycocotools import mask as mask_utils
 
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
+from conceptkit.images import check_size
 
 # --------------------------------------------------------------------------- pure helpers
 
@@ -129,18 +130,6 @@ def _attr_text(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- file level
-
-
-def _load(path: Path) -> Any:
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise FormatError(
-            f"malformed JSON: {exc.msg}", path, f"line {exc.lineno}, column {exc.colno}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"not UTF-8 text ({exc.reason})", path) from None
 
 
 def _number(v: Any) -> bool:
@@ -251,6 +240,8 @@ class _Images:
         self.file = json_path
 
     def find(self, file_name: str, place: str) -> Path:
+        if "\0" in file_name:
+            raise FormatError(f"file_name {file_name!r} holds a NUL character", self.file, place)
         norm = file_name.replace("\\", "/")
         if (
             norm.startswith("/")
@@ -360,6 +351,7 @@ def _shapes(
         x, y, w, h = (float(v) for v in bbox)
         pts = np.array([[x, y], [x + w, y + h]], dtype=np.float64)
         place = f"$.annotations[{index}].bbox"
+        check_points(pts, file, place)
         return [Shape(kind="rectangle", points=pts, order=first, place=place, **common)]
     out = []
     for k, part in enumerate(seg):
@@ -375,6 +367,7 @@ def _shapes(
                 part_place,
             )
         pts = np.asarray(part, dtype=np.float64).reshape(-1, 2)
+        check_points(pts, file, part_place)
         out.append(Shape(kind="polygon", points=pts, order=first + k, place=part_place, **common))
     return out
 
@@ -382,7 +375,7 @@ def _shapes(
 def _read_file(
     path: Path, options: ReadOptions, images_dir: Path | None
 ) -> Iterator[ImageAnnotation]:
-    data = _load(path)
+    data = _json.load(path, "COCO instances JSON")
     _validate(data, path)
     raw_split, split = split_name(path.name)
     images = _Images(path, images_dir, raw_split)
@@ -431,6 +424,7 @@ def _image(
     split: str,
 ) -> ImageAnnotation:
     height, width = int(img["height"]), int(img["width"])
+    check_size(width, height, file=path, place=f"$.images[{j}]")
     file_name = img["file_name"]
     record = ImageAnnotation(
         key=PurePosixPath(file_name.replace("\\", "/")).name,

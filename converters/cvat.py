@@ -54,6 +54,7 @@ import bisect
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -61,9 +62,10 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 import numpy as np
-from conceptkit.converters import ReadOptions
-from conceptkit.converters._xml import Node, iter_elements
+from conceptkit.converters import ReadOptions, check_points
+from conceptkit.converters._xml import Node, iter_elements, number
 
+from conceptkit import images, limits
 from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
 from conceptkit.errors import FormatError
 
@@ -84,9 +86,10 @@ def decode_rle(text: str, width: int, height: int) -> np.ndarray:
     counts do not sum to ``width * height``.
     """
     stripped = text.strip()
-    counts = [int(c) for c in _RLE_SEP.split(stripped)] if stripped else []
-    if any(c < 0 for c in counts):
-        raise ValueError("RLE counts must be non-negative")
+    pieces = _RLE_SEP.split(stripped) if stripped else []
+    if not all(p.isascii() and p.isdigit() for p in pieces):
+        raise ValueError("RLE counts must be non-negative integers separated by commas")
+    counts = [int(p) for p in pieces]
     total = sum(counts)
     if total != width * height:
         raise ValueError(
@@ -120,10 +123,12 @@ def _num(node: Node, key: str, file: str, default: str | None = None) -> float:
     value = node.get(key, default)
     if value is None:
         raise FormatError(f"missing attribute {key!r}", file, node.place)
-    try:
-        return float(value)
-    except ValueError:
-        raise FormatError(f"attribute {key}={value!r} is not a number", file, node.place) from None
+    parsed = number(value)
+    if parsed is None:
+        raise FormatError(
+            f"attribute {key}={value[:40]!r} is not a finite number", file, node.place
+        )
+    return parsed
 
 
 def _int(node: Node, key: str, file: str, default: str | None = None) -> int:
@@ -134,20 +139,39 @@ def _int(node: Node, key: str, file: str, default: str | None = None) -> int:
 
 
 def _points(node: Node, file: str) -> np.ndarray:
-    """``points="x0,y0;x1,y1;..."`` -> ``(K, 2) float64``."""
+    """``points="x0,y0;x1,y1;..."`` -> ``(K, 2) float64``, each coordinate finite and bounded."""
     text = node.get("points")
     if text is None:
         raise FormatError("missing attribute 'points'", file, node.place)
     try:
+        if not text.isascii() or "_" in text:
+            raise ValueError(text)
         pts = [[float(v) for v in p.split(",")] for p in text.strip().split(";") if p.strip()]
         arr = np.array(pts, dtype=np.float64).reshape(-1, 2)
     except ValueError:
         raise FormatError(
             f"points={text[:40]!r} is not 'x0,y0;x1,y1;...'", file, node.place
         ) from None
-    if not np.isfinite(arr).all():
-        raise FormatError("points hold a non-finite number", file, node.place)
+    check_points(arr, file, node.place)
     return arr
+
+
+def _mask(node: Node, file: str) -> _Geometry:
+    """A ``<mask rle left top width height>``: its patch, size-checked before it is decoded."""
+    left, top = _int(node, "left", file), _int(node, "top", file)
+    width, height = _int(node, "width", file), _int(node, "height", file)
+    if width < 0 or height < 0:
+        raise FormatError(f"mask patch {width} x {height} is negative", file, node.place)
+    what = f"mask patch {width}x{height}"
+    for side in (width, height):
+        limits.check("image_side", side, file=file, place=node.place, what=what)
+    limits.check("image_pixels", width * height, file=file, place=node.place, what=what)
+    check_points(np.array([[left, top]], dtype=np.float64), file, node.place)
+    try:
+        patch = decode_rle(node.get("rle") or "", width, height)
+    except ValueError as exc:
+        raise FormatError(f"mask rle: {exc}", file, node.place) from None
+    return _Geometry("mask", np.zeros((0, 2)), mask=patch, origin=(left, top))
 
 
 @dataclass
@@ -166,24 +190,20 @@ def _geometry(node: Node, file: str) -> _Geometry:
         xtl, ytl = _num(node, "xtl", file), _num(node, "ytl", file)
         xbr, ybr = _num(node, "xbr", file), _num(node, "ybr", file)
         rotation = _num(node, "rotation", file, "0")
+        corners = np.array([[xtl, ytl], [xbr, ybr]], dtype=np.float64)
+        check_points(corners, file, node.place)
         if rotation % 360:
             return _Geometry("oriented_rectangle", rotated_box(xtl, ytl, xbr, ybr, rotation))
-        return _Geometry("rectangle", np.array([[xtl, ytl], [xbr, ybr]], dtype=np.float64))
+        return _Geometry("rectangle", corners)
     if tag == "ellipse":
         cx, cy = _num(node, "cx", file), _num(node, "cy", file)
         rx, ry = _num(node, "rx", file), _num(node, "ry", file)
         angle = _num(node, "rotation", file, "0")
-        return _Geometry("ellipse", np.array([[cx, cy], [cx + rx, cy + ry]]), angle=angle)
+        pts = np.array([[cx, cy], [cx + rx, cy + ry]], dtype=np.float64)
+        check_points(pts, file, node.place)
+        return _Geometry("ellipse", pts, angle=angle)
     if tag == "mask":
-        left, top = _int(node, "left", file), _int(node, "top", file)
-        width, height = _int(node, "width", file), _int(node, "height", file)
-        if width < 0 or height < 0:
-            raise FormatError(f"mask patch {width} x {height} is negative", file, node.place)
-        try:
-            patch = decode_rle(node.get("rle") or "", width, height)
-        except ValueError as exc:
-            raise FormatError(f"mask rle: {exc}", file, node.place) from None
-        return _Geometry("mask", np.zeros((0, 2)), mask=patch, origin=(left, top))
+        return _mask(node, file)
     pts = _points(node, file)
     if tag == "polygon":
         if len(pts) < 3:
@@ -291,6 +311,13 @@ def _folder_image(
     return find
 
 
+def _open_file(path: Path) -> IO[bytes]:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise FormatError(f"cannot be read ({exc.strerror or exc})", path) from None
+
+
 def _folder_sources(folder: Path, xmls: list[Path]) -> list[_Source]:
     cache: list[list[str]] = []
 
@@ -306,7 +333,7 @@ def _folder_sources(folder: Path, xmls: list[Path]) -> list[_Source]:
         out.append(
             _Source(
                 str(xml),
-                (lambda p=xml: open(p, "rb")),  # type: ignore[misc]
+                (lambda p=xml: _open_file(p)),  # type: ignore[misc]
                 _file_split(xml.name),
                 _folder_image(xml.parent, str(xml), names),
                 names,
@@ -315,24 +342,64 @@ def _folder_sources(folder: Path, xmls: list[Path]) -> list[_Source]:
     return out
 
 
+#: what reading a broken or unsupported zip member raises
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError)
+
+
+def _check_members(archive: zipfile.ZipFile, path: Path) -> list[str]:
+    """The member names, after checking every member's declared sizes and name up front.
+
+    Refused: more members than ``zip_members``; a member whose name leads outside the archive
+    (absolute, drive letter, ``..``), whose expanded size is over ``zip_member_bytes`` or whose
+    expansion ratio is over ``zip_ratio``; expanded sizes summing past ``zip_total_bytes``.
+    (zipfile never expands a member past its declared size: it stops there and checks the CRC.)
+    """
+    infos = archive.infolist()
+    limits.check("zip_members", len(infos), file=path, what="the member count")
+    total = 0
+    for info in infos:
+        place = f"zip entry {info.filename!r}"
+        if not _safe_relative(info.filename):
+            raise FormatError(
+                "the entry leads outside the archive's folder (absolute path or '..')", path, place
+            )
+        size = info.file_size
+        limits.check("zip_member_bytes", size, file=path, place=place, what="the expanded size")
+        if size > 0:
+            ratio = size / max(info.compress_size, 1)
+            limits.check("zip_ratio", ratio, file=path, place=place, what="the expansion ratio")
+        total += size
+    limits.check("zip_total_bytes", total, file=path, what="the expanded size of all members")
+    return [info.filename for info in infos]
+
+
 def _zip_sources(path: Path, stack: ExitStack) -> list[_Source]:
     try:
         archive = stack.enter_context(zipfile.ZipFile(path))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise FormatError(f"not a readable zip archive ({exc})", path) from None
-    members = archive.namelist()
-    for member in members:
-        if not _safe_relative(member):
-            raise FormatError(
-                "the entry leads outside the archive's folder (absolute path or '..')",
-                path,
-                f"zip entry {member!r}",
-            )
+    members = _check_members(archive, path)
     member_set = set(members)
     top_xml = sorted(m for m in members if "/" not in m.strip("/") and m.endswith(".xml"))
     xmls = ["annotations.xml"] if "annotations.xml" in member_set else top_xml
     if not xmls:
         raise FormatError("no annotations.xml (nor any top-level .xml) in the archive", path)
+
+    def read(member: str) -> bytes:
+        try:
+            return archive.read(member)
+        except _ZIP_ERRORS as exc:
+            raise FormatError(
+                f"cannot be read from the archive ({exc})", f"{path}!{member}"
+            ) from None
+
+    def open_member(member: str) -> IO[bytes]:
+        try:
+            return archive.open(member)
+        except _ZIP_ERRORS as exc:
+            raise FormatError(
+                f"cannot be read from the archive ({exc})", f"{path}!{member}"
+            ) from None
 
     def find(name: str, subset: str, place: str) -> tuple[Path | None, bytes | None]:
         if not _safe_relative(name):
@@ -340,7 +407,7 @@ def _zip_sources(path: Path, stack: ExitStack) -> list[_Source]:
         cands = _candidates(name, subset)
         for c in cands:
             if c in member_set:
-                return None, archive.read(c)
+                return None, read(c)
         return path / cands[-2 if len(cands) > 1 else 0], None
 
     def names() -> list[str]:
@@ -349,7 +416,7 @@ def _zip_sources(path: Path, stack: ExitStack) -> list[_Source]:
     return [
         _Source(
             f"{path}!{m}",
-            (lambda m=m: archive.open(m)),  # type: ignore[misc]
+            (lambda m=m: open_member(m)),  # type: ignore[misc]
             _file_split(m),
             find,
             names,
@@ -360,9 +427,12 @@ def _zip_sources(path: Path, stack: ExitStack) -> list[_Source]:
 
 def _sources(src: Path, stack: ExitStack) -> list[_Source]:
     if src.is_dir():
-        if (src / "annotations.xml").is_file():
-            return _folder_sources(src, [src / "annotations.xml"])
-        xmls = sorted(src.glob("*.xml"))
+        main = src / "annotations.xml"
+        if main.is_file():
+            return _folder_sources(src, [main])
+        if main.exists():
+            raise FormatError("is not a regular file, expected CVAT's annotations.xml", main)
+        xmls = sorted(p for p in src.glob("*.xml") if p.is_file())
         if not xmls:
             raise FormatError("no annotations.xml (nor any .xml file) in the folder", src)
         return _folder_sources(src, xmls)
@@ -385,17 +455,26 @@ class _Meta:
     labels: set[str] = field(default_factory=set)
 
 
-def _read_meta(node: Node) -> _Meta:
+def _whole(text: str) -> int | None:
+    """``text`` as a whole number when it is one in ASCII digits (``"²"`` is not), else None."""
+    stripped = text.strip()
+    return int(stripped) if stripped.isascii() and stripped.isdigit() else None
+
+
+def _read_meta(node: Node, file: str) -> _Meta:
     meta = _Meta()
     task = node.find("task") or node.find("project")
     if task is None:
         return meta
     meta.subset = task.findtext("subset")
-    size = task.findtext("size")
-    meta.size = int(size) if size.isdigit() else None
-    w, h = task.findtext("original_size/width"), task.findtext("original_size/height")
-    if w.isdigit() and h.isdigit():
-        meta.width, meta.height = int(w), int(h)
+    meta.size = _whole(task.findtext("size"))
+    if meta.size is not None:
+        limits.check("video_frames", meta.size, file=file, place=task.place, what="<size>")
+    w = _whole(task.findtext("original_size/width"))
+    h = _whole(task.findtext("original_size/height"))
+    if w is not None and h is not None:
+        images.check_size(w, h, file=file, place=task.place, what="<original_size>")
+        meta.width, meta.height = w, h
     labels = task.find("labels")
     if labels is not None:
         meta.labels = {lab.findtext("name") for lab in labels.findall("label")}
@@ -409,9 +488,12 @@ def _image(
     name = node.get("name")
     if not name:
         raise FormatError("an <image> needs a name", file, node.place)
+    if "\0" in name:
+        raise FormatError(f"image name {name!r} holds a NUL character", file, node.place)
     width, height = _int(node, "width", file), _int(node, "height", file)
     if width <= 0 or height <= 0:
         raise FormatError(f"image size {width} x {height} is not positive", file, node.place)
+    images.check_size(width, height, file=file, place=node.place)
     subset = node.get("subset") or ""
     split = normalise_split(subset) if subset else source.split or normalise_split(meta.subset)
     image_path, image_data = source.image(name, subset, node.place)
@@ -471,9 +553,13 @@ def _read_track(node: Node, file: str) -> _Track:
     for child in node.children:
         if child.tag not in SHAPE_TAGS:
             continue
+        frame = _int(child, "frame", file)
+        if frame < 0:
+            raise FormatError(f"frame {frame} is negative", file, child.place)
+        limits.check("video_frames", frame + 1, file=file, place=child.place, what="frame")
         keys.append(
             _Key(
-                _int(child, "frame", file),
+                frame,
                 (child.get("outside") or "0").strip() == "1",
                 child,
                 _geometry(child, file),
@@ -514,7 +600,7 @@ def _frames(
     if meta.width is None or meta.height is None:
         raise FormatError("a video export needs meta/task/original_size", file, "<meta>")
     last = max((k.frame for t in tracks for k in t.keys), default=-1)
-    count = meta.size if meta.size is not None else last + 1
+    count = meta.size if meta.size is not None else last + 1  # both within video_frames
     stems = {PurePosixPath(n).stem: n for n in source.image_names()}
     for frame in range(count):
         stem = f"frame_{frame:06d}"
@@ -551,7 +637,7 @@ def _read_source(
     with source.open() as stream:
         for node in iter_elements(stream, source.name, depth=1, root_tag="annotations"):
             if node.tag == "meta":
-                meta = _read_meta(node)
+                meta = _read_meta(node, source.name)
             elif node.tag == "image":
                 try:
                     record = _image(node, source, meta, annotator, options)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 from collections.abc import Iterator
 from functools import lru_cache
@@ -31,7 +30,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, cast
 
 import numpy as np
-from conceptkit.converters import ReadOptions, inside
+from conceptkit.converters import ReadOptions, _json, check_points, inside
 
 from conceptkit import images
 from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
@@ -141,24 +140,10 @@ def check_schema(data: Any, file: Path) -> None:
         raise FormatError(msg, file=file, place=json_path(err.path))
 
 
-def load_json(path: Path) -> Any:
-    """Parse a JSON file; malformed JSON -> FormatError with line and column."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(f"cannot be read ({exc.strerror})", file=path) from None
-    try:
-        return json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"is not UTF-8 text ({exc.reason})", file=path) from None
-    except json.JSONDecodeError as exc:
-        raise FormatError(
-            f"malformed JSON: {exc.msg}", file=path, place=f"line {exc.lineno}, column {exc.colno}"
-        ) from None
-
-
 def resolve_image(src_root: Path, file: Path, text: str, place: str, check: bool = True) -> Path:
     """The image an export names, relative to the export file; refuse paths escaping SRC."""
+    if "\0" in text:
+        raise FormatError(f"image path {text!r} holds a NUL character", file, place)
     if (
         PureWindowsPath(text).is_absolute()
         or PurePosixPath(text).is_absolute()
@@ -173,33 +158,47 @@ def resolve_image(src_root: Path, file: Path, text: str, place: str, check: bool
 
 
 def image_size(path: Path | None, data: bytes | None, file: Path, place: str) -> tuple[int, int]:
-    """(width, height) of an image after EXIF orientation, from its header only."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data) if data is not None else path) as im:  # type: ignore[arg-type]
-            return images.upright_size(im)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise FormatError(f"image cannot be read ({exc})", file, place) from None
+    """(width, height) of an image after EXIF orientation, from its header only (size-checked)."""
+    source = data if data is not None else path
+    assert source is not None
+    with images.open_image(source, file=file, place=place) as im:
+        return images.upright_size(im)
 
 
 def _decode_mask(text: str, file: Path, place: str) -> np.ndarray:
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(base64.b64decode(text, validate=False))) as im:
-            arr = np.asarray(im)
-    except (OSError, ValueError, binascii.Error) as exc:
+        png = base64.b64decode(text, validate=False)
+    except (ValueError, binascii.Error) as exc:
         raise FormatError(f"mask is not a base64 PNG ({exc})", file, place) from None
+    with images.open_image(png, file=file, place=place, what="mask") as im:
+        arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 0]
     return arr.astype(bool)
 
 
-def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotation:
-    """Read one LabelMe JSON file into an :class:`ImageAnnotation`."""
-    data = load_json(path)
-    check_schema(data, path)
+def _mask_shape(s: dict[str, Any], pts: np.ndarray, shape: Shape, path: Path, place: str) -> None:
+    """Fill ``shape`` (a mask) from ``s["mask"]``, checked against its 2-point box ``pts``."""
+    if not s.get("mask"):
+        raise FormatError("a mask shape needs 'mask' (base64 PNG)", path, f"{place}.mask")
+    if len(pts) != 2:
+        raise FormatError("a mask shape needs 2 points (its box)", path, f"{place}.points")
+    m = _decode_mask(s["mask"], path, f"{place}.mask")
+    (x1, y1), (x2, y2) = pts.astype(int)
+    if m.shape != (y2 - y1 + 1, x2 - x1 + 1):
+        raise FormatError(
+            f"mask is {m.shape[1]}x{m.shape[0]}, its box "
+            f"({x1},{y1})-({x2},{y2}) is {x2 - x1 + 1}x{y2 - y1 + 1}",
+            path,
+            f"{place}.mask",
+        )
+    shape.mask = m
+    shape.origin = (int(x1), int(y1))
+    shape.points = np.zeros((0, 2))
+
+
+def _image(data: dict[str, Any], path: Path, src_root: Path, options: ReadOptions) -> Any:
+    """(image bytes or None, image path or None, width, height) of a checked LabelMe document."""
     image_data: bytes | None = None
     image_path: Path | None = None
     if data.get("imageData"):
@@ -215,12 +214,23 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
             raise FormatError(f"image {data['imagePath']!r} not found", path, "$.imagePath")
     width, height = data.get("imageWidth"), data.get("imageHeight")
     if not width or not height:
-        width, height = image_size(image_path, image_data, path, "$.imagePath")
+        where = "$.imageData" if image_data is not None else "$.imagePath"
+        width, height = image_size(image_path, image_data, path, where)
+    else:
+        images.check_size(int(width), int(height), file=path, place="$.imageWidth")
+    return image_data, image_path, int(width), int(height)
+
+
+def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotation:
+    """Read one LabelMe JSON file into an :class:`ImageAnnotation`."""
+    data = _json.load(path)
+    check_schema(data, path)
+    image_data, image_path, width, height = _image(data, path, src_root, options)
     key = PurePosixPath(data["imagePath"].replace("\\", "/")).name
     ann = ImageAnnotation(
         key=key,
-        width=int(width),
-        height=int(height),
+        width=width,
+        height=height,
         image_path=image_path,
         image_data=image_data,
         source=str(path),
@@ -234,6 +244,7 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
             options.warn(f"{path}: {place}: 'points' prompt clicks skipped")
             continue
         pts = np.asarray(s["points"], dtype=np.float64).reshape(-1, 2)
+        check_points(pts, path, f"{place}.points")
         attrs = {k: "true" for k, v in (s.get("flags") or {}).items() if v}
         if s.get("description"):
             attrs["description"] = str(s["description"])
@@ -248,22 +259,7 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
             place=f"{place}.points",
         )
         if kind == "mask":
-            if not s.get("mask"):
-                raise FormatError("a mask shape needs 'mask' (base64 PNG)", path, f"{place}.mask")
-            if len(pts) != 2:
-                raise FormatError("a mask shape needs 2 points (its box)", path, f"{place}.points")
-            m = _decode_mask(s["mask"], path, f"{place}.mask")
-            (x1, y1), (x2, y2) = pts.astype(int)
-            if m.shape != (y2 - y1 + 1, x2 - x1 + 1):
-                raise FormatError(
-                    f"mask is {m.shape[1]}x{m.shape[0]}, its box "
-                    f"({x1},{y1})-({x2},{y2}) is {x2 - x1 + 1}x{y2 - y1 + 1}",
-                    path,
-                    f"{place}.mask",
-                )
-            shape.mask = m
-            shape.origin = (int(x1), int(y1))
-            shape.points = np.zeros((0, 2))
+            _mask_shape(s, pts, shape, path, place)
         ann.shapes.append(shape)
     return ann
 

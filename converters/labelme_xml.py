@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, inside
-from conceptkit.converters._xml import Node, parse
+from conceptkit.converters import ReadOptions, check_points, inside
+from conceptkit.converters._xml import Node, number, parse
 
+from conceptkit import images
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 
@@ -42,14 +43,14 @@ def _text(elem: Node | None, tag: str, default: str = "") -> str:
 def _number(elem: Node, tag: str, file: Path) -> float:
     child = elem.find(tag)
     text = child.text.strip() if child is not None else ""
-    try:
-        return float(text)
-    except ValueError:
+    value = number(text)
+    if value is None:
         raise FormatError(
-            f"<{tag}> must be a number, found {text!r}",
+            f"<{tag}> must be a finite number, found {text[:40]!r}",
             file,
             (child if child is not None else elem).place,
-        ) from None
+        )
+    return value
 
 
 def _find_file(xml: Path, src_root: Path, kind: str, folder: str, name: str) -> Path:
@@ -89,6 +90,7 @@ def _size(root: Node, image: Path, path: Path) -> tuple[int, int]:
     if size is not None and size.find("nrows") is not None:
         height = int(_number(size, "nrows", path))
         width = int(_number(size, "ncols", path))
+        images.check_size(width, height, file=path, place=size.place)
         return width, height
     from conceptkit.converters.labelme import image_size
 
@@ -117,6 +119,7 @@ def _shape(
         pts = [(_number(pt, "x", path), _number(pt, "y", path)) for pt in poly.findall("pt")]
         shape.points = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
         shape.place = poly.place
+        check_points(shape.points, path, poly.place)
     elif segm is not None:
         mask_name = _text(segm, "mask")
         if not mask_name or "/" in mask_name or "\\" in mask_name:
@@ -168,17 +171,10 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
 
 def _read_mask(mask_path: Path, xml: Path, segm: Node, width: int, height: int) -> np.ndarray:
     """A full-image segm mask PNG -> ``(height, width) bool`` (alpha or first channel > 0)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(mask_path) as im:
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise FormatError(f"mask {mask_path.name!r} not found", xml, segm.place) from None
-    except (OSError, UnidentifiedImageError) as exc:
-        raise FormatError(
-            f"mask {mask_path.name!r} cannot be read ({exc})", xml, segm.place
-        ) from None
+    with images.open_image(
+        mask_path, file=xml, place=segm.place, what=f"mask {mask_path.name!r}"
+    ) as im:
+        arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 3] if arr.shape[-1] == 4 else arr[..., 0]
     if arr.shape != (height, width):
