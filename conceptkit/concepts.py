@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conceptkit.annotations import Shape
 from conceptkit.errors import FormatError
 
 HEADER = ("name", "category", "synonyms")
@@ -121,23 +122,44 @@ class Vocabulary:
                     vocab.table[r].append(entry)
         return vocab
 
-    def resolve(self, raw: str, default: str) -> tuple[str, str] | None:
+    def lookup(self, raw: str, default: str) -> tuple[str, str] | None:
         """(canonical name, category) of ``raw`` used where ``default`` is the default category.
 
-        None for names mapped to ``drop``. ``__ignore__`` defaults to the ``ignore`` category.
+        The one place for the rules: the name is normalised; a listed name takes the row of
+        ``default`` when it has one, else its first row; an unlisted name keeps its normalised
+        form and ``default`` (``__ignore__``: the ``ignore`` category). None for names mapped to
+        ``drop`` and for empty names. Records nothing (see :meth:`resolve`).
         """
+        chosen = self._choose(normalise(raw), default)
+        if chosen[1] == DROP_CATEGORY or not chosen[0]:
+            return None
+        return chosen
+
+    def resolve(self, raw: str, default: str) -> tuple[str, str] | None:
+        """:meth:`lookup`, remembering the mapping for :meth:`csv_text` and :meth:`unknown`."""
         key = normalise(raw)
-        candidates = self.table.get(key)
-        if candidates:
-            chosen = next((c for c in candidates if c[1] == default), candidates[0])
-        elif key == "__ignore__":
-            chosen = (key, IGNORE_CATEGORY)
-        else:
-            chosen = (key, default)
+        chosen = self._choose(key, default)
         self.used.setdefault(chosen, set()).add(key)
         if chosen[1] == DROP_CATEGORY or not chosen[0]:
             return None
         return chosen
+
+    def resolve_shape(self, shape: Shape, record: bool = True) -> tuple[str, str] | None:
+        """(canonical name, category) of a shape; its default category is the one the format
+        forced (``Shape.category``) or ``object``. An ignore region (``Shape.ignore``, COCO
+        crowd) is ``(its label, ignore)`` whatever its name, and is never recorded."""
+        if shape.ignore:
+            return (shape.label, IGNORE_CATEGORY)
+        default = shape.category or "object"
+        return self.resolve(shape.label, default) if record else self.lookup(shape.label, default)
+
+    def _choose(self, key: str, default: str) -> tuple[str, str]:
+        candidates = self.table.get(key)
+        if candidates:
+            return next((c for c in candidates if c[1] == default), candidates[0])
+        if key == "__ignore__":
+            return (key, IGNORE_CATEGORY)
+        return (key, default)
 
     def canonical(self, raw: str) -> str:
         """The canonical name of ``raw`` (no category needed; nothing recorded)."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from conceptkit.annotations import Shape
 from conceptkit.concepts import Vocabulary, category_rank, normalise, plural_forms
+from conceptkit.consistency._planes import resolver
 from conceptkit.errors import FormatError
 
 
@@ -97,3 +100,66 @@ def test_bad_vocabulary_files(tmp_path: Path) -> None:
 def test_category_order_is_brodens() -> None:
     cats = sorted(["scene", "zeta", "part", "object", "alpha"], key=category_rank)
     assert cats == ["object", "part", "scene", "alpha", "zeta"]
+
+
+def _shape(label: str, category: str | None = None, ignore: bool = False) -> Shape:
+    s = Shape(label, "rectangle", np.array([[0.0, 0.0], [2.0, 2.0]]), category=category)
+    s.ignore = ignore
+    return s
+
+
+def test_lookup_records_nothing_and_resolve_shape_uses_the_forced_category(
+    tmp_path: Path,
+) -> None:
+    v = _vocab(tmp_path, "name,category,synonyms\ndoor,object,\ndoor,part,portal\nblur,drop,\n")
+    assert v.lookup("Portal", "object") == ("door", "part")
+    assert v.lookup("  ", "object") is None  # an empty name is left out
+    assert v.used == {}
+    assert v.resolve_shape(_shape("door", category="part")) == ("door", "part")
+    assert v.resolve_shape(_shape("Door")) == ("door", "object")
+    assert v.resolve_shape(_shape("blur")) is None
+    # an ignore region keeps its label and is never recorded, whatever the vocabulary says
+    assert v.resolve_shape(_shape("blur", ignore=True)) == ("blur", "ignore")
+    assert v.resolve_shape(_shape("tree"), record=False) == ("tree", "object")
+    assert sorted(v.used) == [("blur", "drop"), ("door", "object"), ("door", "part")]
+
+
+def test_consistency_resolves_names_by_the_same_rule(tmp_path: Path) -> None:
+    """consistency's resolver is Vocabulary.resolve_shape without recording (one rule)."""
+    v = _vocab(tmp_path, "name,category,synonyms\ncar,object,auto\nwheel,part,\nx,drop,\n")
+    shapes = [
+        _shape("Auto"),
+        _shape("wheel"),
+        _shape("wheel", "part"),
+        _shape("x"),
+        _shape(""),
+        _shape("__ignore__"),
+        _shape("person", ignore=True),
+        _shape("Tree  Top"),
+    ]
+    resolve = resolver(v)
+    assert [resolve(s) for s in shapes] == [
+        v.lookup(s.label, s.category or "object") for s in shapes[:6]
+    ] + [
+        ("person", "ignore"),
+        ("tree top", "object"),
+    ]
+    assert v.used == {}
+    plain = resolver(None)
+    assert [plain(s) for s in shapes] == [
+        ("auto", "object"),
+        ("wheel", "object"),
+        ("wheel", "part"),
+        ("x", "object"),
+        None,
+        ("__ignore__", "ignore"),
+        ("person", "ignore"),
+        ("tree top", "object"),
+    ]
+    renamed = resolver({"Auto": "car", "tree top": "tree"})
+    assert [renamed(s) for s in (shapes[0], shapes[4], shapes[5], shapes[7])] == [
+        ("car", "object"),
+        None,
+        ("__ignore__", "ignore"),
+        ("tree", "object"),
+    ]

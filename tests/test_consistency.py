@@ -545,17 +545,12 @@ def test_cli_mixed_labelme_and_cvat(tmp_path, capsys) -> None:
 
 
 def test_cli_format_detection(tmp_path, capsys) -> None:
-    from conceptkit.cli.consistency import detect_format, parse_source
+    from conceptkit.sources import detect_format
 
     alice, bob = write_exports(tmp_path, n_images=1)
     assert detect_format(alice) == "labelme"
     assert detect_format(bob) == "cvat"
-    assert detect_format(bob / "annotations.xml") == "cvat"
-    assert parse_source("cvat:exportB/") == ("cvat", Path("exportB/"))
-    assert parse_source("C:/data/x") == (None, Path("C:/data/x"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UsageError, match="cannot tell the export format"):
-        detect_format(tmp_path / "empty")
     assert run_cli(["consistency", str(alice), str(tmp_path / "empty")]) == 2
     assert "FORMAT:PATH" in capsys.readouterr().err
 
@@ -607,3 +602,24 @@ def test_parts_have_their_own_plane() -> None:
     assert report.overall["disagree"] == 120
     assert report.overall["quantity_share"] == 1.0
     assert report.images[0].categories == "object;part"
+
+
+def test_cli_image_twice_in_one_export(tmp_path, capsys) -> None:
+    """The rule convert uses too (conceptkit.sources): refused, or with --keep-going the first
+    annotation is kept and the repeat warned about."""
+    alice, bob = write_exports(tmp_path, n_images=2)
+    assert run_cli(["consistency", str(alice), str(bob)]) == 0
+    before = capsys.readouterr().out
+    (alice / "zz").mkdir()  # read after img0.json: the repeat
+    doc = json.loads((alice / "img0.json").read_text())
+    doc["imagePath"] = "../img0.jpg"
+    doc["shapes"] = doc["shapes"][:1]
+    (alice / "zz" / "img0.json").write_text(json.dumps(doc))
+    assert run_cli(["consistency", str(alice), str(bob)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "image 'img0.jpg' is annotated twice in one export" in err and "--keep-going" in err
+    assert run_cli(["consistency", str(alice), str(bob), "--keep-going"]) == 0
+    captured = capsys.readouterr()
+    assert "'img0.jpg' is annotated twice; the first is kept" in captured.err
+    assert captured.out == before  # the first annotation, the full one, was compared

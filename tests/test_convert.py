@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from conceptkit import broden
 from conceptkit.cli import main
 from conceptkit.convert import ConvertOptions, convert
 from conceptkit.errors import FormatError
+from conceptkit.outdir import MARKER
 
 LABELS = ["car", "tree", "road"]
 
@@ -205,7 +205,8 @@ def test_output_independent_of_workers_and_repeatable(tmp_path: Path) -> None:
     files = sorted(
         p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
     )
-    assert len(files) == 6 * 2 + 6
+    assert len(files) == 6 * 2 + 6 + 1  # images, planes, tables + concepts.csv, the marker
+    assert Path(MARKER) in files
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "c" / f).read_bytes(), f
@@ -245,19 +246,30 @@ def test_overlap_planes_and_crop(tmp_path: Path) -> None:
     assert (plane == full[np.ix_(4 * k + 2, 8 + 4 * k + 2)]).all()  # centred 48x48 crop
 
 
-def test_several_annotators_need_consistency(tmp_path: Path, monkeypatch: Any) -> None:
-    a = make_export(tmp_path / "alice", n=2)
-    b = make_export(tmp_path / "bob", n=2)
-    monkeypatch.setitem(sys.modules, "conceptkit.consistency", None)
-    with pytest.raises(Exception, match="consistency analysis is not available"):
-        convert("labelme", [a, b], tmp_path / "o", ConvertOptions(min_images=1))
+def test_image_twice_in_one_src_is_refused_or_first_kept(tmp_path: Path, capsys: Any) -> None:
+    """The rule of conceptkit.sources: a repeat in one export is an error naming the image and
+    the export; with --keep-going the first annotation is kept and the repeat warned about."""
+    src = make_export(tmp_path / "exp", n=2)
+    (src / "sub").mkdir()
+    _edit(src, 1, lambda d: d["shapes"].pop(0))  # im001 has no road
+    twin = json.loads((src / "im001.json").read_text())
+    twin["imagePath"] = "../im001.jpg"
+    twin["shapes"] = []
+    (src / "sub" / "im001.json").write_text(json.dumps(twin))
+    assert run_cli(["labelme", str(src), "-o", str(tmp_path / "o"), "--min-images", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'im001.jpg' is annotated twice in one export" in err
+    assert "sub/im001.json" in err or "im001.json" in err
     assert not (tmp_path / "o").exists()
-    # one SRC never needs it
-    convert("labelme", [a], tmp_path / "o", ConvertOptions(min_images=1))
+    args = ["labelme", str(src), "-o", str(tmp_path / "k"), "--min-images", "1", "--keep-going"]
+    assert run_cli(args) == 0
+    assert "annotated twice; the first is kept" in capsys.readouterr().out
+    rows = broden.read_index(tmp_path / "k")
+    assert [r.image for r in rows] == ["im000.jpg", "im001.jpg"]
+    assert rows[1].planes  # the first annotation (car, tree), not the empty twin
 
 
 def test_several_annotators_with_consistency(tmp_path: Path) -> None:
-    pytest.importorskip("conceptkit.consistency")
     a = make_export(tmp_path / "alice", n=3)
     b = make_export(tmp_path / "bob", n=3)
     summary = convert(
@@ -372,15 +384,20 @@ def test_bad_xml_entity_bomb(tmp_path: Path, capsys: Any) -> None:
 
 def test_bad_existing_target_needs_force(tmp_path: Path, capsys: Any) -> None:
     src = make_export(tmp_path / "exp", n=1)
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "x").write_text("keep")
-    assert run_cli(["labelme", str(src), "-o", str(tmp_path / "out"), "--min-images", "1"]) == 2
+    out = tmp_path / "out"
+    args = ["labelme", str(src), "-o", str(out), "--min-images", "1"]
+    assert run_cli(args) == 0
+    (out / "x").write_text("mine")
+    assert run_cli(args) == 2
     assert "--force" in capsys.readouterr().err
-    assert (
-        run_cli(["labelme", str(src), "-o", str(tmp_path / "out"), "--min-images", "1", "--force"])
-        == 0
-    )
-    assert not (tmp_path / "out" / "x").exists()
+    assert run_cli([*args, "--force"]) == 0  # conceptkit wrote it: replaced
+    assert not (out / "x").exists()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "x").write_text("keep")
+    assert run_cli(["labelme", str(src), "-o", str(foreign), "--force"]) == 2
+    assert "was not written by conceptkit" in capsys.readouterr().err
+    assert (foreign / "x").read_text() == "keep"
 
 
 def test_self_intersection_is_warned_not_fatal(tmp_path: Path, capsys: Any) -> None:
@@ -467,7 +484,7 @@ def test_ignore_regions_from_readers_clear_and_never_count(
             ann.shapes[1].ignore = True  # type: ignore[attr-defined]
             yield ann
 
-    monkeypatch.setattr("conceptkit.converters.get_reader", lambda name: fake_read)
+    monkeypatch.setattr("conceptkit.convert.get_reader", lambda name: fake_read)
     convert("fake", [src], tmp_path / "o", ConvertOptions(size=None, min_images=1, plane_scale=1))
     assert [r.name for r in broden.read_labels(tmp_path / "o")] == ["car"]
     plane = broden.decode_plane(tmp_path / "o/images/im0_object.png")
@@ -501,7 +518,6 @@ def test_usage_errors(tmp_path: Path, capsys: Any) -> None:
 
 
 def test_validation_runs_on_the_result(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
-    pytest.importorskip("conceptkit.validate")
     from types import SimpleNamespace
 
     src = make_export(tmp_path / "exp", n=1)
@@ -513,7 +529,7 @@ def test_validation_runs_on_the_result(tmp_path: Path, monkeypatch: Any, capsys:
         seen.append((Path(path), kw))
         return [SimpleNamespace(code="E999", severity="error", file="index.csv", message="bad")]
 
-    monkeypatch.setattr("conceptkit.validate.validate", fake)
+    monkeypatch.setattr("conceptkit.convert._pipeline.validate", fake)
     assert run_cli(["labelme", str(src), "-o", str(tmp_path / "o"), "--min-images", "1"]) == 1
     assert "validate: E999 index.csv: bad" in capsys.readouterr().out
     assert seen == [(tmp_path / "o", {"netdissect": True})]

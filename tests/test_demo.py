@@ -129,3 +129,46 @@ def test_api_walkthrough_script_runs(tmp_path: Path) -> None:
     png = tmp_path / "walk" / "best_iou_per_concept.png"
     assert png.stat().st_size > 10_000
     assert (tmp_path / "walk" / "dissect" / "tally_features.18.csv").is_file()
+
+
+def _main(args: list[str]) -> int:
+    from conceptkit.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_examples_folder_found_in_the_checkout_or_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conceptkit.demo import examples_folder
+
+    assert examples_folder() == EXAMPLES
+    assert examples_folder(EXAMPLES) == EXAMPLES
+    (tmp_path / "labelme").mkdir()
+    assert _main(["demo", str(tmp_path / "out"), "--examples", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "no labelme_annotator2, concepts.csv" in err and "--examples DIR" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "contains"])
+def test_demo_out_overlapping_the_examples_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    import shutil
+
+    data = tmp_path / "ex" / "data"
+    shutil.copytree(EXAMPLES / "labelme", data / "labelme")
+    shutil.copytree(EXAMPLES / "labelme_annotator2", data / "labelme_annotator2")
+    shutil.copy(EXAMPLES / "concepts.csv", data / "concepts.csv")
+    out = {"same": data, "inside": data / "out", "contains": tmp_path / "ex"}[where]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert _main(["demo", str(out), "--examples", str(data), "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "choose an OUT outside" in err, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

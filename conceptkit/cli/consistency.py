@@ -1,21 +1,21 @@
 """`conceptkit consistency SRC...`: measure agreement between annotators of the same images.
 
-Reads every source with its reader (formats mixed freely, autodetected or forced with
-``fmt:path``), matches images by file name, runs :func:`conceptkit.consistency.analyse`, prints
-the summary table and optionally writes the report files. Exit status 1 when the overall
+Reads every source through :func:`conceptkit.sources.read_groups` (formats mixed freely,
+autodetected or forced with ``fmt:path``; images matched by file name), runs
+:func:`conceptkit.consistency.analyse`, prints the summary table and optionally writes the
+report files. Exit status 1 when the overall
 agreement is below ``--fail-under`` (a gate in a labelling pipeline), 2 for a usage problem.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from conceptkit.annotations import ImageAnnotation
-from conceptkit.converters import READERS, ReadOptions, get_reader
+from conceptkit.converters import READERS, ReadOptions
 from conceptkit.errors import UsageError
+from conceptkit.sources import read_groups
 
 _EPILOG = """\b
 Examples:
@@ -29,7 +29,8 @@ A SOURCE is a folder, .zip or file of one export; each is one annotator (named a
 its folder or zip). Formats are recognised from the contents: a folder of LabelMe
 *.json / *.xml files -> labelme; annotations.xml or a .zip -> cvat; a COCO instances
 .json -> coco. Write FORMAT:PATH (e.g. cvat:exportB/) to say it yourself.
-Images are matched by file name; an image annotated once is left out.
+Images are matched by file name; an image annotated once is left out. An image
+annotated twice in one export is an error (--keep-going: the first is kept, warned).
 
 \b
 Agreement = pixels both gave the same label / pixels at least one labelled (pixels both
@@ -39,108 +40,6 @@ with no match) and quality (matched, same name, outlines differ; bF = boundary F
 -o DIR writes images.csv, image_pairs.csv, pairs.csv, concepts.csv, segments.csv,
 naming.csv, vocabulary.csv (+ staple.csv) and consistency.json (see the README).
 """
-
-
-def parse_source(text: str) -> tuple[str | None, Path]:
-    """``fmt:path`` -> (fmt, path) when fmt is a known format, else (None, path)."""
-    head, sep, tail = text.partition(":")
-    if sep and head.lower() in READERS:
-        return head.lower(), Path(tail)
-    return None, Path(text)
-
-
-def _is_coco(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "images" in data and "annotations" in data
-
-
-def _is_labelme_json(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "shapes" in data
-
-
-def detect_format(path: Path) -> str:
-    """The format of the export at ``path``, from its contents; UsageError when unclear."""
-    if not path.exists():
-        raise UsageError("does not exist", file=path)
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".zip":
-            return "cvat"
-        if path.name == "annotations.xml":
-            return "cvat"
-        if suffix == ".json":
-            if _is_coco(path):
-                return "coco"
-            if _is_labelme_json(path):
-                return "labelme"
-        if suffix == ".xml":
-            return "labelme"
-    else:
-        if (path / "annotations.xml").is_file():
-            return "cvat"
-        jsons = sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
-        for p in jsons[:5]:
-            if _is_labelme_json(p):
-                return "labelme"
-            if _is_coco(p):
-                return "coco"
-        if any(path.rglob("*.xml")):
-            return "labelme"
-    raise UsageError(
-        "cannot tell the export format",
-        file=path,
-        hint=f"write FORMAT:PATH with FORMAT one of {', '.join(sorted(READERS))}",
-    )
-
-
-def read_groups(
-    sources: list[str], formats: tuple[str, ...], options: ReadOptions
-) -> tuple[dict[str, list[ImageAnnotation]], list[str]]:
-    """Read every source; group the annotations by image key. Returns (groups, annotator names).
-
-    Each source is one annotator, named after the reader's ``annotator`` (the folder or zip
-    name) or, when two sources would share a name, the path as typed.
-    """
-    if formats and len(formats) not in (1, len(sources)):
-        raise UsageError(
-            f"--format given {len(formats)} times for {len(sources)} sources; give it once "
-            "(for all) or once per source"
-        )
-    parsed = []
-    for i, text in enumerate(sources):
-        fmt, path = parse_source(text)
-        if fmt is None and formats:
-            given = formats[0] if len(formats) == 1 else formats[i]
-            fmt = None if given == "auto" else given
-        parsed.append((fmt or detect_format(path), path, text))
-    read: list[list[ImageAnnotation]] = []
-    for fmt, path, _ in parsed:
-        reader = get_reader(fmt)
-        read.append(list(reader(path, options)))
-    names = []
-    for anns, (_, path, _) in zip(read, parsed):
-        found = sorted({a.annotator for a in anns if a.annotator})
-        names.append(found[0] if len(found) == 1 else path.name or str(path))
-    if len(set(names)) < len(names):
-        names = [text for _, _, text in parsed]
-    groups: dict[str, list[ImageAnnotation]] = {}
-    for anns, name, (_, _, text) in zip(read, names, parsed):
-        seen: set[str] = set()
-        for ann in anns:
-            if ann.key in seen:
-                options.warn(f"{text}: image {ann.key!r} appears twice; the first is used")
-                continue
-            seen.add(ann.key)
-            ann.annotator = name
-            groups.setdefault(ann.key, []).append(ann)
-    return groups, names
 
 
 @click.command(epilog=_EPILOG)

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from conceptkit.annotations import ImageAnnotation, Shape
+from conceptkit.concepts import normalise
 from conceptkit.consistency._analyse import planes_of
-from conceptkit.consistency._planes import InstancePlane, _basic, resolver
+from conceptkit.consistency._planes import InstancePlane, resolver
 from conceptkit.consistency._report import StapleEstimate
 from conceptkit.errors import UsageError
 
@@ -180,7 +181,7 @@ def consensus_details(
     tag_votes: dict[str, list[Any]] = {}
     for ann in anns:
         for tag in dict.fromkeys(ann.tags):
-            slot = tag_votes.setdefault(_basic(tag), [tag, 0])
+            slot = tag_votes.setdefault(normalise(tag), [tag, 0])
             slot[1] += 1
     tags = sorted(t for t, n in tag_votes.values() if 2 * n > len(anns))
     annotation = ImageAnnotation(

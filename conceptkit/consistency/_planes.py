@@ -6,84 +6,66 @@ per category (object, part, ...):
 (``painting_order``: later / higher ``z`` shapes in front; ignore regions, ``Shape.ignore``
 or labelme's ``__ignore__``, paint 0). Shapes with the
 same canonical name and instance key are one instance; a shape without an instance key is its own.
-Names are normalised through the concept vocabulary (or case-folded/stripped without one), which
-also gives each shape's category: every category has its own plane, as in the Broden output.
+Names and categories come from the concept vocabulary by the same rule ``convert`` uses
+(:meth:`conceptkit.concepts.Vocabulary.resolve_shape`; without a file: normalised names, empty
+names left out): every category has its own plane, as in the Broden output.
 
 Annotations of the same image at different sizes are brought to the first one's size: each shape
-is rasterised at its own annotation's size and its mask is resized with nearest-neighbour
-sampling (a dimension mismatch that is not a rescale of the aspect ratio within 2% is an error).
+is rasterised at its own annotation's size and its mask is resampled to the first size with
+:func:`conceptkit.rasterize.resample_labels` (a dimension mismatch that is not a rescale of the aspect ratio within 2% is an error).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
 
 from conceptkit.annotations import Convention, ImageAnnotation, Shape
+from conceptkit.concepts import IGNORE_CATEGORY, Vocabulary, normalise
 from conceptkit.errors import FormatError, UsageError
+from conceptkit.rasterize import resample_labels, shape_mask
 
 #: shape -> (canonical name, category), or None for a shape left out (category ``drop``).
 Resolver = Callable[[Shape], "tuple[str, str] | None"]
-
-IGNORE_LAYER = "ignore"
-DROP_LAYER = "drop"
-
-
-def _basic(name: str) -> str:
-    """Case-folded, stripped, inner whitespace collapsed."""
-    return " ".join(name.split()).casefold()
 
 
 def resolver(vocabulary: Any = None) -> Resolver:
     """shape -> (canonical name, category) through ``vocabulary``, without side effects.
 
-    ``vocabulary``: None (names case-folded and stripped; category = the shape's forced
-    category or ``object``; labelme's ``__ignore__`` -> ``ignore``), a
-    :class:`conceptkit.concepts.Vocabulary` (looked up as ``Vocabulary.resolve`` does, preferring
-    the row of the shape's default category, but recording nothing), a mapping raw name ->
-    canonical name, or a callable raw name -> canonical name.
+    Every rule is :meth:`conceptkit.concepts.Vocabulary.resolve_shape`'s (the one used by
+    ``convert``), with nothing recorded. ``vocabulary``: None (an empty vocabulary: names
+    normalised, category = the shape's forced category or ``object``, ``__ignore__`` ->
+    ``ignore``, empty names left out), a :class:`~conceptkit.concepts.Vocabulary`, or a mapping /
+    callable raw name -> canonical name (the category and the ignore / empty rules stay those of
+    the empty vocabulary; a mapping is looked up with the raw name, then the normalised one).
     """
-    table = getattr(vocabulary, "table", None)
-    if vocabulary is not None and isinstance(table, dict):
-        from conceptkit.concepts import normalise
-
-        def from_table(shape: Shape) -> tuple[str, str] | None:
-            default = shape.category or "object"
-            key = normalise(shape.label)
-            candidates = table.get(key)
-            if candidates:
-                chosen = next((c for c in candidates if c[1] == default), candidates[0])
-            elif key == "__ignore__":
-                chosen = (key, IGNORE_LAYER)
-            else:
-                chosen = (key, default)
-            if chosen[1] == DROP_LAYER or not chosen[0]:
-                return None
-            return chosen[0], chosen[1]
-
-        return from_table
     if vocabulary is None:
-        rename: Callable[[str], str] = _basic
-    elif hasattr(vocabulary, "get") and not callable(vocabulary):
+        vocabulary = Vocabulary()
+    if isinstance(vocabulary, Vocabulary):
+        vocab = vocabulary
+        return lambda shape: vocab.resolve_shape(shape, record=False)
+    if isinstance(vocabulary, Mapping):
         mapping = vocabulary
 
-        def rename(name: str) -> str:
-            return str(mapping.get(name, mapping.get(_basic(name), _basic(name))))
+        def rename(raw: str) -> str:
+            key = normalise(raw)
+            return str(mapping.get(raw, mapping.get(key, key)))
     elif callable(vocabulary):
         rename = vocabulary
     else:
         raise UsageError(f"cannot use {type(vocabulary).__name__} as a concept vocabulary")
+    plain = Vocabulary()
 
-    def plain(shape: Shape) -> tuple[str, str] | None:
-        name = rename(shape.label)
-        if _basic(shape.label) == "__ignore__":
-            return name, IGNORE_LAYER
-        return name, shape.category or "object"
+    def renamed(shape: Shape) -> tuple[str, str] | None:
+        got = plain.resolve_shape(shape, record=False)
+        if got is None or got[1] == IGNORE_CATEGORY:
+            return got
+        return rename(shape.label), got[1]
 
-    return plain
+    return renamed
 
 
 @dataclass
@@ -114,42 +96,6 @@ class InstancePlane:
         return lut[self.ids]
 
 
-def _mask_fallback(shape: Shape, height: int, width: int) -> np.ndarray:
-    """Rasterise a ``mask`` shape: paste its patch at ``origin`` (clipped to the image)."""
-    out = np.zeros((height, width), dtype=bool)
-    if shape.mask is None:
-        return out
-    patch = np.asarray(shape.mask, dtype=bool)
-    x0, y0 = int(shape.origin[0]), int(shape.origin[1])
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + patch.shape[0], height), min(x0 + patch.shape[1], width)
-    if ye > ys and xe > xs:
-        out[ys:ye, xs:xe] = patch[ys - y0 : ye - y0, xs - x0 : xe - x0]
-    return out
-
-
-def shape_mask(shape: Shape, height: int, width: int, convention: str | None) -> np.ndarray:
-    """``(H, W) bool`` pixels of ``shape``, through :func:`conceptkit.rasterize.shape_mask`."""
-    try:
-        from conceptkit.rasterize import shape_mask as rasterize_shape
-    except ImportError:
-        if shape.kind == "mask":
-            return _mask_fallback(shape, height, width)
-        raise UsageError(
-            f"cannot rasterise a {shape.kind!r} shape: conceptkit.rasterize is not available"
-        ) from None
-    conv = cast(Convention | None, convention)
-    return np.asarray(rasterize_shape(shape, height, width, convention=conv), dtype=bool)
-
-
-def _resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(h, w) bool`` -> ``(height, width) bool`` by nearest-neighbour sampling of centres."""
-    h, w = mask.shape
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return mask[np.ix_(rows, cols)]
-
-
 def instance_planes(
     ann: ImageAnnotation,
     annotator: str,
@@ -164,6 +110,7 @@ def instance_planes(
     clear every plane behind them; shapes of category ``drop`` are left out.
     """
     height, width = size if size is not None else (ann.height, ann.width)
+    conv = cast(Convention | None, convention)
     if ann.height <= 0 or ann.width <= 0:
         raise FormatError(
             f"image size {ann.width}x{ann.height} is not positive",
@@ -188,10 +135,10 @@ def instance_planes(
         if got is None:
             continue
         name, layer = got
-        mask = shape_mask(shape, ann.height, ann.width, convention)
+        mask = shape_mask(shape, ann.height, ann.width, convention=conv)
         if rescale:
-            mask = _resize_nearest(mask, height, width)
-        if shape.ignore or layer == IGNORE_LAYER:
+            mask = resample_labels(mask, height, width)
+        if layer == IGNORE_CATEGORY:
             for plane in planes.values():
                 plane.ids[mask] = 0
             continue
