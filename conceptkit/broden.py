@@ -9,10 +9,12 @@ A Broden folder holds ``images/`` plus five kinds of CSV (see ``schemas/broden_*
 - ``index.csv``     ``image,split,ih,iw,sh,sw,<one column per category>``; a category cell holds
   ``;``-separated items: all digits = an image-level label number, else a label-plane PNG path.
 
-Label planes decode as ``R + 256 * G`` (blue ignored) at ``sh x sw``; 0 means unlabelled.
+The headers are those of the Table Schemas (:data:`INDEX_FIXED`, :data:`CATEGORY_HEADER`,
+:data:`LABEL_HEADER`, :data:`CODE_HEADER` are read from them), so the files conceptkit writes and
+the schemas it ships and validates with cannot disagree.
 
-This module also provides :class:`BrodenDataset`, a ``torch.utils.data.Dataset`` that yields an
-image with its label planes and image-level labels, and :func:`collate` to batch them.
+Label planes decode as ``R + 256 * G`` (blue ignored) at ``sh x sw``; 0 means unlabelled.
+The ``torch`` dataset over a Broden folder is :class:`conceptkit.dissection.data.BrodenDataset`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,22 @@ from typing import Any
 import numpy as np
 
 from conceptkit.errors import LayoutError
+from conceptkit.schemas import load as load_schema
 
-INDEX_FIXED = ("image", "split", "ih", "iw", "sh", "sw")
-CATEGORY_HEADER = ("name", "first", "last", "count", "frequency")
-LABEL_HEADER = ("number", "name", "category", "frequency", "coverage", "syns")
-CODE_HEADER = ("code", "number", "name", "frequency", "coverage")
+
+def _schema_header(name: str) -> tuple[str, ...]:
+    """The column names of the shipped Table Schema ``name``, in order."""
+    return tuple(f["name"] for f in load_schema(name)["fields"])
+
+
+#: the fixed first columns of index.csv (one column per category follows)
+INDEX_FIXED = _schema_header("broden_index")
+#: the header of category.csv
+CATEGORY_HEADER = _schema_header("broden_category")
+#: the header of label.csv
+LABEL_HEADER = _schema_header("broden_label")
+#: the header of c_<cat>.csv
+CODE_HEADER = _schema_header("broden_codes")
 
 _CAT_FIELD = re.compile(r"^([^();]+)\((\d+)\)$")
 
@@ -534,11 +547,3 @@ def write_index(root: str | Path, rows: Iterable[IndexRow], categories: Sequence
         fh.write(index_csv_header(categories))
         for row in rows:
             fh.write(index_csv_row(row, categories))
-
-
-def copy_layout(src: str | Path, dst: str | Path) -> None:
-    """Read every CSV of ``src`` and write it to ``dst`` (images are not copied)."""
-    meta = read_meta(src)
-    Path(dst).mkdir(parents=True, exist_ok=True)
-    write_tables(dst, meta.categories, meta.labels, meta.codes)
-    write_index(dst, (row for _, row in iter_index(src)), meta.index_categories)

@@ -7,13 +7,49 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conceptkit.schemas import load as load_schema
 
 from conceptkit import broden
 from conceptkit.errors import LayoutError
 
+# the headers NetDissect-Lite's loader reads (its broden_dataset.py), written out by hand
+NETDISSECT_HEADERS = {
+    "broden_index": ("image", "split", "ih", "iw", "sh", "sw"),
+    "broden_category": ("name", "first", "last", "count", "frequency"),
+    "broden_label": ("number", "name", "category", "frequency", "coverage", "syns"),
+    "broden_codes": ("code", "number", "name", "frequency", "coverage"),
+}
+
+
+def copy_layout(src: Path, dst: Path) -> None:
+    """Read every CSV of ``src`` and write it to ``dst`` (images are not copied)."""
+    meta = broden.read_meta(src)
+    broden.write_tables(dst, meta.categories, meta.labels, meta.codes)
+    broden.write_index(dst, (row for _, row in broden.iter_index(src)), meta.index_categories)
+
+
+def test_headers_are_the_schemas(mini_broden: Path) -> None:
+    """One source: the shipped schemas name NetDissect-Lite's columns, broden.py writes them,
+    and the fixture's files start with them."""
+    constants = {
+        "broden_index": broden.INDEX_FIXED,
+        "broden_category": broden.CATEGORY_HEADER,
+        "broden_label": broden.LABEL_HEADER,
+        "broden_codes": broden.CODE_HEADER,
+    }
+    for name, want in NETDISSECT_HEADERS.items():
+        assert tuple(f["name"] for f in load_schema(name)["fields"]) == want, name
+        assert constants[name] == want, name
+    assert broden.category_csv([]) == "name,first,last,count,frequency\n"
+    assert broden.label_csv([]) == "number,name,category,frequency,coverage,syns\n"
+    assert broden.codes_csv([]) == "code,number,name,frequency,coverage\n"
+    assert broden.index_csv_header(["object"]) == "image,split,ih,iw,sh,sw,object\n"
+    first = (mini_broden / "c_object.csv").read_text().splitlines()[0]
+    assert first == "code,number,name,frequency,coverage"
+
 
 def test_round_trip_is_byte_identical(mini_broden: Path, tmp_path: Path) -> None:
-    broden.copy_layout(mini_broden, tmp_path)
+    copy_layout(mini_broden, tmp_path)
     csvs = sorted(p.name for p in mini_broden.glob("*.csv"))
     assert len(csvs) == 8
     for name in csvs:
@@ -71,7 +107,7 @@ def test_plane_encoding_round_trip(tmp_path: Path) -> None:
 
 
 def test_bad_header_names_file_and_line(mini_broden: Path, tmp_path: Path) -> None:
-    broden.copy_layout(mini_broden, tmp_path)
+    copy_layout(mini_broden, tmp_path)
     (tmp_path / "category.csv").write_text("name,first,last,count\npart,1,2,2\n")
     with pytest.raises(LayoutError) as err:
         broden.read_meta(tmp_path)
@@ -79,7 +115,7 @@ def test_bad_header_names_file_and_line(mini_broden: Path, tmp_path: Path) -> No
 
 
 def test_bad_label_category_field(mini_broden: Path, tmp_path: Path) -> None:
-    broden.copy_layout(mini_broden, tmp_path)
+    copy_layout(mini_broden, tmp_path)
     text = (tmp_path / "label.csv").read_text().replace("part(200)", "part", 1)
     (tmp_path / "label.csv").write_text(text)
     with pytest.raises(LayoutError, match=r"label.csv: line 2, column category"):
