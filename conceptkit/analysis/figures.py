@@ -183,7 +183,7 @@ def concepts_figure(
         more = f", top {top} shown" if len(cc) > top else ""
         ax.set_title(
             f"{run.name} {lay}: {int(cc['unit'].sum())} {category} detectors, "
-            f"{len(cc)} concepts{more}",
+            f"{len(cc)} concept{'' if len(cc) == 1 else 's'}{more}",
             fontsize=9,
         )
         values[run.name] = dict(zip(shown["label"], (int(v) for v in shown["unit"])))
