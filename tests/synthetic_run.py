@@ -144,7 +144,7 @@ def fake_layer(
     IoUs computed from them; top images distinct per unit, maps standard normal."""
     nlab = label_category.shape[0]
     ncat = int(label_category.max()) + 1
-    truth: np.ndarray = rng.integers(50, 500, size=nlab).astype(np.int64)
+    truth = np.asarray(rng.integers(50, 500, size=nlab), dtype=np.int64)
     truth[0] = 0
     act_cat = rng.integers(50, 500, size=(units, ncat)).astype(np.int64)
     act = act_cat[:, np.maximum(label_category, 0)]  # (C, L): the unit's activation per label
