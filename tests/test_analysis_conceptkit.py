@@ -9,12 +9,17 @@ results.json non-zero counts to agree with.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, run_dissect_cli
+from PIL import Image
 
 from conceptkit.analysis import (
     concept_counts,
@@ -22,8 +27,10 @@ from conceptkit.analysis import (
     load,
     summarize,
     unique_detectors,
+    unit_strip,
     unit_strips,
 )
+from conceptkit.analysis.figures import unit_figure
 from conceptkit.cli.summary import summary
 
 CUT = 0.01
@@ -142,3 +149,27 @@ def test_summary_json_of_the_run(run_dir: Path) -> None:
     assert entry["run"] == "resnet18_random" and entry["format"] == "conceptkit"
     assert entry["detectors"]["total"] == results["detectors"]
     assert entry["unique_detectors"] == results["unique_detectors"]
+
+
+@pytest.mark.slow
+def test_strips_of_the_conceptkit_report_are_found(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    proc = subprocess.run(
+        [sys.executable, "-m", "conceptkit", "report", str(copy), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    detail = json.loads((copy / "results.json").read_text())["layers"]["layer4"]["units_detail"]
+    strip = unit_strip(load(copy), "layer4", 1)  # 1-based unit 1 = results.json's unit 0
+    assert strip.image == copy / "html" / "image" / "layer4-0000.jpg" and strip.has_image
+    fig, values = unit_figure(strip)
+    label, category, iou = detail[0]["label"], detail[0]["category"], detail[0]["iou"]
+    assert (
+        fig.axes[0].get_title() == f"Unit 1, Label: {label}, Category: {category}, IoU: {iou:.2f}"
+    )
+    pixels = np.asarray(Image.open(strip.image).convert("RGB"))
+    assert np.array_equal(np.asarray(fig.axes[0].images[0].get_array()), pixels)
+    assert all(unit_strips(load(copy))["image"] != "")
