@@ -345,3 +345,44 @@ def test_parent_of_result_folders_says_which_to_pass(places: Path, imagenet: Pat
         LayoutError, match="inside it: pytorch_resnet18_imagenet, pytorch_resnet18_places365"
     ):
         load(places.parent)
+
+
+def test_zero_iou_never_passes_even_inclusive_at_zero(places: Path) -> None:
+    s = summarize(load(places), "layer4", iou_threshold=0.0, inclusive=True)
+    assert sum(s.detectors.values()) == 7  # unit 8 has IoU 0 everywhere
+    assert s.official["color"] == 1  # red (0.02, 0.04); unit 8's '-' is not a label
+
+
+def test_overlong_field_is_a_layout_error(tmp_path: Path) -> None:
+    path, lines = _tally_text(tmp_path)
+    lines[2] = lines[2].replace("car", "c" * 200_000, 1)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(LayoutError, match="tally_layer4.csv: is not a readable CSV .*field larger"):
+        load(tmp_path)
+
+
+def test_netdissect_lite_reference_output_reads(golden_dir: Path) -> None:
+    """NetDissect-Lite's own tally files (random ResNet-18 on mini_broden), read in place."""
+    run = load(golden_dir)
+    assert run.format == "netdissect-lite"
+    assert [(lay.name, lay.units) for lay in run.layers] == [("layer3", 256), ("layer4", 512)]
+    for lay in run.layers:
+        tally = pd.read_csv(lay.file)
+        assert lay.categories == ["part", "scene", "object", "color", "texture"]
+        # the reference writes label 0 (no overlap) as an empty name: keep it a string
+        as_text = pd.read_csv(lay.file, keep_default_na=False)
+        pd.testing.assert_frame_equal(
+            lay.tally, as_text.sort_values("unit").reset_index(drop=True), check_dtype=False
+        )
+        for cut in (0.01, 0.02):
+            s = summarize(run, lay.name, iou_threshold=cut)
+            det = tally[tally["score"] > cut]
+            assert sum(s.detectors.values()) == len(det)
+            assert s.naive == {
+                c: det.loc[det["category"] == c, "label"].nunique() for c in lay.categories
+            }
+            assert s.official == {
+                c: tally.loc[tally[f"{c}-iou"] > cut, f"{c}-label"].nunique()
+                for c in lay.categories
+            }
+    assert sum(summarize(run, "layer3", iou_threshold=0.01).detectors.values()) == 53

@@ -46,8 +46,10 @@ def _cut(run: Run, iou_threshold: float | None) -> float:
 
 
 def passes(ious: pd.Series, cut: float, inclusive: bool = False) -> pd.Series:
-    """Boolean mask: ``ious > cut`` (``>=`` with ``inclusive``)."""
-    return ious >= cut if inclusive else ious > cut
+    """Boolean mask: ``ious > cut`` (``>=`` with ``inclusive``). An IoU of 0 never passes, so
+    ``IoU >= 0`` does not count the "nothing overlaps" entries (label 0) as detectors."""
+    hit = ious >= cut if inclusive else ious > cut
+    return hit & (ious > 0)
 
 
 def detector_counts(layer: RunLayer, cut: float, inclusive: bool = False) -> dict[str, int]:
