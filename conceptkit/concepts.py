@@ -27,10 +27,12 @@ output dataset), so ``--concepts OUT/concepts.csv`` repeats the run.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conceptkit import limits
 from conceptkit.annotations import Shape
 from conceptkit.errors import FormatError
 
@@ -41,11 +43,37 @@ DROP_CATEGORY = "drop"
 CATEGORY_ORDER = ("object", "part", "material", "scene", "texture", "color")
 _SPACE = re.compile(r"\s+")
 _TRUE = {"yes", "true", "1", "y"}
+_FALSE = {"no", "false", "0", "n", ""}
+_CATEGORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: how to rename a label, for the errors of :func:`check_name`
+RENAME_HINT = (
+    "rename it through the concept vocabulary: --concepts FILE, a CSV with the header "
+    "name,category,synonyms and a row NEW NAME,CATEGORY,OLD NAME"
+)
 
 
 def normalise(name: str) -> str:
     """Case-folded, stripped, inner whitespace collapsed: ``'  Traffic  Light'`` -> ``'traffic light'``."""
     return _SPACE.sub(" ", name).strip().casefold()
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a label of the output, or None when it can.
+
+    A label name is written into ``label.csv``, ``c_<cat>.csv`` and ``concepts.csv``, files a
+    user opens in a spreadsheet: it may not hold ``;`` (the item separator of Broden's CSV cells
+    and of the vocabulary's synonyms) or a control character, and may not start like a formula
+    (``=``, ``+``, ``@``, or ``-`` not followed by digits only; ``-`` alone is Broden's
+    "unlabelled").
+    """
+    if ";" in name:
+        return "holds ';', which separates items in Broden's CSV files"
+    if _CONTROL.search(name):
+        return "holds a control character"
+    if name[:1] in ("=", "+", "@") or (name[:1] == "-" and not name[1:].isdigit()):
+        return f"starts with {name[:1]!r}, which a spreadsheet runs as a formula"
+    return None
 
 
 def plural_forms(name: str) -> set[str]:
@@ -62,6 +90,33 @@ def plural_forms(name: str) -> set[str]:
     if name.endswith("fe"):
         forms.add(name[:-2] + "ves")
     return forms
+
+
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every row of a vocabulary CSV; FormatError when unreadable."""
+    try:
+        limits.check("file_bytes", path.stat().st_size, file=path)
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise FormatError(f"cannot be read ({exc.strerror or exc})", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(
+            f"is not UTF-8 text (byte {exc.start})", file=path, place="vocabulary CSV"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            for cell in row:
+                limits.check(
+                    "csv_field_chars", len(cell), file=path, place=f"line {reader.line_num}"
+                )
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise FormatError(
+            f"is not a valid CSV ({exc})", file=path, place=f"line {reader.line_num}"
+        ) from None
+    return rows
 
 
 def category_rank(category: str) -> tuple[int, str]:
@@ -86,41 +141,52 @@ class Vocabulary:
     def from_csv(cls, path: str | Path) -> Vocabulary:
         """Read a vocabulary CSV; FormatError naming the line for malformed rows."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise FormatError(f"cannot be read ({exc.strerror})", file=path) from None
-        rows = list(csv.reader(text.splitlines()))
-        if not rows or [h.strip().lower() for h in rows[0][:3]] != list(HEADER):
+        rows = _read_rows(path)
+        if not rows or [h.strip().lower() for h in rows[0][1][:3]] != list(HEADER):
             raise FormatError(
                 "header must be 'name,category,synonyms' (optionally ',plural')",
                 file=path,
                 place="line 1",
             )
         vocab = cls(source=str(path))
-        for line, row in enumerate(rows[1:], start=2):
-            if not row or not any(c.strip() for c in row):
-                continue
-            name = normalise(row[0])
-            category = row[1].strip() if len(row) > 1 else ""
-            if not name or not category:
-                raise FormatError("needs a name and a category", file=path, place=f"line {line}")
-            if not re.fullmatch(r"[A-Za-z0-9_-]+", category):
-                raise FormatError(
-                    f"category {category!r} must be letters, digits, '_' or '-'",
-                    file=path,
-                    place=f"line {line}, column category",
-                )
-            syns = [normalise(s) for s in (row[2] if len(row) > 2 else "").split(";")]
-            plural = len(row) > 3 and row[3].strip().lower() in _TRUE
-            raw = {name, *(s for s in syns if s)}
-            if plural:
-                raw |= {p for r in raw for p in plural_forms(r)}
-            for r in sorted(raw):
-                entry = (name, category)
-                if entry not in vocab.table.setdefault(r, []):
-                    vocab.table[r].append(entry)
+        for line, row in rows[1:]:
+            if row and any(c.strip() for c in row):
+                vocab._add_row(row, path, line)
         return vocab
+
+    def _add_row(self, row: list[str], path: Path, line: int) -> None:
+        """One vocabulary row; FormatError naming the line and column when it is malformed."""
+        name = normalise(row[0])
+        category = row[1].strip() if len(row) > 1 else ""
+        if not name or not category:
+            raise FormatError("needs a name and a category", file=path, place=f"line {line}")
+        problem = name_problem(name)
+        if problem:
+            raise FormatError(
+                f"name {name!r} {problem}", file=path, place=f"line {line}, column name"
+            )
+        if not _CATEGORY.fullmatch(category):
+            raise FormatError(
+                f"category {category!r} must be letters, digits, '_' or '-' "
+                "(starting with a letter or digit)",
+                file=path,
+                place=f"line {line}, column category",
+            )
+        syns = [normalise(s) for s in (row[2] if len(row) > 2 else "").split(";")]
+        flag = row[3].strip().lower() if len(row) > 3 else ""
+        if flag not in _TRUE | _FALSE:
+            raise FormatError(
+                f"plural must be yes or no (or true/false, 1/0, empty), not {row[3]!r}",
+                file=path,
+                place=f"line {line}, column plural",
+            )
+        raw = {name, *(s for s in syns if s)}
+        if flag in _TRUE:
+            raw |= {p for r in raw for p in plural_forms(r)}
+        for r in sorted(raw):
+            entry = (name, category)
+            if entry not in self.table.setdefault(r, []):
+                self.table[r].append(entry)
 
     def lookup(self, raw: str, default: str) -> tuple[str, str] | None:
         """(canonical name, category) of ``raw`` used where ``default`` is the default category.
@@ -175,8 +241,6 @@ class Vocabulary:
 
     def csv_text(self) -> str:
         """The mapping used, as a vocabulary CSV (sorted by category, then name)."""
-        import io
-
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(HEADER)

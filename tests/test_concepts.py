@@ -163,3 +163,23 @@ def test_consistency_resolves_names_by_the_same_rule(tmp_path: Path) -> None:
         ("__ignore__", "ignore"),
         ("tree", "object"),
     ]
+
+
+def test_name_problem() -> None:
+    from conceptkit.concepts import name_problem
+
+    for ok in ("car", "traffic light", "-5", "3d", "e=mc2", "a-b", "c++"):
+        assert name_problem(ok) is None, ok
+    for bad, why in [
+        ("=1+1", "formula"),
+        ("+x", "formula"),
+        ("@a", "formula"),
+        ("-x", "formula"),
+        ("-", "formula"),
+        ("-5x", "formula"),
+        ("a;b", "';'"),
+        ("a\x1bb", "control"),
+        ("tab\x85", "control"),
+    ]:
+        problem = name_problem(bad)
+        assert problem is not None and why in problem, bad

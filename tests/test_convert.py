@@ -533,3 +533,24 @@ def test_validation_runs_on_the_result(tmp_path: Path, monkeypatch: Any, capsys:
     assert run_cli(["labelme", str(src), "-o", str(tmp_path / "o"), "--min-images", "1"]) == 1
     assert "validate: E999 index.csv: bad" in capsys.readouterr().out
     assert seen == [(tmp_path / "o", {"netdissect": True})]
+
+
+def test_semicolons_and_control_characters_in_image_names_become_underscores(
+    tmp_path: Path,
+) -> None:
+    from conceptkit.convert._pipeline import image_name
+
+    assert image_name("a;b.jpg") == "a_b.jpg"
+    assert image_name("sub\\x;y\nz.png") == "x_y_z.jpg"
+    assert image_name("plain.JPG") == "plain.jpg"
+    src = make_export(tmp_path / "exp", n=1)
+    for ext in ("jpg", "json"):
+        (src / f"im000.{ext}").rename(src / f"i;m.{ext}")
+    _edit_path = src / "i;m.json"
+    doc = json.loads(_edit_path.read_text())
+    doc["imagePath"] = "i;m.jpg"
+    _edit_path.write_text(json.dumps(doc))
+    convert("labelme", [src], tmp_path / "o", ConvertOptions(min_images=1))
+    row = broden.read_index(tmp_path / "o")[0]
+    assert row.image == "i_m.jpg" and row.planes["object"] == ("i_m_object.png",)
+    assert (tmp_path / "o/images/i_m_object.png").is_file()

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import click
 
+from conceptkit.cli._strict import StrictFloat
 from conceptkit.converters import READERS, ReadOptions
 from conceptkit.errors import UsageError
-from conceptkit.sources import read_groups
+from conceptkit.sources import parse_source, read_groups
 
 _EPILOG = """\b
 Examples:
@@ -37,7 +38,7 @@ Agreement = pixels both gave the same label / pixels at least one labelled (pixe
 left unlabelled are excluded; "agree+bg" counts them). Disagreeing pixels split into
 naming (matched instances, IoU >= --iou-threshold, names differ), quantity (an instance
 with no match) and quality (matched, same name, outlines differ; bF = boundary F-score).
--o DIR writes images.csv, image_pairs.csv, pairs.csv, concepts.csv, segments.csv,
+-o DIR (not a SOURCE, nor inside or around one) writes images.csv, image_pairs.csv, pairs.csv, concepts.csv, segments.csv,
 naming.csv, vocabulary.csv (+ staple.csv) and consistency.json (see the README).
 """
 
@@ -53,7 +54,7 @@ naming.csv, vocabulary.csv (+ staple.csv) and consistency.json (see the README).
 )
 @click.option(
     "--fail-under",
-    type=click.FloatRange(0.0, 1.0),
+    type=StrictFloat(0.0, 1.0),
     default=None,
     help="Exit 1 when the overall agreement (the 'agree' column) is below this (0..1); "
     "an undefined agreement (nothing labelled) fails too.",
@@ -68,7 +69,7 @@ naming.csv, vocabulary.csv (+ staple.csv) and consistency.json (see the README).
 @click.option("--force", is_flag=True, help="Replace an existing --output folder.")
 @click.option(
     "--iou-threshold",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    type=StrictFloat(0.0, 1.0, low_open=True),
     default=0.5,
     show_default=True,
     help="Instances match when their IoU is at least this.",
@@ -102,11 +103,12 @@ def consistency(
     Each SOURCE is one annotator's export (LabelMe, CVAT, COCO; mixed freely).
     """
     from conceptkit.consistency import analyse, consensus_details, staple_estimates
-    from conceptkit.outdir import atomic_dir, check_target
+    from conceptkit.outdir import atomic_dir, check_target, refuse_overlap
 
     if len(sources) < 2:
         raise UsageError("give at least two sources (one per annotator) to compare")
     if output is not None:
+        refuse_overlap(output, [parse_source(text)[1] for text in sources])
         check_target(output, force)
 
     def warn(message: str) -> None:

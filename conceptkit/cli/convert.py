@@ -8,16 +8,21 @@ from typing import Any
 
 import click
 
+from conceptkit.cli._strict import StrictInt
+from conceptkit.convert._options import MAX_SIZE, MAX_WORKERS
 from conceptkit.errors import UsageError
 
 
 def _size(value: str) -> int | None:
+    """``native`` -> None, else a whole number of pixels from 2 to MAX_SIZE (ASCII digits)."""
     if value.lower() == "native":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise UsageError(f"--size must be a number of pixels or 'native', not {value!r}") from None
+    if not (value.isascii() and value.isdigit()):
+        raise UsageError(f"--size must be a number of pixels or 'native', not {value!r}")
+    size = int(value)
+    if not 2 <= size <= MAX_SIZE:
+        raise UsageError(f"--size must be from 2 to {MAX_SIZE} pixels or 'native', not {size}")
+    return size
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,7 +35,8 @@ def _size(value: str) -> int | None:
     "--size",
     default="224",
     show_default=True,
-    help="Images become N x N (label planes N/2, rounded down); 'native' keeps each image's size.",
+    help=f"Images become N x N, N from 2 to {MAX_SIZE} (label planes N/2, rounded down); "
+    "'native' keeps each image's size.",
 )
 @click.option(
     "--fit",
@@ -60,7 +66,7 @@ def _size(value: str) -> int | None:
 )
 @click.option(
     "--min-images",
-    type=click.IntRange(min=1),
+    type=StrictInt(1, 10**9),
     default=10,
     show_default=True,
     help="Drop labels seen in fewer images (Broden's rule).",
@@ -68,10 +74,11 @@ def _size(value: str) -> int | None:
 @click.option("--keep-going", is_flag=True, help="Skip images with errors, warning about each.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=StrictInt(1, MAX_WORKERS),
     default=1,
     show_default=True,
-    help="Processes decoding/rasterising images; the output is identical for any value.",
+    help=f"Processes decoding/rasterising images (1 to {MAX_WORKERS}); the output is identical "
+    "for any value.",
 )
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option(
@@ -118,6 +125,12 @@ def convert(
       conceptkit convert coco instances.json --images val2017/ -o data --size 227 --fit crop
       conceptkit convert cvat task.zip -o data --concepts concepts.csv --min-images 3
       conceptkit convert labelme ann_alice/ ann_bob/ -o data --consensus staple
+
+    OUT may not be, contain or lie inside a SRC or the --images folder; --force replaces only a
+    folder conceptkit wrote. Label names holding ';' or a control character, or starting like a
+    spreadsheet formula (=, +, @, - not followed by digits), are refused: rename them (the
+    vocabulary can map a formula-like name to another). ';' and control characters in image
+    file names become '_'.
 
     Pixels follow each tool's own exporter (labelme2voc for LabelMe, pycocotools for COCO and
     CVAT) unless --pixels says otherwise. Label planes are rasterised at the image's native

@@ -51,7 +51,7 @@ from conceptkit.convert._pipeline import (
 )
 from conceptkit.converters import get_reader
 from conceptkit.errors import FormatError, UsageError
-from conceptkit.outdir import atomic_dir, check_target
+from conceptkit.outdir import atomic_dir, check_target, refuse_overlap
 
 __all__ = [
     "JPEG_QUALITY",
@@ -85,13 +85,18 @@ def convert(
 ) -> Summary:
     """Convert the exports ``srcs`` of format ``fmt`` into the Broden folder ``out``.
 
-    ``out`` defaults to ``<first SRC>_broden``. ``progress(total)`` may return a callable
+    ``out`` defaults to ``<first SRC>_broden``; an ``out`` that equals, contains or lies
+    inside a SRC or the ``images`` folder is refused, and ``force`` replaces only a folder
+    conceptkit wrote (:mod:`conceptkit.outdir`). Label names the layout cannot hold are refused
+    (:func:`conceptkit.concepts.name_problem`); ``;`` and control characters in image names
+    become ``_``. ``progress(total)`` may return a callable
     ``update(n)`` (e.g. a tqdm bar's ``update``); it is called with the image count once known.
     Raises FormatError / UsageError on bad input; nothing is left at ``out`` then.
     """
     opts = options or ConvertOptions()
     inputs = _inputs(fmt, srcs, opts)
     target = Path(out) if out is not None else Path(str(inputs.paths[0]).rstrip("/\\") + "_broden")
+    refuse_overlap(target, [*inputs.paths, *([opts.images] if opts.images else [])])
     check_target(target, opts.force)
     concepts = Concepts(Vocabulary.from_csv(opts.concepts) if opts.concepts else Vocabulary())
     summary = Summary(out=target, fit=opts.fit if opts.size else "none")

@@ -11,6 +11,10 @@ FITS = ("stretch", "crop")
 OVERLAPS = ("front", "planes")
 PIXELS = (None, "inclusive", "center")
 CONSENSUS = ("majority", "staple", "first")
+#: the largest ``--size`` (a 4096 x 4096 image is 48 MiB decoded; Broden uses 224 and 227)
+MAX_SIZE = 4096
+#: the most ``--workers`` (processes)
+MAX_WORKERS = 256
 
 
 @dataclass
@@ -41,16 +45,42 @@ class ConvertOptions:
     images: Path | None = None
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_options(opts: ConvertOptions) -> None:
-    """UsageError for an option outside what the pipeline takes."""
-    if opts.size is not None and opts.size < 2:
-        raise UsageError(f"--size must be at least 2 or 'native', not {opts.size}")
+    """UsageError (one line) for an option outside what the pipeline takes.
+
+    ``size``: None or 2..:data:`MAX_SIZE`; ``workers``: 1..:data:`MAX_WORKERS`;
+    ``min_images`` >= 1; ``plane_scale`` 1..size (whole numbers, never bools).
+    """
+    size = opts.size
+    if size is not None and not (_whole(size) and 2 <= size <= MAX_SIZE):
+        raise UsageError(
+            f"--size must be a whole number from 2 to {MAX_SIZE} or 'native', not {size!r}"
+        )
+    if not (_whole(opts.workers) and 1 <= opts.workers <= MAX_WORKERS):
+        raise UsageError(
+            f"--workers must be a whole number from 1 to {MAX_WORKERS}, not {opts.workers!r}"
+        )
+    if not (_whole(opts.min_images) and opts.min_images >= 1):
+        raise UsageError(
+            f"--min-images must be a whole number of at least 1, not {opts.min_images!r}"
+        )
+    top = size if size is not None else MAX_SIZE
+    if not (_whole(opts.plane_scale) and 1 <= opts.plane_scale <= top):
+        raise UsageError(
+            f"plane_scale must be a whole number from 1 to {top}, not {opts.plane_scale!r}"
+        )
     if opts.fit not in FITS:
         raise UsageError(f"--fit must be stretch or crop, not {opts.fit!r}")
     if opts.overlap not in OVERLAPS:
         raise UsageError(f"--overlap must be front or planes, not {opts.overlap!r}")
     if opts.pixels not in PIXELS:
         raise UsageError(f"--pixels must be inclusive or center, not {opts.pixels!r}")
+    if opts.consensus not in CONSENSUS:
+        raise UsageError(f"--consensus must be majority, staple or first, not {opts.consensus!r}")
 
 
 @dataclass

@@ -7,6 +7,7 @@ memory is bounded by one annotation file plus the per-image label sets.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,14 @@ import numpy as np
 
 from conceptkit import broden, sources
 from conceptkit.annotations import ImageAnnotation
-from conceptkit.concepts import DROP_CATEGORY, IGNORE_CATEGORY, Vocabulary, category_rank
+from conceptkit.concepts import (
+    DROP_CATEGORY,
+    IGNORE_CATEGORY,
+    RENAME_HINT,
+    Vocabulary,
+    category_rank,
+    name_problem,
+)
 from conceptkit.consistency import analyse, consensus
 from conceptkit.convert._image import Job, run_jobs
 from conceptkit.convert._options import ConvertOptions, Summary
@@ -134,6 +142,26 @@ def _shapes_ok(ann: ImageAnnotation, keep_going: bool, warn: Callable[[str], Non
     return True
 
 
+def check_names(ann: ImageAnnotation, vocab: Vocabulary) -> None:
+    """FormatError for a label name the output cannot hold (:func:`~conceptkit.concepts.name_problem`).
+
+    The name checked is the one written: the canonical name after the vocabulary. ``;`` and
+    control characters cannot be given as a synonym either, so those are to be renamed in the
+    export; a formula-like name can be renamed through ``--concepts``.
+    """
+    named = [
+        (s.place, vocab.lookup(s.label, s.category or "object")) for s in ann.shapes if not s.ignore
+    ]
+    named += [(f"image tag {t!r}", vocab.lookup(t, "scene")) for t in ann.tags]
+    for place, got in named:
+        problem = name_problem(got[0]) if got is not None else None
+        if got is not None and problem:
+            hint = RENAME_HINT if problem.startswith("starts with") else "rename it in the export"
+            raise FormatError(
+                f"label {got[0]!r} {problem}", file=ann.source or None, place=place, hint=hint
+            )
+
+
 def scan(inputs: Inputs, concepts: Concepts, warn: Callable[[str], None]) -> Scan:
     """Pass 1: read every annotation once, check it, collect its concepts and its SRC."""
     found = Scan(annotators=[set() for _ in inputs.paths])
@@ -145,6 +173,7 @@ def scan(inputs: Inputs, concepts: Concepts, warn: Callable[[str], None]) -> Sca
             continue
         if not sources.first_in_source(ann, seen[i], options):
             continue
+        check_names(ann, concepts.vocab)
         found.annotators[i].add(ann.annotator)
         found.keys.setdefault(ann.key, []).append(i)
         found.per_image[ann.key] = found.per_image.get(ann.key, set()) | concepts.found_in(ann)
@@ -219,10 +248,20 @@ def number_labels(
 # ----------------------------------------------------------------------------- pass 4: pixels
 
 
+#: characters of an image's name that the layout cannot hold: ``;`` separates the planes of an
+#: index.csv cell, control characters (newlines included) break CSV rows and file names
+_UNSAFE = re.compile(r"[;\x00-\x1f\x7f]")
+
+
 def image_name(key: str) -> str:
-    """The output file name of an image: its key's stem (any folders dropped) + ``.jpg``."""
+    """The output file name of an image: its key's stem (any folders dropped) + ``.jpg``.
+
+    Every ``;`` and control character (newline, tab, ...) of the stem becomes ``_``, so the
+    image's planes (``<stem>_<category>.png``) stay one item each in index.csv; two images whose
+    names become the same are refused (:func:`make_jobs`).
+    """
     stem = PurePosixPath(key.replace("\\", "/")).stem or "image"
-    return f"{stem}.jpg"
+    return f"{_UNSAFE.sub('_', stem)}.jpg"
 
 
 def make_jobs(
