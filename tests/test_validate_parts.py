@@ -1,0 +1,129 @@
+"""The parts of conceptkit.validate on their own: typing, the finding cap, the on-disk store,
+and cleanup (database closed, pool joined, no temp file) when a run is interrupted."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conceptkit.validate import refs as refs_module
+from conceptkit.validate import validate
+from conceptkit.validate.findings import Collector, finding
+from conceptkit.validate.refs import RefStore
+from conceptkit.validate.tables import convert
+
+INT_MIN1 = {"name": "ih", "type": "integer", "constraints": {"minimum": 1}}
+NUMBER = {"name": "coverage", "type": "number", "constraints": {"minimum": 0}}
+REQUIRED = {"name": "name", "type": "string", "constraints": {"required": True}}
+PATTERN = {"name": "category", "type": "string", "constraints": {"pattern": r"^\w+\(\d+\)$"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "text", "want"),
+    [
+        (INT_MIN1, "224", (224, None)),
+        (INT_MIN1, "2x0", (None, "E106")),
+        (INT_MIN1, "0", (0, "E107")),
+        (NUMBER, "0.5", (0.5, None)),
+        (NUMBER, "nan", (None, "E106")),
+        (NUMBER, "-1", (-1.0, "E107")),
+        (REQUIRED, "", (None, "E107")),
+        (REQUIRED, "car", ("car", None)),
+        (PATTERN, "object(3)", ("object(3)", None)),
+        (PATTERN, "object", ("object", "E107")),
+        (PATTERN, "", ("", None)),
+    ],
+)
+def test_convert_types_and_constraints(spec: dict[str, Any], text: str, want: tuple) -> None:
+    value, code, message = convert(spec, text)
+    assert (value, code) == want
+    assert (message is None) == (code is None)
+
+
+def test_collector_caps_per_code_and_sorts() -> None:
+    out = Collector(max_per_code=2)
+    for line in (9, 3, 7, 5, 4):
+        out.emit("E104", "index.csv", "missing", line=line)
+    out.emit("W602", "images/a.png", "not referenced")
+    out.emit("E101", "label.csv", "missing")
+    got = [(f.code, f.line, f.count) for f in out.result()]
+    # first two E104 by emission order listed (sorted by line), the other three summed
+    assert got == [
+        ("E101", None, 1),
+        ("E104", 3, 1),
+        ("E104", 9, 1),
+        ("E104", None, 3),
+        ("W602", None, 1),
+    ]
+    assert out.result()[3].message == "3 more E104 missing-reference findings not listed"
+
+
+def test_finding_place_text() -> None:
+    f = finding("E301", "images/a.png", "label 9", line=4, column="object", detail="pixel (y=0)")
+    assert f.place == "line 4, column object, pixel (y=0)"
+    assert f.to_dict()["name"] == "unknown-label" and f.severity == "error"
+
+
+def test_ref_store_records_and_closes() -> None:
+    with RefStore() as store:
+        assert store.add_image("a.jpg", 2) is None
+        assert store.add_image("b.jpg", 3) is None
+        assert store.add_image("a.jpg", 5) == 2
+        store.add_ref("a_object.png")
+        assert list(store.unreferenced(["z.png", "a.jpg", "a_object.png", "c.png", "z.png"])) == [
+            "c.png",
+            "z.png",
+        ]
+    with pytest.raises(RuntimeError, match="outside its with-block"):
+        store.add_ref("x")
+
+
+def test_ref_store_closed_on_exception() -> None:
+    with pytest.raises(ValueError), RefStore() as store:
+        db = store.db
+        raise ValueError("boom")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        db.execute("SELECT 1")
+
+
+class _Interrupt:
+    """A progress callback that raises KeyboardInterrupt at its second call."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_interrupt_closes_database_and_pool(
+    mini_broden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    opened: list[sqlite3.Connection] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kw: Any) -> sqlite3.Connection:
+        conn = real_connect(*args, **kw)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(refs_module.sqlite3, "connect", connect)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("SQLITE_TMPDIR", str(temp))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    progress = _Interrupt()
+    with pytest.raises(KeyboardInterrupt):
+        validate(mini_broden, progress=progress, jobs=jobs)
+    assert progress.calls == 2 and len(opened) == 1
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[0].execute("SELECT 1")
+    assert multiprocessing.active_children() == []
+    assert list(temp.iterdir()) == []
