@@ -386,3 +386,95 @@ def test_netdissect_lite_reference_output_reads(golden_dir: Path) -> None:
                 for c in lay.categories
             }
     assert sum(summarize(run, "layer3", iou_threshold=0.01).detectors.values()) == 53
+
+
+# ------------------------------------------------------------------------ conceptkit runs (fast)
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from synthetic_run import make_broden
+
+    return make_broden(tmp_path_factory.mktemp("syn") / "data")
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ("torchvision:resnet18", "resnet18_imagenet"),
+        ("torchvision:resnet50:IMAGENET1K_V2", "resnet50_imagenet"),
+        ("torchvision:resnet18:none", "resnet18_random"),
+        ("/models/resnet18_places365.pth.tar", "resnet18_places365"),
+        ("synthetic", "synthetic"),
+    ],
+)
+def test_conceptkit_run_named_from_results_json(
+    synthetic_data: Path, tmp_path: Path, spec: str, name: str
+) -> None:
+    from synthetic_run import make_result
+
+    result = make_result(synthetic_data, {"layer4": (16, 2)})
+    result.model["spec"] = spec
+    run = load(result.save(tmp_path / "out"))
+    assert run.format == "conceptkit" and run.name == name
+
+
+def test_conceptkit_run_agrees_with_its_own_summary(synthetic_data: Path, tmp_path: Path) -> None:
+    """DissectResult.summary (from the IoU matrices) and the analysis (from the tallies)."""
+    from synthetic_run import make_result
+
+    result = make_result(synthetic_data, {"layer4": (16, 2), "layer3": (12, 4)})
+    run = load(result.save(tmp_path / "out"))
+    assert [lay.name for lay in run.layers] == ["layer4", "layer3"]  # the --layer order
+    for layer in ("layer4", "layer3"):
+        mine, theirs = summarize(run, layer), result.summary(layer)
+        assert sum(mine.detectors.values()) == theirs["detectors"]
+        for definition in ("official", "naive"):
+            per = theirs["unique_detectors"][definition]["per_category"]
+            assert getattr(mine, definition) == per, (layer, definition)
+    # layer4 of this seed: 8 detectors, 8 official, 5 naive; layer3: 9, 11, 9
+    s = summarize(run, "layer3")
+    assert (sum(s.detectors.values()), sum(s.official.values()), sum(s.naive.values())) == (
+        9,
+        11,
+        9,
+    )
+
+
+def test_conceptkit_run_missing_or_short_tally(synthetic_data: Path, tmp_path: Path) -> None:
+    from synthetic_run import make_result
+
+    out = make_result(synthetic_data, {"layer4": (16, 2)}).save(tmp_path / "out")
+    tally = out / "tally_layer4.csv"
+    lines = tally.read_text().splitlines(keepends=True)
+    tally.write_text("".join(lines[:-1]))
+    with pytest.raises(
+        LayoutError, match="tally_layer4.csv: layer layer4: has 15 units, results.json says 16"
+    ):
+        load(out)
+    tally.unlink()
+    with pytest.raises(LayoutError, match="tally_layer4.csv: file is missing"):
+        load(out)
+
+
+def test_tally_that_is_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "tally_layer4.csv").mkdir()
+    with pytest.raises(LayoutError, match="tally_layer4.csv: is not a regular file"):
+        load(tmp_path / "run")
+
+
+def test_results_json_naming_a_tally_outside_the_run(synthetic_data: Path, tmp_path: Path) -> None:
+    import json
+
+    from synthetic_run import make_result
+
+    out = make_result(synthetic_data, {"layer4": (16, 2)}).save(tmp_path / "out")
+    outside = write_tally(tmp_path / "elsewhere.csv", HAND_LAYER, LITE_CATEGORIES)
+    results = json.loads((out / "results.json").read_text())
+    results["layers"]["layer4"]["files"]["tally"] = f"../{outside.name}"
+    (out / "results.json").write_text(json.dumps(results))
+    with pytest.raises(
+        LayoutError, match=r"results.json: \$.layers.layer4.files.tally: .*inside the run folder"
+    ):
+        load(out)

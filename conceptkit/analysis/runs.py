@@ -200,6 +200,8 @@ def read_tally(file: str | Path) -> tuple[list[str], pd.DataFrame]:
     file, the line and the column of the first problem (duplicate units included).
     """
     file = Path(file)
+    if not file.is_file():
+        raise LayoutError("is not a regular file", file=file)
     limits.check("file_bytes", file.stat().st_size, file=file, error=LayoutError)
     rows: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
@@ -227,6 +229,8 @@ def read_tally(file: str | Path) -> tuple[list[str], pd.DataFrame]:
         raise LayoutError(f"is not UTF-8 text ({exc.reason})", file=file) from None
     except csv.Error as exc:
         raise LayoutError(f"is not a readable CSV ({exc})", file=file) from None
+    except OSError as exc:
+        raise LayoutError(f"cannot be read ({exc.strerror or exc})", file=file) from None
     if not rows:
         raise LayoutError("has a header but no unit rows", file=file, place="line 2")
     df = pd.DataFrame(rows, columns=header).sort_values("unit", kind="stable")
