@@ -41,7 +41,7 @@ def _heading(summary: Any) -> str:
 
 
 @click.command("summary")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("runs", nargs=-1, required=True, metavar="RUN...", type=click.Path(path_type=Path))
 @click.option(
     "--layer",
     "layers",
