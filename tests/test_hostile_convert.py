@@ -268,3 +268,57 @@ def test_image_twice_in_one_export_is_one_line(ws: Path) -> None:
         ws,
         names=["a.json", "'a.jpg' is annotated twice in one export", "--keep-going"],
     )
+
+
+# ----------------------------------------------------------------------------- declared sizes
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes that declares ``width x height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_annotation_declaring_a_huge_image_is_refused_before_painting(ws: Path) -> None:
+    src = _export(ws / "exp")
+    doc = json.loads((src / "a.json").read_text())
+    doc["imageHeight"] = doc["imageWidth"] = 60_000  # 3.6 G pixels
+    (src / "a.json").write_text(json.dumps(doc))
+    run_hostile(
+        ["convert", "labelme", src, "-o", ws / "out", "--min-images", "1"],
+        ws,
+        names=["a.json", "over the limit"],
+    )
+    run_hostile(["consistency", src, f"labelme:{src}"], ws, names=["a.json", "over the limit"])
+
+
+def test_image_file_declaring_a_huge_size_is_refused(ws: Path) -> None:
+    src = _export(ws / "exp")
+    (src / "a.png").write_bytes(_png_header(60_000, 60_000))
+    doc = json.loads((src / "a.json").read_text())
+    doc["imagePath"] = "a.png"
+    (src / "a.json").write_text(json.dumps(doc))
+    (src / "a.jpg").unlink()
+    run_hostile(
+        ["convert", "labelme", src, "-o", ws / "out", "--min-images", "1", "--workers", "2"],
+        ws,
+        names=["a.json", "over the limit"],
+    )
+
+
+def test_missing_image_with_workers_leaves_nothing(ws: Path) -> None:
+    src = _export(ws / "exp", {f"i{k}": "car" for k in range(6)})
+    (src / "i3.jpg").unlink()
+    run_hostile(
+        ["convert", "labelme", src, "-o", ws / "out", "--min-images", "1", "--workers", "3"],
+        ws,
+        names=["i3.json", "not found"],
+    )

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from conceptkit import images
 from conceptkit.annotations import Convention, ImageAnnotation, Shape
 from conceptkit.concepts import IGNORE_CATEGORY, Vocabulary, normalise
 from conceptkit.errors import FormatError, UsageError
@@ -111,12 +112,7 @@ def instance_planes(
     """
     height, width = size if size is not None else (ann.height, ann.width)
     conv = cast(Convention | None, convention)
-    if ann.height <= 0 or ann.width <= 0:
-        raise FormatError(
-            f"image size {ann.width}x{ann.height} is not positive",
-            file=ann.source or None,
-            place=f"image {ann.key}",
-        )
+    images.check_size(ann.width, ann.height, file=ann.source or None, place=f"image {ann.key}")
     rescale = (ann.height, ann.width) != (height, width)
     if rescale:
         ratio_a = ann.width / ann.height

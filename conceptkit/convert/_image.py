@@ -8,7 +8,6 @@ on ``workers``.
 
 from __future__ import annotations
 
-import io
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,30 +56,28 @@ class Result:
 def load_image(ann: ImageAnnotation, want: int | None) -> tuple[Any, int, int]:
     """Decode the image upright (EXIF orientation applied) as RGB.
 
-    Returns (image, native width, native height); the size is checked against the annotation.
-    ``want``: the output side; a JPEG is then decoded at a reduced DCT scale that still has at
-    least ``want`` pixels on each side (the caller resizes with a box in native coordinates).
+    Returns (image, native width, native height); the size is checked against the limits
+    (:func:`conceptkit.images.open_image`) and against the annotation. ``want``: the output
+    side; a JPEG is then decoded at a reduced DCT scale that still has at least ``want`` pixels
+    on each side (the caller resizes with a box in native coordinates).
     """
-    from PIL import Image, UnidentifiedImageError
-
     where = ann.image_path if ann.image_data is None else "embedded imageData"
-    try:
-        stream: Any = io.BytesIO(ann.image_data) if ann.image_data is not None else ann.image_path
-        with Image.open(stream) as im:
-            orient = images.orientation(im)
-            w, h = images.upright_size(im)
-            if (w, h) != (ann.width, ann.height):
-                raise FormatError(
-                    f"image {where} is {w}x{h}, the annotation says {ann.width}x{ann.height}",
-                    file=ann.source,
-                )
-            if want is not None and im.format == "JPEG":
-                im.draft("RGB", (want, want))
-            rgb = im.convert("RGB")
-    except FileNotFoundError:
-        raise FormatError(f"image {where} not found", file=ann.source) from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise FormatError(f"image {where} cannot be read ({exc})", file=ann.source) from None
+    source: Path | bytes | None = ann.image_data if ann.image_data is not None else ann.image_path
+    if source is None:
+        raise FormatError("names no image file", file=ann.source or None, place=f"image {ann.key}")
+    with images.open_image(
+        source, file=ann.source or None, place=None, what=f"image {where}"
+    ) as im:
+        orient = images.orientation(im)
+        w, h = images.upright_size(im)
+        if (w, h) != (ann.width, ann.height):
+            raise FormatError(
+                f"image {where} is {w}x{h}, the annotation says {ann.width}x{ann.height}",
+                file=ann.source,
+            )
+        if want is not None and im.format == "JPEG":
+            im.draft("RGB", (want, want))
+        rgb = im.convert("RGB")
     return images.make_upright(rgb, orient), w, h
 
 

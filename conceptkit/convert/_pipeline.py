@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptkit import broden, sources
+from conceptkit import broden, images, sources
 from conceptkit.annotations import ImageAnnotation
 from conceptkit.concepts import (
     DROP_CATEGORY,
@@ -129,8 +129,10 @@ class Scan:
 
 
 def _shapes_ok(ann: ImageAnnotation, keep_going: bool, warn: Callable[[str], None]) -> bool:
-    """Check every shape's geometry; False (warned) when one is bad and ``keep_going``."""
+    """Check the declared image size against the limits and every shape's geometry; False
+    (warned) when one is bad and ``keep_going``."""
     try:
+        images.check_size(ann.width, ann.height, file=ann.source or None, place=f"image {ann.key}")
         for s in ann.shapes:
             check_shape(s, ann.height, ann.width, intersections=False)
     except FormatError as exc:
