@@ -92,6 +92,10 @@ def exhaustive_rows(ex: Explanation, layer: LayerExplanation) -> tuple[list[str]
     return head, rows
 
 
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
 def _csv_writer(head: list[str], rows: list[list[Any]]) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -171,10 +175,11 @@ def summary(ex: Explanation) -> dict[str, Any]:
     }
 
 
-def planned(ex: Explanation) -> list[str]:
-    names = [f"explain_{layer}.csv" for layer in ex.layers]
-    if ex.settings.exhaustive:
-        names += [f"exhaustive_{layer}.csv" for layer in ex.layers]
+def planned_names(layers: list[str], exhaustive: bool) -> list[str]:
+    """The files an explanation of ``layers`` writes."""
+    names = [f"explain_{layer}.csv" for layer in layers]
+    if exhaustive:
+        names += [f"exhaustive_{layer}.csv" for layer in layers]
     return names + ["explain_gain.png", "explain.json"]
 
 
@@ -191,7 +196,7 @@ def check_out(out: Path, names: list[str], force: bool) -> None:
 def save(ex: Explanation, out: str | Path, force: bool = False) -> list[Path]:
     """Write every file into ``out`` (created if missing); returns their paths."""
     folder = Path(out)
-    names = planned(ex)
+    names = planned_names(list(ex.layers), bool(ex.settings.exhaustive))
     check_out(folder, names, force)
     folder.mkdir(parents=True, exist_ok=True)
     writers: dict[str, Callable[[Path], None]] = {}
@@ -201,7 +206,7 @@ def save(ex: Explanation, out: str | Path, force: bool = False) -> list[Path]:
             writers[f"exhaustive_{name}.csv"] = _csv_writer(*exhaustive_rows(ex, layer))
     writers["explain_gain.png"] = _plot_writer(ex)
     text = json.dumps(summary(ex), sort_keys=True, indent=2, allow_nan=False) + "\n"
-    writers["explain.json"] = lambda p: p.write_text(text, encoding="utf-8")
+    writers["explain.json"] = lambda p: _write_text(p, text)
     for name in names:
         _write_atomic(folder / name, writers[name])
     return [folder / n for n in names]

@@ -36,6 +36,11 @@ def popcount_rows(words: np.ndarray) -> np.ndarray:
     numpy >= 2, a byte lookup table before)."""
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    return popcount_rows_lut(words)
+
+
+def popcount_rows_lut(words: np.ndarray) -> np.ndarray:
+    """:func:`popcount_rows` through a 256-entry byte table (numpy < 2)."""
     as_bytes = np.ascontiguousarray(words).view(np.uint8).reshape(words.shape[0], -1)
     return _LUT[as_bytes].sum(axis=1, dtype=np.int64)
 

@@ -32,14 +32,12 @@ from conceptkit.explain.formulas import Key
 from conceptkit.explain.masks import (
     ConceptMasks,
     ImageLabels,
-    UnitMask,
     build_concept_masks,
     unit_mask,
 )
 from conceptkit.explain.search import UnitExplanation, UnitSearch, explain_unit
 
 DEFAULT_CACHE_MEM = 2 << 30
-UNITS_PER_ROUND = 64  # unit masks built in the parent between two process pools
 Log = Callable[[str], None]
 
 
@@ -285,31 +283,19 @@ def compute_features(
 _WORK: dict[str, Any] = {}
 
 
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # a forked process: one thread each, no inherited pool
+
+
 def _search_one(unit: int) -> UnitExplanation:
+    """Mask and search one unit of the layer in ``_WORK`` (inherited by forked workers)."""
     w = _WORK
-    cache: dict[Key, np.ndarray] = w.setdefault("fc_cache", {})
-    s = UnitSearch(w["cm"], w["masks"][unit], w["union"], w["opts"].length_penalty, cache)
     opts: ExplainSettings = w["opts"]
+    cm: ConceptMasks = w["cm"]
+    um = unit_mask(unit, w["features"][unit], float(w["thresholds"][unit]), cm.size)
+    cache: dict[Key, np.ndarray] = w.setdefault("fc_cache", {})
+    s = UnitSearch(cm, um, w["union"], opts.length_penalty, cache)
     return explain_unit(s, opts.max_length, opts.beam, opts.exhaustive)
-
-
-def _search_units(
-    cm: ConceptMasks,
-    masks: dict[int, UnitMask],
-    union: str,
-    opts: ExplainSettings,
-) -> list[UnitExplanation]:
-    """Search every unit of ``masks``, in ``opts.workers`` forked processes."""
-    _WORK.update(cm=cm, masks=masks, union=union, opts=opts)
-    units = sorted(masks)
-    try:
-        if opts.workers == 1 or len(units) == 1:
-            return [_search_one(u) for u in units]
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(opts.workers, len(units))) as pool:
-            return list(pool.imap(_search_one, units, chunksize=1))
-    finally:
-        _WORK.pop("masks", None)
 
 
 def explain_layer(
@@ -321,7 +307,7 @@ def explain_layer(
     progress: Callable[[int], None] | None = None,
 ) -> list[UnitExplanation]:
     """``features: (C, N, h, w) float32``, ``thresh: (C,) float64`` -> one answer per unit
-    (all, or ``opts.units``)."""
+    (all, or ``opts.units``), searched in ``opts.workers`` forked processes."""
     C = features.shape[0]
     if thresh.shape != (C,):
         raise LayoutError(f"{thresh.shape[0]} thresholds for a layer of {C} units")
@@ -329,14 +315,25 @@ def explain_layer(
     bad = [u for u in units if not 0 <= u < C]
     if bad:
         raise UsageError(f"--units {bad[0]}: the layer has units 0..{C - 1}")
+    _WORK.update(cm=cm, features=features, thresholds=thresh, union=union, opts=opts)
+    _WORK["fc_cache"] = {}
     out: list[UnitExplanation] = []
-    for a in range(0, len(units), UNITS_PER_ROUND):
-        chunk = units[a : a + UNITS_PER_ROUND]
-        masks = {u: unit_mask(u, features[u], float(thresh[u]), cm.size) for u in chunk}
-        out.extend(_search_units(cm, masks, union, opts))
-        if progress is not None:
-            progress(len(chunk))
-    return out
+    try:
+        if opts.workers == 1 or len(units) <= 1:
+            for u in units:
+                out.append(_search_one(u))
+                if progress is not None:
+                    progress(1)
+            return out
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(opts.workers, len(units)), initializer=_init_worker) as pool:
+            for res in pool.imap(_search_one, units, chunksize=4):
+                out.append(res)
+                if progress is not None:
+                    progress(1)
+        return out
+    finally:
+        _WORK.clear()
 
 
 def _load_model(run: RunInfo, model_opts: dict[str, Any]) -> torch.nn.Module:
