@@ -311,6 +311,16 @@ def _tally_text(tmp_path: Path) -> tuple[Path, list[str]]:
             "line 2, column part-iou",
             "NaN",
         ),
+        (
+            lambda ls: ls[:1] + [ls[1].replace("0.06", "1.5")] + ls[2:],
+            "line 2, column part-iou",
+            "outside [0, 1]",
+        ),
+        (
+            lambda ls: ls[:1] + [ls[1].replace("0.1,", "0.2,", 1)] + ls[2:],
+            "line 2, column score",
+            "differs from object-iou 0.1",
+        ),
         (lambda ls: ls[:1], "line 2", "no unit rows"),
         (lambda ls: [], "line 1", "is empty"),
     ],

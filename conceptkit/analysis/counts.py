@@ -257,8 +257,8 @@ def concept_counts(
     if category is not None:
         if category not in lay.categories:
             raise UsageError(
-                f"{run.path}: layer {lay.name} has no category {category!r} "
-                f"(categories: {', '.join(lay.categories)})"
+                f"has no category {category!r} (categories: {', '.join(lay.categories)})",
+                file=lay.file,
             )
         hit = hit[hit["category"] == category]
     counts = hit.groupby(["category", "label"]).size().reset_index(name="unit")

@@ -104,12 +104,12 @@ class Run:
             if len(self.layers) == 1:
                 return self.layers[0]
             names = ", ".join(lay.name for lay in self.layers)
-            raise UsageError(f"{self.path}: several layers ({names}); name one with --layer")
+            raise UsageError(f"several layers ({names}); name one with --layer", file=self.path)
         for lay in self.layers:
             if lay.name == name:
                 return lay
         names = ", ".join(lay.name for lay in self.layers)
-        raise UsageError(f"{self.path}: no layer {name!r} (layers: {names})")
+        raise UsageError(f"no layer {name!r} (layers: {names})", file=self.path)
 
     def strip_file(self, layer: str, unit: int) -> Path:
         """Where the unit's image strip is (whether or not the file exists):
@@ -185,11 +185,20 @@ def _row(cells: list[str], header: list[str], cats: list[str], file: Path, line:
             file=file,
             place=f"line {line}, column category",
         )
-    row["score"] = _float(row["score"], file, line, "score")
-    for cat in cats:
-        for f in FLOAT_FIELDS:
-            key = f"{cat}-{f}"
-            row[key] = _float(row[key], file, line, key)
+    for key in ["score"] + [f"{cat}-{f}" for cat in cats for f in FLOAT_FIELDS]:
+        row[key] = _float(row[key], file, line, key)
+        if key.endswith(("score", "-iou")) and not (0.0 <= row[key] <= 1.0):
+            raise LayoutError(
+                f"IoU {row[key]!r} is outside [0, 1]", file=file, place=f"line {line}, column {key}"
+            )
+    best = row[f"{row['category']}-iou"]
+    if abs(row["score"] - best) > 1e-9 * max(1.0, abs(best)):
+        raise LayoutError(
+            f"score {row['score']!r} differs from {row['category']}-iou {best!r} (the score is "
+            "the IoU of the unit's best label)",
+            file=file,
+            place=f"line {line}, column score",
+        )
     return row
 
 

@@ -40,8 +40,9 @@ def unit_strip(run: Run, layer: str | None, unit: int) -> UnitStrip:
     rows = lay.tally[lay.tally["unit"] == unit]
     if rows.empty:
         raise UsageError(
-            f"{lay.file}: no unit {unit} (units are 1-based; the layer has "
-            f"{lay.units}: {int(lay.tally['unit'].min())}..{int(lay.tally['unit'].max())})"
+            f"no unit {unit} (units are 1-based; the layer has {lay.units}: "
+            f"{int(lay.tally['unit'].min())}..{int(lay.tally['unit'].max())})",
+            file=lay.file,
         )
     row = rows.iloc[0]
     return UnitStrip(
