@@ -124,3 +124,41 @@ def test_folder_without_results_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "ws" / "run").mkdir(parents=True)
     (tmp_path / "ws" / "run" / "notes.txt").write_text("hello\n")
     run_hostile(["summary", "run"], tmp_path / "ws", names=["run", "tally_<layer>.csv"])
+
+
+def _garbage(run: Path) -> str:
+    (run / "tally_layer4.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 50)
+    return "tally_layer4.csv"
+
+
+def _fifo(run: Path) -> str:
+    import os
+
+    os.mkfifo(run / "tally_layer4.csv")
+    return "tally_layer4.csv"
+
+
+def _device(run: Path) -> str:
+    (run / "tally_layer4.csv").symlink_to("/dev/zero")
+    return "tally_layer4.csv"
+
+
+def _long_field(run: Path) -> str:
+    head = "unit,category,label,score," + ",".join(
+        f"object-{f}" for f in ("label", "truth", "activation", "intersect", "iou")
+    )
+    (run / "tally_layer4.csv").write_text(head + "\n1,object," + "x" * 300_000 + ",0.1\n")
+    return "tally_layer4.csv"
+
+
+def _bad_results(run: Path) -> str:
+    (run / "results.json").write_text('{"model": {}, "layers": [1, 2')
+    return "results.json"
+
+
+@pytest.mark.parametrize("make", [_garbage, _fifo, _device, _long_field, _bad_results])
+def test_hostile_folders_are_one_line(tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "ws" / "run"
+    run.mkdir(parents=True)
+    name = make(run)
+    run_hostile(["summary", "run"], tmp_path / "ws", names=[name], timeout=60)
