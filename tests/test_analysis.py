@@ -93,6 +93,15 @@ def test_single_tally_csv_takes_the_layer_from_its_html_page(tmp_path: Path) -> 
     assert summarize(run).detectors["object"] == 2
 
 
+def test_single_tally_csv_with_several_pages_is_called_tally(tmp_path: Path) -> None:
+    out = write_lite_folder(
+        tmp_path, "pytorch_resnet18_places365", {"layer3": HAND_LAYER}, single_tally=True
+    )
+    (out / "html" / "layer4.html").write_text("<!doctype html>\n")
+    # NetDissect-Lite writes tally.csv for the first layer and reuses it: which one is unknown
+    assert [lay.name for lay in load(out).layers] == ["tally"]
+
+
 def test_netdissect_result_csv_in_another_category_order_counts_the_same(tmp_path: Path) -> None:
     lite = load(write_lite_folder(tmp_path, "pytorch_resnet18_places365", {"layer4": HAND_LAYER}))
     old = write_lite_folder(
@@ -119,6 +128,7 @@ def test_netdissect_result_csv_in_another_category_order_counts_the_same(tmp_pat
         ("pytorch_resnet18_places365", ("resnet18", "places365")),
         ("pytorch_wide_resnet50_2_imagenet", ("wide_resnet50_2", "imagenet")),
         ("caffe_reference_places205", ("caffe_reference", "places205")),
+        ("pytorch_resnet18_places365_test", ("resnet18", "places365")),
         ("vgg16", ("vgg16", "")),
     ],
 )

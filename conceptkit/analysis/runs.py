@@ -291,10 +291,13 @@ def _netdissect_files(path: Path) -> list[tuple[str, Path]]:
 
 
 def split_name(name: str) -> tuple[str, str]:
-    """``(network, dataset)`` of a run name: ``pytorch_`` dropped, split at the last ``_``
+    """``(network, dataset)`` of a run name: ``pytorch_`` and NetDissect-Lite's test-mode
+    ``_test`` dropped, split at the last ``_``
     (``pytorch_wide_resnet50_places365`` -> ``wide_resnet50``, ``places365``)."""
     if name.startswith("pytorch_"):
         name = name[len("pytorch_") :]
+    if name.endswith("_test"):
+        name = name[: -len("_test")]
     network, sep, dataset = name.rpartition("_")
     return (network, dataset) if sep and network else (name, "")
 
