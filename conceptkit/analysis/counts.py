@@ -11,10 +11,12 @@ Three numbers are easy to confuse; each is named plainly here.
 - **Unique detectors, naive**: the distinct best labels (``label``) of detector units, counted
   in the category of the best label.
 
-The cut. conceptkit, NetDissect and NetDissect-Lite's tally call a unit a detector when its IoU
-is **strictly greater** than the cut (``IoU > 0.04``); NetDissect-Lite's HTML header counts
-``IoU >= 0.04``. ``inclusive=True`` counts ``IoU >= cut``. The two differ only for units whose
-IoU equals the cut exactly, but counts quoted elsewhere may also admit units just below it:
+The cut. conceptkit (results.json, the report, and these functions by default) calls a unit a
+detector when its IoU is **strictly greater** than the cut (``IoU > 0.04``), as the Network
+Dissection paper defines it; NetDissect-Lite's bar graph and HTML header count
+``IoU >= 0.04`` (they skip only ``score < threshold``). ``inclusive=True`` counts
+``IoU >= cut``. The two differ only for units whose IoU equals the cut exactly, but counts
+quoted elsewhere may also admit units just below it:
 NetDissect's published per-unit results for ResNet-18 Places365 ``layer4`` give 434 of 512
 units with ``IoU > 0.04`` (265 unique detectors under the official definition, 187 under the
 naive one), while 435 (about 85%) is quoted for that layer, one more unit, within 0.0004 of

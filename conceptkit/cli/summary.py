@@ -57,7 +57,8 @@ def _heading(summary: Any) -> str:
 @click.option(
     "--inclusive",
     is_flag=True,
-    help="Count IoU >= T (default IoU > T, as conceptkit and NetDissect count).",
+    help="Count IoU >= T, as NetDissect-Lite's pages do (default IoU > T, as conceptkit "
+    "and the paper).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON, for scripts.")
 def summary(
