@@ -64,3 +64,23 @@ def test_two_gloo_processes_equal_one_process(mini_broden, tmp_path):
         # the top images come from both shards (rows < 24 on rank 0, >= 24 on rank 1)
         assert (ta["indices"] < 24).any() and (ta["indices"] >= 24).any()
     assert not (tmp_path / "two.partial").exists()
+
+
+def test_nproc_is_taken_out_of_the_users_own_arguments():
+    from conceptkit.cli.dissect import _strip_nproc
+
+    takes = {"--model", "--layer", "-o", "--out", "--mean", "--nproc"}
+    args = ["--model", "m.pth", "--nproc", "2", "--layer", "a", "--nproc=3", "-o", "x"]
+    assert _strip_nproc(args, takes) == ["--model", "m.pth", "--layer", "a", "-o", "x"]
+    # an option's value is never taken for an option, however it looks
+    assert _strip_nproc(["--layer", "--nproc", "--force"], takes) == [
+        "--layer",
+        "--nproc",
+        "--force",
+    ]
+    assert _strip_nproc(["--force", "--", "--nproc", "2"], takes) == [
+        "--force",
+        "--",
+        "--nproc",
+        "2",
+    ]

@@ -1,8 +1,8 @@
 """`conceptkit dissect`: Network Dissection of a model's layers against a Broden folder.
 
 Loads the model (:mod:`conceptkit.dissection.models`), runs :func:`conceptkit.dissection.run.dissect`,
-writes the output contract into ``-o OUT`` atomically, then builds the HTML report when
-:mod:`conceptkit.report` offers ``build``.
+writes the output contract into ``-o OUT`` atomically, then builds the HTML report
+(:func:`conceptkit.report.build`). ``--nproc N`` re-runs the user's own arguments under torchrun.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Container, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from conceptkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from conceptkit.dissection.settings import DissectSettings
 
 _EPILOG = """\b
 Examples:
@@ -37,7 +41,7 @@ Writes into OUT (atomically; --force replaces an existing OUT):
   quantile_<layer>.npy  the per-unit thresholds (exact 0.995 quantile by default)
   topn_<layer>.npz      each unit's top images: indices, max values, raw maps
   results.json          settings, fingerprints, detectors, unique detectors, per-unit labels
-  html/, plots/         the report, when conceptkit.report is installed (skip: --no-report)
+  html/, plots/         the report (skip: --no-report)
 
 \b
 Memory: pass 1 keeps the probed layers' features (float32, exact) for pass 2 so that it needs
@@ -78,29 +82,90 @@ def _floats(text: str | None, option: str) -> list[float] | None:
     return values
 
 
+def _strip_nproc(args: Sequence[str], takes_value: Container[str]) -> list[str]:
+    """``args`` without ``--nproc N`` / ``--nproc=N``, everything else kept in order; the
+    token after an option in ``takes_value`` is that option's value, never an option."""
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            return [*out, arg, *it]
+        if arg == "--nproc":
+            next(it, None)
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+            if arg in takes_value:
+                value = next(it, None)
+                if value is not None:
+                    out.append(value)
+    return out
+
+
+def _own_args(ctx: click.Context) -> list[str]:
+    """The user's own arguments of this command, from ``sys.argv`` (after ``dissect``), minus
+    ``--nproc``; checked to parse to the very options this run was given."""
+    argv = sys.argv[1:]
+    if "dissect" not in argv:
+        raise UsageError("--nproc needs the command line (run `conceptkit dissect ... --nproc N`)")
+    takes_value = {
+        opt
+        for p in ctx.command.params
+        if isinstance(p, click.Option) and not p.is_flag
+        for opt in p.opts
+    }
+    args = _strip_nproc(argv[argv.index("dissect") + 1 :], takes_value)
+    sub = ctx.command.make_context("dissect", list(args), resilient_parsing=True)
+    mine = {k: v for k, v in ctx.params.items() if k != "nproc"}
+    if {k: v for k, v in sub.params.items() if k != "nproc"} != mine:
+        raise UsageError("--nproc needs the command line (run `conceptkit dissect ... --nproc N`)")
+    return args
+
+
 def _launch(nproc: int) -> int:
-    """Re-run this very command under ``torchrun --standalone`` with ``nproc`` processes."""
-    ctx = click.get_current_context()
-    args: list[str] = []
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in (None, "nproc", "help"):
-            continue
-        value = ctx.params.get(param.name)
-        if value is None or value == param.default or (param.multiple and not value):
-            continue
-        flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
-        if param.is_flag:
-            args.append(flag)
-        elif param.multiple:
-            for v in value:
-                args += [flag, str(v)]
-        else:
-            args += [flag, str(value)]
+    """Re-run this very command (the user's arguments minus ``--nproc``) under
+    ``torchrun --standalone`` with ``nproc`` processes; returns torchrun's exit status."""
+    args = _own_args(click.get_current_context())
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += ["--nproc_per_node", str(nproc), "-m", "conceptkit", "dissect", *args]
     click.echo(f"launching {nproc} processes: torchrun --standalone --nproc_per_node {nproc} "
                "-m conceptkit dissect ...", err=True)  # fmt: skip
     return subprocess.call(cmd)
+
+
+def _settings(opts: dict[str, Any]) -> DissectSettings:
+    """The science, cache and run settings the options ask for."""
+    from conceptkit.dissection.settings import (
+        CacheSettings,
+        DissectSettings,
+        RunSettings,
+        ScienceSettings,
+    )
+
+    return DissectSettings(
+        science=ScienceSettings(
+            quantile=opts["quantile"],
+            iou_threshold=opts["iou_threshold"],
+            top_n=opts["top_n"],
+            union=opts["union"],
+            preprocess=opts["preprocess"],
+            mean=_floats(opts["mean"], "--mean"),
+            std=_floats(opts["std"], "--std"),
+            thresholds=opts["thresholds"],
+        ),
+        cache=CacheSettings(
+            cache_mem=parse_size(opts["cache_mem"]),
+            spill=not opts["no_spill"],
+            spill_dir=opts["spill_dir"],
+            spill_dtype=opts["spill_dtype"],
+        ),
+        run=RunSettings(
+            batch_size=opts["batch_size"],
+            workers=opts["workers"],
+            checkpoint_every=max(1, opts["checkpoint_every"]),
+            resume=not opts["no_resume"],
+            shard=opts["shard"],
+        ),
+    )
 
 
 def _bar(desc: str, total: int) -> Any:
@@ -261,12 +326,10 @@ def dissect(**opts: Any) -> None:
     layers = list(opts["layers"]) or models.default_layers(loaded.module)
     for name in layers:
         models.resolve_layer(loaded.module, name)
-    mean = _floats(opts["mean"], "--mean")
-    std = _floats(opts["std"], "--std")
-
     from conceptkit.dissection import checkpoint, distributed
-    from conceptkit.dissection.run import dissect as run_dissect
+    from conceptkit.dissection.run import Dissection
 
+    base = _settings(opts)
     ctx, device = distributed.setup(opts["device"])
     prefix = f"[rank {ctx.rank}] " if ctx.active else ""
     partial = checkpoint.partial_dir(opts["out"])
@@ -277,31 +340,11 @@ def dissect(**opts: Any) -> None:
 
     if every > 0 and ctx.is_main:
         log(f"checkpoints: {partial}/ every {every} batches (removed when OUT is written)")
-    result = run_dissect(
-        loaded.module,
-        opts["data"],
-        layers,
-        quantile=opts["quantile"],
-        iou_threshold=opts["iou_threshold"],
-        top_n=opts["top_n"],
-        union=opts["union"],
-        preprocess=opts["preprocess"],
-        mean=mean,
-        std=std,
-        batch_size=opts["batch_size"],
-        workers=opts["workers"],
+    settings = base.with_options(
         device=device,
-        thresholds=opts["thresholds"],
-        cache_mem=parse_size(opts["cache_mem"]),
-        spill=not opts["no_spill"],
-        spill_dir=opts["spill_dir"],
         progress=_bar if ctx.is_main else None,
-        spill_dtype=opts["spill_dtype"],
         checkpoint_dir=partial if every > 0 else None,
-        checkpoint_every=max(1, every),
-        resume=not opts["no_resume"],
         dist_ctx=ctx,
-        shard=opts["shard"],
         log=log,
         model_info={
             "spec": opts["model_spec"],
@@ -309,6 +352,7 @@ def dissect(**opts: Any) -> None:
             "fingerprint": loaded.fingerprint,
         },
     )
+    result = Dissection(loaded.module, opts["data"], layers, settings).run()
     if not ctx.is_main:
         distributed.teardown(ctx)
         return
@@ -326,18 +370,7 @@ def dissect(**opts: Any) -> None:
     click.echo(f"wrote {out}/ (tally_*.csv, quantile_*.npy, topn_*.npz, results.json)")
     if opts["no_report"]:
         return
-    try:
-        from conceptkit import report
+    from conceptkit.report import build
 
-        build = report.build
-    except (ImportError, AttributeError):
-        click.echo(
-            "report not built: conceptkit.report.build is not available in this install", err=True
-        )
-        return
-    try:
-        build(out)
-    except ImportError as exc:
-        click.echo(f"report not built: {exc}", err=True)
-        return
+    build(out)
     click.echo(f"report: {out}/html/index.html")

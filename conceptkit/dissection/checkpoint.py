@@ -73,7 +73,7 @@ class Checkpoints:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
             fp = ck["fingerprint"]
-        except Exception as exc:  # noqa: BLE001 - any unreadable file means "start fresh"
+        except Exception as exc:  # any unreadable file means "start fresh"
             return None, f"checkpoint {path} is unreadable ({type(exc).__name__}); starting fresh"
         changed = self.fingerprint.changed(fp)
         if changed:

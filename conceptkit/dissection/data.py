@@ -1,17 +1,22 @@
 """The dissection's view of a Broden folder: a torch ``Dataset`` of images and label planes.
 
-:class:`BrodenDataset` yields :class:`Sample` items; :func:`collate` stacks them into a
-:class:`Batch` (planes zero-padded to the batch's largest plane count).
+:class:`BrodenDataset` yields :class:`Sample` items (the image as a tensor, the label planes
+and image-level labels of every category pooled, each plane and label still counted on its
+own); :func:`collate` stacks them into a :class:`Batch`; :func:`loader` makes the DataLoader
+the dissection uses (whole single-process batches, in row order). Images and planes are
+checked against the sizes index.csv declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import hashlib
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import torch
 
 from conceptkit.broden import decode_plane, read_index, read_meta
 from conceptkit.errors import LayoutError
@@ -21,39 +26,49 @@ from conceptkit.errors import LayoutError
 class Sample:
     """One dataset item.
 
-    ``image``: ``(3, ih, iw) uint8`` tensor; ``planes[cat]``: ``(P, sh, sw) int32`` tensor
-    (P >= 0 planes); ``image_labels[cat]``: tuple of label numbers; ``index``: row number.
+    ``index``: the row number in index.csv; ``image``: ``(3, ih, iw) uint8`` or None (not
+    loaded); ``planes``: ``(P, sh, sw) int32`` label planes of every category (category.csv
+    order, then the cell's order; P >= 0) or None; ``image_labels``: ``(M,) int64``
+    image-level label numbers of every category (M >= 0).
     """
 
     index: int
-    image: Any
-    planes: dict[str, Any]
-    image_labels: dict[str, tuple[int, ...]]
+    image: torch.Tensor | None
+    planes: torch.Tensor | None
+    image_labels: torch.Tensor | None
 
 
-class BrodenDataset:
-    """A ``torch.utils.data.Dataset`` over a Broden folder.
+class BrodenDataset(torch.utils.data.Dataset[Sample]):
+    """A map-style ``Dataset`` over a Broden folder; use :func:`collate` in a DataLoader.
 
-    Items are :class:`Sample`; pass :func:`collate` as the DataLoader's ``collate_fn``.
-    ``categories`` restricts which categories are decoded (default: all in category.csv).
-    ``transform`` maps the uint8 image tensor to whatever the model needs.
+    ``load_images``/``load_planes`` choose what is read; the images of the rows in
+    ``skip_images`` are never read (the dissection takes their features from its cache).
     """
 
     def __init__(
         self,
         root: str | Path,
-        categories: Sequence[str] | None = None,
-        transform: Any = None,
         load_images: bool = True,
         load_planes: bool = True,
+        skip_images: Container[int] = (),
     ) -> None:
         self.root = Path(root)
         self.meta = read_meta(self.root)
         self.rows = read_index(self.root)
-        self.categories = list(categories) if categories is not None else self.meta.category_names
-        self.transform = transform
+        self.categories = list(self.meta.category_names)
         self.load_images = load_images
         self.load_planes = load_planes
+        self.skip_images = skip_images
+
+    def with_options(
+        self, load_images: bool, load_planes: bool, skip_images: Container[int] = ()
+    ) -> BrodenDataset:
+        """The same folder (tables already read) with other loading options."""
+        other = copy.copy(self)
+        other.load_images = load_images
+        other.load_planes = load_planes
+        other.skip_images = skip_images
+        return other
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,67 +87,115 @@ class BrodenDataset:
         except (OSError, ValueError) as exc:
             raise LayoutError(f"image cannot be read ({exc})", file=path) from None
 
-    def __getitem__(self, i: int) -> Sample:
-        import torch
-
+    def _image(self, i: int) -> torch.Tensor:
         row = self.rows[i]
-        image: Any = None
-        if self.load_images:
-            image = torch.from_numpy(np.ascontiguousarray(self.load_image(i).transpose(2, 0, 1)))
-            if self.transform is not None:
-                image = self.transform(image)
-        planes: dict[str, Any] = {}
+        image = torch.from_numpy(np.ascontiguousarray(self.load_image(i).transpose(2, 0, 1)))
+        if tuple(image.shape[1:]) != (row.ih, row.iw):
+            raise LayoutError(
+                f"image is {image.shape[2]}x{image.shape[1]}, index.csv says {row.iw}x{row.ih}",
+                file=self.image_path(i),
+            )
+        return image
+
+    def _planes(self, i: int) -> torch.Tensor:
+        row = self.rows[i]
+        arrays = []
+        for cat in self.categories:
+            for p in row.planes.get(cat, ()):
+                arr = decode_plane(self.root / "images" / p)
+                if arr.shape != (row.sh, row.sw):
+                    raise LayoutError(
+                        f"plane is {arr.shape[1]}x{arr.shape[0]}, expected {row.sw}x{row.sh}",
+                        file=self.root / "images" / p,
+                    )
+                arrays.append(arr)
+        if not arrays:
+            return torch.zeros((0, row.sh, row.sw), dtype=torch.int32)
+        return torch.from_numpy(np.stack(arrays))
+
+    def __getitem__(self, i: int) -> Sample:
+        row = self.rows[i]
+        image = self._image(i) if self.load_images and i not in self.skip_images else None
+        planes = labels = None
         if self.load_planes:
-            for cat in self.categories:
-                paths = row.planes.get(cat, ())
-                arrays = [decode_plane(self.root / "images" / p) for p in paths]
-                if arrays:
-                    planes[cat] = torch.from_numpy(np.stack(arrays))
-                else:
-                    planes[cat] = torch.zeros((0, row.sh, row.sw), dtype=torch.int32)
-        labels = {cat: row.image_labels.get(cat, ()) for cat in self.categories}
+            planes = self._planes(i)
+            nums = [n for cat in self.categories for n in row.image_labels.get(cat, ())]
+            labels = torch.tensor(nums, dtype=torch.int64)
         return Sample(index=i, image=image, planes=planes, image_labels=labels)
 
 
 @dataclass
 class Batch:
-    """A collated batch.
+    """A collated batch of B samples.
 
-    ``indices``: ``(B,) int64``; ``images``: ``(B, 3, H, W)`` (or None);
-    ``planes[cat]``: ``(B, Pmax, sh, sw) int32``, zero-padded; ``image_labels[cat]``:
-    ``(B, Lmax) int64``, zero-padded (0 = no label).
+    ``rows``: ``(B,) int64`` row numbers; ``images``: ``(B', 3, ih, iw) uint8`` of the B'
+    samples that loaded an image, or None when none did; ``planes``: ``(B, Pmax, sh, sw)
+    int32`` and ``image_labels``: ``(B, Mmax) int64``, zero padded (0 = unlabelled; Pmax and
+    Mmax at least 1), or None when planes were not loaded.
     """
 
-    indices: Any
-    images: Any
-    planes: dict[str, Any]
-    image_labels: dict[str, Any]
+    rows: torch.Tensor
+    images: torch.Tensor | None
+    planes: torch.Tensor | None
+    image_labels: torch.Tensor | None
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
     """Stack samples of equal image and plane size into a :class:`Batch`."""
-    import torch
+    rows = torch.tensor([s.index for s in samples], dtype=torch.int64)
+    imgs = [s.image for s in samples if s.image is not None]
+    batch = Batch(rows, torch.stack(imgs) if imgs else None, None, None)
+    planes = [s.planes for s in samples if s.planes is not None]
+    labels = [s.image_labels for s in samples if s.image_labels is not None]
+    if len(planes) == len(samples) == len(labels) and samples:
+        sh, sw = planes[0].shape[-2:]
+        pmax = max(1, max(p.shape[0] for p in planes))
+        mmax = max(1, max(lab.shape[0] for lab in labels))
+        batch.planes = torch.zeros((len(samples), pmax, sh, sw), dtype=torch.int32)
+        batch.image_labels = torch.zeros((len(samples), mmax), dtype=torch.int64)
+        for b, (p, lab) in enumerate(zip(planes, labels, strict=True)):
+            batch.planes[b, : p.shape[0]] = p
+            batch.image_labels[b, : lab.shape[0]] = lab
+    return batch
 
-    indices = torch.tensor([s.index for s in samples], dtype=torch.int64)
-    images = None
-    if samples and samples[0].image is not None:
-        images = torch.stack([s.image for s in samples])
-    planes: dict[str, Any] = {}
-    labels: dict[str, Any] = {}
-    cats = list(samples[0].image_labels) if samples else []
-    for cat in cats:
-        if samples[0].planes:
-            pmax = max(s.planes[cat].shape[0] for s in samples)
-            h, w = samples[0].planes[cat].shape[-2:]
-            out = torch.zeros((len(samples), pmax, h, w), dtype=torch.int32)
-            for b, s in enumerate(samples):
-                p = s.planes[cat]
-                out[b, : p.shape[0]] = p
-            planes[cat] = out
-        lmax = max(len(s.image_labels[cat]) for s in samples)
-        lab = torch.zeros((len(samples), lmax), dtype=torch.int64)
-        for b, s in enumerate(samples):
-            if s.image_labels[cat]:
-                lab[b, : len(s.image_labels[cat])] = torch.tensor(s.image_labels[cat])
-        labels[cat] = lab
-    return Batch(indices=indices, images=images, planes=planes, image_labels=labels)
+
+def loader(
+    ds: BrodenDataset, batches: Sequence[tuple[int, int]], workers: int
+) -> torch.utils.data.DataLoader[Sample]:
+    """A DataLoader yielding :class:`Batch` for exactly the row ranges ``batches``, in order."""
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_sampler=[list(range(a, b)) for a, b in batches],
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=False,
+    )
+
+
+def check_sizes(ds: BrodenDataset) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((ih, iw), (sh, sw))`` shared by every row; a LayoutError names the first row that
+    differs (the dissection needs one image size and one label size)."""
+    if not ds.rows:
+        raise LayoutError("index.csv has no images", file=ds.root / "index.csv")
+    first = ds.rows[0]
+    for ln, row in enumerate(ds.rows, start=2):
+        if (row.ih, row.iw, row.sh, row.sw) != (first.ih, first.iw, first.sh, first.sw):
+            raise LayoutError(
+                f"image size {row.ih}x{row.iw} / label size {row.sh}x{row.sw} differ from the "
+                f"first row's {first.ih}x{first.iw} / {first.sh}x{first.sw}; dissection needs "
+                "one size (resize the dataset)",
+                file=ds.root / "index.csv",
+                place=f"line {ln}",
+            )
+    return (first.ih, first.iw), (first.sh, first.sw)
+
+
+def data_fingerprint(root: Path) -> str:
+    """sha256 over the CSV files of a Broden folder (index, category, label, c_*)."""
+    h = hashlib.sha256()
+    names = ["index.csv", "category.csv", "label.csv"]
+    names += sorted(p.name for p in root.glob("c_*.csv"))
+    for name in names:
+        h.update(name.encode())
+        h.update((root / name).read_bytes())
+    return h.hexdigest()

@@ -166,9 +166,3 @@ def merge_top_images(top: TopImages) -> None:
     maps = _gather_padded(top.maps.contiguous(), 1, 0.0)
     top._select(torch.cat(values, 1), torch.cat(indices, 1), torch.cat(maps, 1))
 
-
-def all_min(value: int, device: torch.device | None = None) -> int:
-    """The smallest ``value`` over the ranks."""
-    t = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())

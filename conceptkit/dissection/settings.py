@@ -1,0 +1,171 @@
+"""The settings of a dissection, in three groups, checked once before any work starts.
+
+- :class:`ScienceSettings`: what decides the numbers (quantile, IoU cut, top-N, union,
+  preprocessing, fixed thresholds);
+- :class:`CacheSettings`: where pass 1's features wait for pass 2 (memory budget, disk spill);
+- :class:`RunSettings`: how the run is carried out and reported (batch size, loader workers,
+  device, checkpoints, processes, progress bars, log lines, the model's description).
+
+:class:`DissectSettings` holds one of each; :meth:`DissectSettings.from_options` builds it
+from the flat keyword arguments of :func:`conceptkit.dissection.run.dissect`. This module
+imports no torch: the types that need it are only named for the type checker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conceptkit.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from conceptkit.dissection.distributed import DistContext
+    from conceptkit.dissection.preprocess import Preprocess
+
+DEFAULT_CACHE_MEM = 256 << 20  # features kept in memory between the passes; the rest spill to disk
+UNIONS = ("category", "global")
+SPILL_DTYPES = ("float32", "float16")
+
+ProgressFactory = Callable[[str, int], Any]
+"""``progress(desc, total)`` returns a bar with ``update(n)`` and ``close()``."""
+
+
+@dataclass(frozen=True)
+class ScienceSettings:
+    """What the statistics depend on.
+
+    ``quantile``: the top fraction that defines each unit's threshold (0.005: the 0.995
+    quantile); ``iou_threshold``: a unit is a detector above it; ``top_n``: top images kept
+    per unit; ``union``: ``category`` (NetDissect: a unit's activation counts toward a
+    category's union only in images that touch it) or ``global``; ``preprocess``:
+    ``imagenet``, ``netdissect`` or a :class:`~conceptkit.dissection.preprocess.Preprocess`,
+    with ``mean``/``std`` overriding the imagenet constants; ``thresholds``: a mapping
+    ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy`` replacing the quantile pass.
+    """
+
+    quantile: float = 0.005
+    iou_threshold: float = 0.04
+    top_n: int = 10
+    union: str = "category"
+    preprocess: str | Preprocess = "imagenet"
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+    thresholds: Mapping[str, Any] | str | Path | None = None
+
+    def check(self) -> None:
+        if not 0.0 < self.quantile < 1.0:
+            raise UsageError(f"quantile must lie strictly between 0 and 1, not {self.quantile}")
+        if self.top_n < 1:
+            raise UsageError(f"--top-n must be at least 1, not {self.top_n}")
+        if self.union not in UNIONS:
+            raise UsageError(f"union must be 'category' or 'global', not {self.union!r}")
+
+    @property
+    def thresholds_from(self) -> str | None:
+        """Where fixed thresholds came from, for results.json (None: computed)."""
+        if self.thresholds is None:
+            return None
+        return "python" if isinstance(self.thresholds, Mapping) else str(self.thresholds)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The feature cache between the passes.
+
+    ``cache_mem`` bytes of float32 features stay in memory; past it they go to a temporary
+    folder under ``spill_dir`` (default: the system's) as ``spill_dtype`` (``float32``: exact;
+    ``float16``: half the disk, pass-2 masks may differ at the threshold), or, with
+    ``spill=False``, pass 2 re-runs the forward for the rest.
+    """
+
+    cache_mem: int = DEFAULT_CACHE_MEM
+    spill: bool = True
+    spill_dir: str | Path | None = None
+    spill_dtype: str = "float32"
+
+    def check(self) -> None:
+        if self.spill_dtype not in SPILL_DTYPES:
+            raise UsageError(f"spill dtype must be float32 or float16, not {self.spill_dtype!r}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How the run is carried out and reported.
+
+    ``batch_size`` images per forward; ``workers`` DataLoader worker processes (None: see
+    :func:`default_workers`); ``device`` (None / ``auto``: CUDA when present). With
+    ``checkpoint_dir`` this rank's statistics are saved there every ``checkpoint_every``
+    batches and at the end of each pass; with ``resume`` a matching checkpoint is continued.
+    ``dist_ctx`` (from :func:`conceptkit.dissection.distributed.setup`) makes the run one rank
+    of several, taking its ``shard`` of the batches. ``progress`` makes progress bars; ``log``
+    receives one-line notes; ``model_info`` gives ``spec``/``description``/``fingerprint``
+    for results.json.
+    """
+
+    batch_size: int = 64
+    workers: int | None = None
+    device: str | torch.device | None = None
+    checkpoint_dir: str | Path | None = None
+    checkpoint_every: int = 50
+    resume: bool = True
+    dist_ctx: DistContext | None = None
+    shard: str = "strided"
+    progress: ProgressFactory | None = None
+    log: Callable[[str], None] | None = None
+    model_info: Mapping[str, Any] | None = None
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class DissectSettings:
+    """Every setting of a dissection (see the three groups)."""
+
+    science: ScienceSettings = field(default_factory=ScienceSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> DissectSettings:
+        """Settings from flat keyword arguments (``quantile=``, ``cache_mem=``,
+        ``batch_size=``, ...), each routed to its group; the rest keep their defaults."""
+        return cls().with_options(**options)
+
+    def with_options(self, **options: Any) -> DissectSettings:
+        """A copy with the flat keyword arguments ``options`` replaced in their groups; an
+        unknown name is a ``TypeError``, as for any function."""
+        groups: dict[str, dict[str, Any]] = {"science": {}, "cache": {}, "run": {}}
+        for name, value in options.items():
+            group = _GROUP_OF.get(name)
+            if group is None:
+                raise TypeError(f"dissect() got an unexpected keyword argument {name!r}")
+            groups[group][name] = value
+        return DissectSettings(
+            dataclasses.replace(self.science, **groups["science"]),
+            dataclasses.replace(self.cache, **groups["cache"]),
+            dataclasses.replace(self.run, **groups["run"]),
+        )
+
+    def check(self) -> None:
+        """Raise :class:`~conceptkit.errors.UsageError` for the first bad setting."""
+        self.science.check()
+        self.run.check()
+        self.cache.check()
+
+
+_GROUP_OF = {
+    f.name: group
+    for group, klass in (
+        ("science", ScienceSettings),
+        ("cache", CacheSettings),
+        ("run", RunSettings),
+    )
+    for f in dataclasses.fields(klass)
+}
