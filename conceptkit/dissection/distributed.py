@@ -165,4 +165,3 @@ def merge_top_images(top: TopImages) -> None:
     indices = _gather_padded(top.indices.contiguous(), 1, -1)
     maps = _gather_padded(top.maps.contiguous(), 1, 0.0)
     top._select(torch.cat(values, 1), torch.cat(indices, 1), torch.cat(maps, 1))
-
