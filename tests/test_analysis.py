@@ -498,3 +498,14 @@ def test_results_json_naming_a_tally_outside_the_run(synthetic_data: Path, tmp_p
         LayoutError, match=r"results.json: \$.layers.layer4.files.tally: .*inside the run folder"
     ):
         load(out)
+
+
+def test_strip_names_follow_each_writer(places: Path, synthetic_data: Path, tmp_path: Path) -> None:
+    from synthetic_run import make_result
+
+    lite = load(places)
+    # the reference's fn_safe: runs of - / # ? * ! and spaces become one '-'
+    assert lite.strip_file("conv 5/x", 3) == places / "html" / "image" / "conv-5-x-0002.jpg"
+    assert lite.strip_file("features.14", 1).name == "features.14-0000.jpg"
+    ck = load(make_result(synthetic_data, {"layer4": (16, 2)}).save(tmp_path / "out"))
+    assert ck.strip_file("conv 5/x", 3).name == "conv_5_x-0002.jpg"  # conceptkit's safe_name

@@ -42,6 +42,7 @@ from conceptkit.report.run import layer_file, load_run
 HEAD = ("unit", "category", "label", "score")
 FLOAT_FIELDS = ("truth", "activation", "intersect", "iou")
 DEFAULT_IOU_THRESHOLD = 0.04  # NetDissect's and NetDissect-Lite's SCORE_THRESHOLD
+REFERENCE_UNSAFE = re.compile(r"[-/#?*!\s]+")  # what the reference's fn_safe turns into '-'
 
 FORMAT_NAMES = {
     "conceptkit": "conceptkit run",
@@ -113,9 +114,15 @@ class Run:
 
     def strip_file(self, layer: str, unit: int) -> Path:
         """Where the unit's image strip is (whether or not the file exists):
-        ``html/image/<layer>-<unit - 1:04d>.jpg``, the name NetDissect-Lite and conceptkit both
-        write (0-based there); ``unit`` is 1-based, as in the tally."""
-        return self.path / "html" / "image" / strip_name(layer, unit - 1)
+        ``html/image/<layer>-<unit - 1:04d>.jpg``, the name NetDissect-Lite, NetDissect and
+        conceptkit all write (0-based there); ``unit`` is 1-based, as in the tally. The layer
+        is made file-safe the way the folder's writer does it."""
+        if self.format == "conceptkit":
+            name = strip_name(layer, unit - 1)
+        else:  # the reference's fn_safe: runs of - / # ? * ! and spaces become one '-'
+            safe = REFERENCE_UNSAFE.sub("-", layer).strip("-")
+            name = f"{safe}-{unit - 1:04d}.jpg"
+        return self.path / "html" / "image" / name
 
 
 # ---------------------------------------------------------------------------- tally files
