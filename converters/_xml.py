@@ -265,9 +265,14 @@ def _read(stream: IO[bytes], file: str | Path) -> bytes:
 def parse(path: Path, root_tag: str | None = None, *, data: bytes | None = None) -> Node:
     """The whole document at ``path`` (or ``data``, named ``path``) as one tree, for small files.
 
-    A file that cannot be opened raises FormatError ``cannot be read (reason)``.
+    A folder, a file over the limit ``file_bytes`` or one that cannot be opened raises
+    FormatError.
     """
     try:
+        if data is None:
+            if path.is_dir():
+                raise FormatError("is a folder, expected an XML file", path)
+            limits.check("file_bytes", path.stat().st_size, file=path, what="the XML file")
         stream: IO[bytes] = io.BytesIO(data) if data is not None else open(path, "rb")
     except OSError as exc:
         raise FormatError(f"cannot be read ({exc.strerror})", file=path) from None

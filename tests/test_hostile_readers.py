@@ -136,6 +136,20 @@ def lm_folder_as_file(ws: Path) -> Case:
     return Case("labelme", src, ["a.json", "holds no LabelMe"])
 
 
+def outside_image(ws: Path) -> Path:
+    """An image in the workspace but outside SRC, for symbolic links that lead out."""
+    path = ws / "outside.png"
+    path.write_bytes(png(8, 6))
+    return path
+
+
+def lm_symlink_out(ws: Path) -> Case:
+    case = lm(["a.json", "$.imagePath", "outside SRC"])(ws)
+    (case.src / "a.png").unlink()
+    (case.src / "a.png").symlink_to(outside_image(ws))
+    return case
+
+
 def lm_file_limit(ws: Path) -> Case:
     case = lm(["a.json", "file_bytes".upper()])(ws)
     case.env = {"CONCEPTKIT_LIMIT_FILE_BYTES": "100"}
@@ -206,6 +220,7 @@ LABELME_CASES: dict[str, Callable[[Path], Case]] = {
     ),
     "lm-nul-path": lm(["a.json", "$.imagePath", "NUL"], labelme_doc(imagePath="a\x00.png")),
     "lm-file-bytes-limit": lm_file_limit,
+    "lm-symlink-out": lm_symlink_out,
 }
 
 
@@ -243,6 +258,14 @@ def lmx(
         return Case("labelme-xml", src, names, env or {})
 
     return build
+
+
+def lmx_symlink_out(ws: Path) -> Case:
+    case = lmx(["img1.xml", "<annotation> line 1", "outside SRC"], lmx_doc())(ws)
+    image = case.src / "Images" / "f" / "img1.png"
+    image.unlink()
+    image.symlink_to(outside_image(ws))
+    return case
 
 
 SEGM = "<object><name>m</name><id>1</id><segm><mask>m.png</mask></segm></object>"
@@ -283,6 +306,7 @@ LABELME_XML_CASES: dict[str, Callable[[Path], Case]] = {
     "lmx-mask-folder": lmx(
         ["img1.xml", "<segm> line 1"], lmx_doc(extra=SEGM.replace("m.png", ".."))
     ),
+    "lmx-symlink-out": lmx_symlink_out,
     "lmx-empty-file": lmx(["img1.xml", "line 1", "no element found"], ""),
     "lmx-not-utf8": lmx(
         ["img1.xml", "line 1", "malformed XML"],
@@ -340,6 +364,21 @@ def track(frame: str = "0") -> str:
 def cvat_image_bomb(ws: Path) -> Case:
     case = cvat(["annotations.xml", "50000x50000"], image_xml(box()))(ws)
     (case.src / "images" / "a.png").write_bytes(png_claiming(50000, 50000))
+    return case
+
+
+def cvat_symlink_out(ws: Path) -> Case:
+    case = cvat(["annotations.xml", "<image> line 5", "leads outside"], image_xml(box()))(ws)
+    (case.src / "images" / "a.png").unlink()
+    (case.src / "images" / "a.png").symlink_to(outside_image(ws))
+    return case
+
+
+def cvat_images_is_a_file(ws: Path) -> Case:
+    case = cvat(["annotations.xml", "images/a.png", "Not a directory"], image_xml(box()))(ws)
+    (case.src / "images" / "a.png").unlink()
+    (case.src / "images").rmdir()
+    (case.src / "images").write_bytes(png(8, 6))
     return case
 
 
@@ -420,6 +459,8 @@ CVAT_CASES: dict[str, Callable[[Path], Case]] = {
     "cvat-empty-file": cvat(["annotations.xml", "line 1", "no element found"], ""),
     "cvat-folder-as-file": cvat_folder_as_file,
     "cvat-image-bomb-in-convert": cvat_image_bomb,
+    "cvat-symlink-out": cvat_symlink_out,
+    "cvat-images-is-a-file": cvat_images_is_a_file,
 }
 
 
@@ -453,6 +494,18 @@ def corrupt_member(raw: bytes) -> bytes:
     """Flip a byte inside the compressed data of the first member (its CRC then fails)."""
     data = bytearray(raw)
     data[40] ^= 0xFF
+    return bytes(data)
+
+
+def lying_size(raw: bytes) -> bytes:
+    """The image member's expanded size declared as 10 bytes (in both headers): a lie."""
+    data = bytearray(raw)
+    name = b"images/a.png"
+    for signature, name_at, size_at in ((b"PK\x03\x04", 30, 22), (b"PK\x01\x02", 46, 24)):
+        at = data.find(signature)
+        while data[at + name_at : at + name_at + len(name)] != name:
+            at = data.find(signature, at + 1)
+        struct.pack_into("<I", data, at + size_at, 10)
     return bytes(data)
 
 
@@ -496,6 +549,11 @@ ZIP_CASES: dict[str, Callable[[Path], Case]] = {
     "zip-image-bomb-in-convert": zipped(
         ["export.zip!annotations.xml", "50000x50000"],
         [GOOD_MEMBERS[0], ("images/a.png", png_claiming(50000, 50000))],
+    ),
+    "zip-lying-size": zipped(
+        ["export.zip!images/a.png", "cannot be read from the archive", "CRC"],
+        [GOOD_MEMBERS[0], ("images/a.png", png(8, 6))],
+        mangle=lying_size,
     ),
     "zip-no-annotations": zipped(["export.zip", "no annotations.xml"], [GOOD_MEMBERS[1]]),
     "zip-nan-width": zipped(
@@ -551,6 +609,14 @@ def coco(
 def coco_image_bomb(ws: Path) -> Case:
     case = coco([J, "50000x50000"])(ws)
     (case.src / "images" / "train" / "a.jpg").write_bytes(png_claiming(50000, 50000))
+    return case
+
+
+def coco_symlink_out(ws: Path) -> Case:
+    case = coco([J, "$.images[0].file_name", "leads outside"])(ws)
+    image = case.src / "images" / "train" / "a.jpg"
+    image.unlink()
+    image.symlink_to(outside_image(ws))
     return case
 
 
@@ -627,6 +693,7 @@ COCO_CASES: dict[str, Callable[[Path], Case]] = {
     ),
     "coco-folder-as-file": coco_folder_as_file,
     "coco-image-bomb-in-convert": coco_image_bomb,
+    "coco-symlink-out": coco_symlink_out,
     "coco-empty-file": coco([J, "is empty"], raw=b"\n"),
     "coco-not-utf8": coco([J, "UTF-8"], raw=b'{"images": [], "x": "\xff\xfe"}'),
     "coco-escaping-file-name": coco(
