@@ -13,14 +13,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from conceptkit.convert import ConvertOptions, convert  # noqa: E402
-from conceptkit.dissection.models import load_model  # noqa: E402
-from conceptkit.dissection.run import dissect  # noqa: E402
+from conceptkit.convert import ConvertOptions, convert
+from conceptkit.dissection.models import load_model
+from conceptkit.dissection.run import dissect
 
 EXAMPLES = Path(__file__).resolve().parent / "data"
 
@@ -51,7 +48,8 @@ def main(out: Path) -> None:
 
     # 4. A plot: the best IoU reached for each concept, coloured by category.
     colours = {c: f"C{i}" for i, c in enumerate(sorted(best["category"].unique()))}
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(best) + 1))
+    fig = Figure(figsize=(7, 0.3 * len(best) + 1))  # no pyplot: no display backend needed
+    ax = fig.subplots()
     ax.barh(best["label"], best["score"], color=[colours[c] for c in best["category"]])
     ax.invert_yaxis()
     ax.set_xlabel("best unit IoU (features.18)")

@@ -532,10 +532,11 @@ def test_cli_mixed_labelme_and_cvat(tmp_path, capsys) -> None:
     assert "below --fail-under" in capsys.readouterr().err
     assert run_cli(["consistency", str(alice), str(bob), "-o", str(out)]) == 2
     capsys.readouterr()
-    try:
-        import SimpleITK  # noqa: F401
-    except ImportError:
-        return
+
+
+def test_cli_staple_report(tmp_path, capsys) -> None:
+    pytest.importorskip("SimpleITK")  # the optional extra conceptkit[staple]
+    alice, bob = write_exports(tmp_path)
     out2 = tmp_path / "report2"
     assert run_cli(["consistency", str(alice), str(bob), "--staple", "-o", str(out2)]) == 0
     assert "STAPLE sensitivity / specificity" in capsys.readouterr().out
@@ -623,3 +624,19 @@ def test_cli_image_twice_in_one_export(tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert "'img0.jpg' is annotated twice; the first is kept" in captured.err
     assert captured.out == before  # the first annotation, the full one, was compared
+
+
+def test_report_csv_cells_never_run_as_formulas(tmp_path) -> None:
+    truth = make_truth(1)[0]
+    for s, name in zip(truth.shapes, ["=cmd", "-x", "+1", "@a", "-5", "car"]):
+        s.label = name
+    other = copy.deepcopy(truth)
+    other.annotator = "=bob"
+    analyse({truth.key: [truth, other]}, out_dir=tmp_path)
+    concepts = (tmp_path / "consistency" / "concepts.csv").read_text().splitlines()
+    names = sorted({line.split(",")[0] for line in concepts[1:]})
+    assert names == ["'+1", "'-x", "'=cmd", "'@a", "-5", "car"]
+    pairs = (tmp_path / "consistency" / "pairs.csv").read_text()
+    assert "'=bob" in pairs and ",=bob" not in pairs
+    data = json.loads((tmp_path / "consistency" / "consistency.json").read_text())
+    assert "=bob" in data["annotators"]  # the JSON keeps the names as they are

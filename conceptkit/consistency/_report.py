@@ -13,7 +13,9 @@ Files written by :meth:`ConsistencyReport.write` (into ``folder/consistency/``),
 - ``consistency.json``: all of the above plus the overall figures and the settings.
 
 Floats are written with 6 decimals (empty cell / JSON null when undefined); rows are sorted;
-JSON keys are sorted: the same inputs give byte-identical files.
+JSON keys are sorted: the same inputs give byte-identical files. A CSV text cell a spreadsheet
+would run as a formula (an annotator's label ``=cmd``, ``-x``, ``+1``, ``@a``) is written with a
+leading ``'`` (the JSON keeps the name as it is).
 """
 
 from __future__ import annotations
@@ -376,7 +378,17 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return "" if math.isnan(value) or math.isinf(value) else f"{value:.6f}"
-    return str(value)
+    text = str(value)
+    if isinstance(value, str) and _formula_like(text):
+        return "'" + text  # a spreadsheet shows it as text instead of running it
+    return text
+
+
+def _formula_like(text: str) -> bool:
+    """True for text a spreadsheet would run: ``=``, ``+``, ``@``, tab or CR first, or ``-``
+    not followed by digits only."""
+    first = text[:1]
+    return first in ("=", "+", "@", "\t", "\r") or (first == "-" and not text[1:].isdigit())
 
 
 def _csv(record: type, rows: list[Any]) -> str:
