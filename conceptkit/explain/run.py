@@ -311,7 +311,7 @@ def explain_layer(
     C = features.shape[0]
     if thresh.shape != (C,):
         raise LayoutError(f"{thresh.shape[0]} thresholds for a layer of {C} units")
-    units = list(range(C)) if opts.units is None else list(opts.units)
+    units = list(range(C)) if opts.units is None else sorted(set(opts.units))
     bad = [u for u in units if not 0 <= u < C]
     if bad:
         raise UsageError(f"--units {bad[0]}: the layer has units 0..{C - 1}")
