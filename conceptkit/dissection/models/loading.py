@@ -10,13 +10,14 @@ fingerprint of its weights. The forms of ``spec``:
     (``resnet18``, ``mobilenet_v2``, ``deeplabv3_resnet50``) or ``package.module:callable`` for the
     user's own code. ``num_classes`` is given to the builder, or inferred from the head's shape.
 ``PATH`` to a TorchScript archive
-    loaded with ``torch.jit.load`` (recognised by the ``code/`` folder inside the zip).
+    only with ``trust_pickle=True``: ``torch.jit.load`` runs the archive's code.
 ``torchvision:NAME[:WEIGHTS]``
     torchvision's own weights from its cache (``torch.hub.get_dir()/checkpoints``), never
     downloaded; ``WEIGHTS`` defaults to ``DEFAULT``; ``none`` means random initialisation.
 ``PATH`` to a pickled ``nn.Module``
     only with ``trust_pickle=True``: unpickling runs code from the file. Every other load uses
-    ``torch.load(weights_only=True)``.
+    ``torch.load(weights_only=True)``, after :mod:`~conceptkit.dissection.models.untrusted` has
+    read the file's pickles opcode by opcode and found nothing but tensors in them.
 
 A state_dict without ``arch`` is matched against torchvision's architectures
 (:mod:`~conceptkit.dissection.models.architecture`) and the error names the one that fits.
@@ -29,9 +30,7 @@ import hashlib
 import importlib
 import os
 import pickle
-import re
 import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 from torch import nn
 
 from conceptkit.dissection.models import architecture as A
+from conceptkit.dissection.models import untrusted
 from conceptkit.dissection.models._text import one_line
 from conceptkit.errors import ModelLoadError
 
@@ -97,23 +97,6 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
 # reading files
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as z:
-            members = z.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return any("/code/" in n for n in members) and any(n.endswith("constants.pkl") for n in members)
-
-
-def _looks_like_torch_file(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(4)
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-
-
 def _load_torchscript(path: Path, spec: str) -> nn.Module:
     try:
         model: nn.Module = torch.jit.load(str(path), map_location="cpu")
@@ -126,26 +109,19 @@ def _load_torchscript(path: Path, spec: str) -> nn.Module:
 
 
 def _torch_load(path: Path, spec: str, trust_pickle: bool) -> Any:
+    """``torch.load`` on the CPU; weights only unless trusted. Any failure is one line."""
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as e:
-        text = str(e)
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if m and not trust_pickle:
-            raise ModelLoadError(
-                f"file holds a pickled Python object ({m.group(1)}), not just tensors; "
-                "unpickling it runs code from the file: pass --trust-pickle if you trust its "
-                "source, or save model.state_dict() instead",
-                file=spec,
-            ) from e
-        raise ModelLoadError(f"not a torch file ({one_line(text)[:120]})", file=spec) from e
     except Exception as e:
-        if not _looks_like_torch_file(path):
-            raise ModelLoadError(
-                "not a torch file (neither a torch.save zip archive nor a pickle)", file=spec
-            ) from e
+        refused = isinstance(e, pickle.UnpicklingError) and not trust_pickle
+        hint = (
+            " (torch.load(weights_only=True) refused it: pass --trust-pickle only if you trust "
+            "its source)"
+            if refused
+            else ""
+        )
         raise ModelLoadError(
-            f"cannot load with torch.load: {type(e).__name__}: {one_line(str(e))[:160]}",
+            f"cannot load with torch.load: {type(e).__name__}: {one_line(str(e))[:160]}{hint}",
             file=spec,
         ) from e
 
@@ -397,8 +373,11 @@ def _load_file(
     path: Path, spec: str, arch: str | None, num_classes: int | None, trust_pickle: bool
 ) -> tuple[nn.Module, str]:
     """(module, description) for a model file, by the forms in the module docstring."""
-    if _is_torchscript(path):
-        return _load_torchscript(path, spec), f"TorchScript module from {path.name}"
+    found = untrusted.scan(path, spec)
+    if not trust_pickle:
+        untrusted.refuse_untrusted(found, spec)
+    if found.torchscript:
+        return _load_torchscript(path, spec), f"TorchScript module from {path.name} (trusted)"
     obj = _torch_load(path, spec, trust_pickle)
     module = _pickled_module(obj)
     if module is not None:

@@ -1,0 +1,241 @@
+"""Model files that could run code are refused before loading, unless trusted.
+
+conceptkit.dissection.models.untrusted reads a file's pickles opcode by opcode; these tests build
+files whose loading would write a sentinel file (a TorchScript ``__setstate__``, a pickle's
+``__reduce__``) and check that without ``trust_pickle`` the refusal comes first and the sentinel
+is never written. Also: every weights-only global torch allows is allowed here, garbage and
+truncated files are one-line errors, legacy-format and non-finite state_dicts load.
+
+The ``write_*`` builders are shared with tests/test_hostile_models.py.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shlex
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conceptkit.dissection.models import load_model
+from conceptkit.dissection.models.untrusted import allowed_global, pickle_globals, scan
+from conceptkit.errors import ModelLoadError
+
+
+class _WritesOnLoad(nn.Module):
+    """A legitimate model (``x * w[0]``) whose TorchScript ``__setstate__`` creates ``path``.
+
+    ``torch.from_file(..., shared=True)`` creates the file and ``fill_`` writes ``AA`` into it;
+    the result feeds the weights so that TorchScript keeps the call.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.register_buffer("w", torch.full((2,), 3.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w[0]
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, torch.Tensor, bool]:
+        return (self.path, self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, torch.Tensor, bool]) -> None:
+        self.path = state[0]
+        written = torch.from_file(state[0], shared=True, size=2, dtype=torch.uint8)
+        written.fill_(65)
+        self.w = state[1] * (written.to(torch.float32) * 0.0 + 1.0)
+        self.training = state[2]
+
+
+def write_evil_torchscript(path: Path, sentinel: Path) -> Path:
+    """A TorchScript archive at ``path`` whose ``torch.jit.load`` writes ``sentinel``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(_WritesOnLoad(str(sentinel))), str(path))
+    return path
+
+
+class _Touch:
+    """Unpickling this object runs ``touch PATH`` (the classic os.system payload)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {shlex.quote(str(self.path))}",))
+
+
+def write_evil_pickle(path: Path, sentinel: Path, how: str) -> Path:
+    """A file whose unpickling writes ``sentinel``: ``how`` = zip (torch.save), legacy, plain."""
+    payload = {"state_dict": {"w": torch.zeros(2)}, "extra": _Touch(sentinel)}
+    if how == "zip":
+        torch.save(payload, path)
+    elif how == "legacy":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        path.write_bytes(pickle.dumps(_Touch(sentinel), protocol=5))
+    return path
+
+
+def _fail(spec: Path, **kwargs: object) -> str:
+    with pytest.raises(ModelLoadError) as info:
+        load_model(str(spec), **kwargs)  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "\n" not in text and info.value.file == str(spec)
+    return text
+
+
+# ------------------------------------------------------------------ what weights_only allows
+
+
+def test_allowed_globals_are_torchs_weights_only_set() -> None:
+    import torch._weights_only_unpickler as wou
+
+    torch_allows = sorted(wou._get_allowed_globals())
+    assert len(torch_allows) > 100
+    assert [n for n in torch_allows if not allowed_global(n)] == []
+    for name in (
+        "posix.system",
+        "os.system",
+        "builtins.eval",
+        "builtins.exec",
+        "builtins.getattr",
+        "builtins.open",
+        "torch.load",
+        "torch.from_file",
+        "torch.jit.load",
+        "torch._utils._import_dotted_name",
+        "torch.nn.modules.container.Sequential",
+        "torch.serialization.load",
+        "collections.OrderedDict.fromkeys",
+        "subprocess.Popen",
+    ):
+        assert not allowed_global(name), name
+
+
+def test_pickle_globals_follow_the_memo_and_refuse_what_they_cannot_resolve() -> None:
+    # protocol 4: module and name strings are memoised; the second global's module is a BINGET
+    data = pickle.dumps([os.system, os.getcwd, os.system], protocol=4)
+    assert pickle_globals(io.BytesIO(data)) == ["posix.system", "posix.getcwd"]
+    # protocol 2 (torch.save): GLOBAL opcodes, Python 2 names mapped as pickle maps them
+    assert pickle_globals(io.BytesIO(pickle.dumps({1, 2}, protocol=2))) == ["builtins.set"]
+    # STACK_GLOBAL whose name is not a pushed string (an int here) cannot be resolved
+    crafted = b"\x80\x04\x8c\x05posixK\x01\x93."
+    assert pickle_globals(io.BytesIO(crafted)) == ["<unresolved STACK_GLOBAL>"]
+    # copyreg's extension registry
+    assert pickle_globals(io.BytesIO(b"\x80\x02\x82\x07.")) == ["<extension 7>"]
+    # INST names a class inline, like GLOBAL
+    assert pickle_globals(io.BytesIO(b"(ios\nsystem\n.")) == ["os.system"]
+    with pytest.raises(ValueError):
+        pickle_globals(io.BytesIO(data[:-5]))
+
+
+# ------------------------------------------------------------------ refused before they run
+
+
+def test_torchscript_that_writes_a_file_is_refused_without_trust(tmp_path: Path) -> None:
+    sentinel = tmp_path / "sentinel"
+    path = write_evil_torchscript(tmp_path / "scripted.pt", sentinel)
+    assert scan(path, str(path)).torchscript
+    text = _fail(path)
+    assert text == (
+        f"{path}: file is a TorchScript archive; loading it runs the code inside it: pass "
+        "--trust-pickle if you trust its source, or save model.state_dict() instead"
+    )
+    assert not sentinel.exists()
+    # trusted, it is a working model (and its code did run)
+    got = load_model(str(path), trust_pickle=True)
+    assert sentinel.read_bytes() == b"AA"
+    assert "TorchScript module from scripted.pt (trusted)" == got.description
+    assert torch.equal(got.module(torch.ones(2)), torch.full((2,), 3.0))
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy", "plain"])
+def test_malicious_pickle_is_refused_without_trust(tmp_path: Path, how: str) -> None:
+    sentinel = tmp_path / "sentinel"
+    path = write_evil_pickle(tmp_path / f"evil_{how}.pth", sentinel, how)
+    assert scan(path, str(path)).unsafe == ["posix.system"]
+    text = _fail(path, arch="resnet18")
+    assert "pickled Python object (posix.system)" in text and "--trust-pickle" in text
+    assert not sentinel.exists()
+
+
+def test_trusted_pickled_module_loads(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    path = tmp_path / "whole.pth"
+    torch.save({"model": net, "epoch": 3}, path)
+    assert "(torch.nn.modules.container.Sequential)" in _fail(path)
+    got = load_model(str(path), trust_pickle=True)
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(got.module(x), net(x))
+    assert (
+        got.description == "pickled torch.nn.modules.container.Sequential from whole.pth (trusted)"
+    )
+
+
+# ------------------------------------------------------------------ one line for every bad file
+
+
+def _r18_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).state_dict()
+
+
+def test_garbage_truncated_and_odd_files(tmp_path: Path) -> None:
+    good = tmp_path / "good.pth"
+    torch.save(_r18_state(), good)
+    data = good.read_bytes()
+    cases = {
+        "text.pth": (b"this is not a torch file\n" * 10, "neither a torch.save zip archive"),
+        "empty.pth": (b"", "neither a torch.save zip archive nor a pickle"),
+        "cut_zip.pth": (data[: len(data) // 2], "truncated or corrupt zip archive"),
+        "cut_head.pth": (data[:30], "truncated or corrupt zip archive"),
+        "cut_pickle.pth": (pickle.dumps({"a": 1}, protocol=2)[:-3], "truncated or malformed"),
+        "huge_string.pth": (b"\x80\x04\x8d" + (2**60).to_bytes(8, "little") + b"x", "malformed"),
+    }
+    for name, (content, expect) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        text = _fail(path, arch="resnet18")
+        assert text.startswith(f"{path}: not a torch file (") and expect in text, text
+    # a zip that is no torch archive
+    other = tmp_path / "photos.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("photos/readme.txt", "hello")
+    assert _fail(other) == f"{other}: not a torch file (a zip archive without a data.pkl)"
+    # a directory
+    assert _fail(tmp_path) == f"{tmp_path}: model path is not a file"
+
+
+def test_legacy_format_and_non_finite_state_dicts_load(tmp_path: Path) -> None:
+    import torchvision.models as tvm
+
+    torch.manual_seed(0)
+    state = tvm.resnet18(num_classes=10).state_dict()
+    zip_path, legacy = tmp_path / "new.pth", tmp_path / "old.pth"
+    torch.save(state, zip_path)
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert scan(zip_path, "z").unsafe == [] and scan(legacy, "l").unsafe == []
+    a = load_model(str(zip_path), arch="resnet18")
+    b = load_model(str(legacy), arch="resnet18")
+    assert a.fingerprint == b.fingerprint
+    # NaN and inf weights are data, not a loading problem (the dissection reports them)
+    bad = {k: v.clone() for k, v in state.items()}
+    bad["conv1.weight"][0, 0, 0, 0] = float("nan")
+    bad["fc.bias"][1] = float("inf")
+    path = tmp_path / "nonfinite.pth"
+    torch.save(bad, path)
+    got = load_model(str(path), arch="resnet18").module
+    assert isinstance(got, tvm.ResNet)
+    assert torch.isnan(got.conv1.weight[0, 0, 0, 0]) and torch.isinf(got.fc.bias[1])
+    assert torch.isfinite(got.conv1.weight.flatten()[1:]).all()
