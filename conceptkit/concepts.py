@@ -76,6 +76,12 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def valid_category(category: str) -> bool:
+    """A category name the layout can hold (it becomes ``c_<category>.csv`` and plane file
+    names): letters, digits, ``_`` and ``-``, starting with a letter or digit."""
+    return _CATEGORY.fullmatch(category) is not None
+
+
 def plural_forms(name: str) -> set[str]:
     """English plural forms of a (normalised) name; only its last word is inflected."""
     if not name:

@@ -554,3 +554,31 @@ def test_semicolons_and_control_characters_in_image_names_become_underscores(
     row = broden.read_index(tmp_path / "o")[0]
     assert row.image == "i_m.jpg" and row.planes["object"] == ("i_m_object.png",)
     assert (tmp_path / "o/images/i_m_object.png").is_file()
+
+
+def test_a_reader_forcing_a_category_the_layout_cannot_hold_is_refused(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from conceptkit.annotations import ImageAnnotation, Shape
+
+    src = make_export(tmp_path / "exp", n=1)
+
+    def fake_read(path: Path, options: Any) -> Any:
+        shape = Shape("car", "rectangle", np.array([[0.0, 0], [9, 9]]), category="../up")
+        shape.place = "$.shapes[0]"
+        yield ImageAnnotation(
+            key="im0.jpg", width=64, height=48, image_path=src / "im000.jpg", source="f.json"
+        )
+        yield ImageAnnotation(
+            key="im1.jpg",
+            width=64,
+            height=48,
+            image_path=src / "im000.jpg",
+            source="g.json",
+            shapes=[shape],
+        )
+
+    monkeypatch.setattr("conceptkit.convert.get_reader", lambda name: fake_read)
+    with pytest.raises(FormatError, match=r"g.json: \$.shapes\[0\]: category '../up' must be"):
+        convert("fake", [src], tmp_path / "o", ConvertOptions(min_images=1))
+    assert not (tmp_path / "o").exists() and not (tmp_path / "up.png").exists()

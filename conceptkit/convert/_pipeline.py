@@ -24,6 +24,7 @@ from conceptkit.concepts import (
     Vocabulary,
     category_rank,
     name_problem,
+    valid_category,
 )
 from conceptkit.consistency import analyse, consensus
 from conceptkit.convert._image import Job, run_jobs
@@ -156,8 +157,16 @@ def check_names(ann: ImageAnnotation, vocab: Vocabulary) -> None:
     ]
     named += [(f"image tag {t!r}", vocab.lookup(t, "scene")) for t in ann.tags]
     for place, got in named:
-        problem = name_problem(got[0]) if got is not None else None
-        if got is not None and problem:
+        if got is None or got[1] == IGNORE_CATEGORY:
+            continue
+        if not valid_category(got[1]):
+            raise FormatError(
+                f"category {got[1]!r} must be letters, digits, '_' or '-'",
+                file=ann.source or None,
+                place=place,
+            )
+        problem = name_problem(got[0])
+        if problem:
             hint = RENAME_HINT if problem.startswith("starts with") else "rename it in the export"
             raise FormatError(
                 f"label {got[0]!r} {problem}", file=ann.source or None, place=place, hint=hint
