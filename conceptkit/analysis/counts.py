@@ -82,12 +82,11 @@ def unique_naive(layer: RunLayer, cut: float, inclusive: bool = False) -> dict[s
 def unique_counts(
     layer: RunLayer, definition: str, cut: float, inclusive: bool = False
 ) -> dict[str, int]:
-    """:func:`unique_official` or :func:`unique_naive`, by name."""
-    if definition == "official":
-        return unique_official(layer, cut, inclusive)
-    if definition == "naive":
-        return unique_naive(layer, cut, inclusive)
-    raise UsageError(f"unknown definition {definition!r} (official or naive)")
+    """:func:`unique_official` or :func:`unique_naive`, by name (one of :data:`DEFINITIONS`)."""
+    if definition not in DEFINITIONS:
+        raise UsageError(f"unknown definition {definition!r} (official or naive)")
+    count = unique_official if definition == "official" else unique_naive
+    return count(layer, cut, inclusive)
 
 
 @dataclass
