@@ -246,13 +246,21 @@ class Vocabulary:
         return sorted({k for syns in self.used.values() for k in syns if k not in self.table})
 
     def csv_text(self) -> str:
-        """The mapping used, as a vocabulary CSV (sorted by category, then name)."""
+        """The mapping used, as a vocabulary CSV (sorted by category, then name).
+
+        A synonyms cell that would start like a spreadsheet formula starts with ``;`` instead
+        (an empty piece, dropped on reading), so the file still repeats the run.
+        """
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(HEADER)
         for name, category in sorted(self.used, key=lambda k: (category_rank(k[1]), k[0])):
-            syns = sorted(self.used[(name, category)] - {name})
-            writer.writerow([name, category, ";".join(syns)])
+            syns = ";".join(sorted(self.used[(name, category)] - {name}))
+            if syns[:1] in ("=", "+", "@", "-"):
+                # a raw name like '=cmd' first: a spreadsheet would run the cell; a leading ';'
+                # is an empty piece, dropped when the file is read back
+                syns = ";" + syns
+            writer.writerow([name, category, syns])
         return buf.getvalue()
 
     def write_csv(self, path: str | Path) -> None:

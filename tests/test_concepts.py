@@ -183,3 +183,13 @@ def test_name_problem() -> None:
     ]:
         problem = name_problem(bad)
         assert problem is not None and why in problem, bad
+
+
+def test_written_mapping_never_starts_a_cell_like_a_formula(tmp_path: Path) -> None:
+    v = _vocab(tmp_path, 'name,category,synonyms\ncommand,object,"=cmd;-x"\n')
+    assert v.resolve("=CMD", "object") == ("command", "object")
+    assert v.resolve("-x", "object") == ("command", "object")
+    assert v.csv_text() == "name,category,synonyms\ncommand,object,;-x;=cmd\n"
+    (tmp_path / "back.csv").write_text(v.csv_text())
+    again = Vocabulary.from_csv(tmp_path / "back.csv")
+    assert again.table == {k: [("command", "object")] for k in ("-x", "=cmd", "command")}
