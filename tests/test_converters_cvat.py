@@ -312,3 +312,70 @@ def test_copied_folder_with_subset_files(formats_dir: Path, tmp_path: Path) -> N
         ("img1.jpg", "val"),
     ]
     assert {r.annotator for r in records} == {"annotator_b"}
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def test_numbers_are_read_strictly() -> None:
+    from conceptkit.converters._xml import number
+
+    good = {"1": 1.0, " -2.5 ": -2.5, "3e2": 300.0, "+.5": 0.5, "1e308": 1e308}
+    assert {k: number(k) for k in good} == good
+    for bad in ("nan", "-inf", "Infinity", "1e999", "1_0", "٣", "²", "", "0x10", "1,5", "true"):
+        assert number(bad) is None, bad
+
+
+def test_xml_attribute_and_depth_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conceptkit.converters._xml import parse
+
+    # past the default limit (10 MiB): refused while reading, before expat sees the whole value
+    path = tmp_path / "a.xml"
+    path.write_text(f'<a>\n<b v="{"x" * (11 << 20)}"/></a>')
+    with pytest.raises(
+        FormatError, match=r"a run of XML without '<' .* over the limit of 10,485,760"
+    ):
+        parse(path)
+    monkeypatch.setenv("CONCEPTKIT_LIMIT_XML_ATTRIBUTE_CHARS", "1000")
+    assert parse(path, data=f'<a v="{"x" * 1000}"/>'.encode()).attrib["v"] == "x" * 1000
+    with pytest.raises(
+        FormatError, match=r"<a> line 1: attribute 'v' declares 1,001, over the limit"
+    ):
+        parse(path, data=f'<a v="{"x" * 1001}"/>'.encode())
+    monkeypatch.setenv("CONCEPTKIT_LIMIT_XML_DEPTH", "3")
+    assert parse(path, data=b"<a><b><c/></b></a>").find("b/c") is not None
+    with pytest.raises(FormatError, match=r"<d> line 1: the XML nesting depth declares 4"):
+        parse(path, data=b"<a><b><c><d/></c></b></a>")
+
+
+def test_declared_sizes_over_the_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONCEPTKIT_LIMIT_VIDEO_FRAMES", "10")
+    meta = "<task><size>{}</size><original_size><width>8</width><height>6</height></original_size></task>"
+    track = '<track id="1" label="car"><box frame="{}" xtl="0" ytl="0" xbr="2" ybr="2"/></track>'
+    path = tmp_path / "annotations.xml"
+    path.write_text(xml_doc(track.format(9), meta.format(10)))
+    assert len(read_all(path)) == 10
+    path.write_text(xml_doc(track.format(9), meta.format(11)))
+    assert "<task> line 4: <size> declares 11, over the limit of 10" in error_of(path)
+    path.write_text(xml_doc(track.format(10), meta.format("")))
+    assert "<box> line 5: frame declares 11, over the limit of 10" in error_of(path)
+    monkeypatch.setenv("CONCEPTKIT_LIMIT_IMAGE_PIXELS", "20")
+    mask = '<image id="0" name="a.png" width="4" height="5"><mask label="m" rle="{}" left="0" top="0" width="{}" height="{}"/></image>'
+    path.write_text(xml_doc(mask.format("0, 20", 4, 5)))
+    assert read_all(path)[0].shapes[0].mask.shape == (5, 4)
+    path.write_text(xml_doc(mask.format("0, 21", 3, 7)))
+    assert "<mask> line 5: mask patch 3x7 declares 21, over the limit of 20" in error_of(path)
+
+
+def test_zip_declared_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("annotations.xml", xml_doc(""))
+        z.writestr("images/zeros.png", b"\0" * 100_000)  # deflates about 200 times
+    assert read_all(path) == []
+    monkeypatch.setenv("CONCEPTKIT_LIMIT_ZIP_RATIO", "100")
+    text = error_of(path)
+    assert "zip entry 'images/zeros.png': the expansion ratio declares" in text
+    assert "over the limit of 100" in text
+    monkeypatch.setenv("CONCEPTKIT_LIMIT_ZIP_MEMBERS", "1")
+    assert "the member count declares 2, over the limit of 1" in error_of(path)

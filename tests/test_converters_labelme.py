@@ -323,3 +323,72 @@ def test_fast_schema_check_agrees_with_jsonschema() -> None:
         d = json.loads(json.dumps(good))
         mutate(d)
         assert _fast_valid(d) == _validator().is_valid(d), i
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def test_json_depth_scan_ignores_brackets_in_strings() -> None:
+    from conceptkit.converters._json import depth
+
+    cases = {
+        b"5": 0,
+        b"[]": 1,
+        b'{"a": [{}, [[1]]]}': 4,
+        b'{"a": "[[[[", "b": "\\"[", "c": "\\\\", "d": ["]]"]}': 2,
+        b"[" * 300 + b"]" * 300: 300,
+    }
+    assert {k[:20]: depth(k) for k in cases} == {k[:20]: v for k, v in cases.items()}
+
+
+def test_json_documents_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conceptkit.converters._json import load
+
+    def error(raw: bytes) -> str:
+        path = tmp_path / "a.json"
+        path.write_bytes(raw)
+        with pytest.raises(FormatError) as info:
+            load(path)
+        return str(info.value)
+
+    assert error(b'{"a": 1,\n "b": [2, NaN]}').endswith(
+        "a.json: line 2, column 11: malformed JSON: NaN is not a JSON number"
+    )
+    assert "line 1, column 7: malformed JSON: an integer of more than 4300 digits" in error(
+        b'{"a": ' + b"7" * 5000 + b"}"
+    )
+    assert error(b"[" * 100_000 + b"]" * 100_000).endswith(
+        "the nesting depth declares 100,000, over the limit of 200 "
+        "(raise it with CONCEPTKIT_LIMIT_JSON_DEPTH=N if the file is trusted)"
+    )
+    assert "the nesting depth declares 201" in error(b"[" * 201 + b"]" * 201)
+    assert error(b" \n").endswith("a.json: is empty, expected a JSON document")
+    assert "a.json: is not UTF-8 text" in error(b'{"a": "\xe9"}')
+    (tmp_path / "d.json").mkdir()
+    with pytest.raises(FormatError, match=r"d\.json: is a folder, expected a JSON file"):
+        load(tmp_path / "d.json")
+    monkeypatch.setenv("CONCEPTKIT_LIMIT_FILE_BYTES", "10")
+    assert "the JSON file declares 12, over the limit of 10" in error(b'{"a": [1,2]}')
+
+
+def test_numbers_declared_sizes_and_coordinates(tmp_path: Path) -> None:
+    jpeg(tmp_path / "img.jpg")
+    write(tmp_path / "a.json", doc([shape("a", [[0, 0], [1e300, 0], [5, 5]])]))
+    with pytest.raises(
+        FormatError, match=r"\$\.shapes\[0\]\.points: a coordinate declares 1e\+300"
+    ):
+        one(tmp_path)
+    (tmp_path / "a.json").write_text(
+        json.dumps(doc([shape("a", [[0, 0], [9.5, 0], [5, 5]])])).replace("9.5", "1e999")
+    )
+    with pytest.raises(FormatError, match=r"\$\.shapes\[0\]\.points: a coordinate is not a finite"):
+        one(tmp_path)
+    write(tmp_path / "a.json", doc([], imageWidth=70000))
+    with pytest.raises(FormatError, match=r"\$\.imageWidth: image width declares 70,000"):
+        one(tmp_path)
+    for bad in (True, "40", 0, -3, 40.5):
+        write(tmp_path / "a.json", doc([], imageWidth=bad))
+        with pytest.raises(FormatError, match=r"a\.json: \$\.imageWidth: "):
+            one(tmp_path)
