@@ -21,7 +21,8 @@ MAX_WORKERS = 256
 class ConvertOptions:
     """Options of ``conceptkit convert`` (see its ``--help``).
 
-    ``size``: output side N (images N x N), None = native size. ``fit``: stretch | crop.
+    ``size``: output side N (images N x N), 2..:data:`MAX_SIZE`, None = native size.
+    ``workers``: 1..:data:`MAX_WORKERS` processes. ``fit``: stretch | crop.
     ``overlap``: front | planes. ``pixels``: None (each format's own) | inclusive | center.
     ``plane_scale``: planes are the image size divided by this, rounded down (2 = Broden:
     224 -> 112, 227 -> 113).
