@@ -91,6 +91,18 @@ def inside(src: Path, path: Path) -> bool:
     return True
 
 
+def within(src: Path, files: list[Path]) -> list[Path]:
+    """``files`` (found by searching the folder ``src``), each checked to lie inside it.
+
+    A file that is a symbolic link leading outside ``src`` raises FormatError: a reader reads
+    only what lies in the folder it was given.
+    """
+    for path in files:
+        if not inside(src, path):
+            raise FormatError(f"is a symbolic link leading outside SRC ({src})", path)
+    return files
+
+
 def check_points(points: np.ndarray, file: str | Path, place: str) -> None:
     """FormatError unless every coordinate of ``points`` ``(K, 2)`` is finite and within bounds.
 

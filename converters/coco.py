@@ -53,7 +53,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json, check_points, inside
+from conceptkit.converters import ReadOptions, _json, check_points, inside, within
 from conceptkit.schemas import load as load_schema
 from pycocotools import mask as mask_utils
 
@@ -224,7 +224,7 @@ def _files(src: Path) -> list[Path]:
             src.glob("instances_*.json")
         )
         if found:
-            return found
+            return within(src, found)
         raise FormatError("no annotations/instances_*.json (nor instances_*.json) here", src)
     raise FormatError("no such file or folder (expected a COCO instances .json or a folder)", src)
 

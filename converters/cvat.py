@@ -62,7 +62,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 import numpy as np
-from conceptkit.converters import ReadOptions, check_points
+from conceptkit.converters import ReadOptions, check_points, within
 from conceptkit.converters._xml import Node, iter_elements, number
 
 from conceptkit import images, limits
@@ -429,13 +429,13 @@ def _sources(src: Path, stack: ExitStack) -> list[_Source]:
     if src.is_dir():
         main = src / "annotations.xml"
         if main.is_file():
-            return _folder_sources(src, [main])
+            return _folder_sources(src, within(src, [main]))
         if main.exists():
             raise FormatError("is not a regular file, expected CVAT's annotations.xml", main)
         xmls = sorted(p for p in src.glob("*.xml") if p.is_file())
         if not xmls:
             raise FormatError("no annotations.xml (nor any .xml file) in the folder", src)
-        return _folder_sources(src, xmls)
+        return _folder_sources(src, within(src, xmls))
     if src.is_file() and src.suffix.lower() == ".zip":
         return _zip_sources(src, stack)
     if src.is_file():

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, cast
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json, check_points, inside
+from conceptkit.converters import ReadOptions, _json, check_points, inside, within
 
 from conceptkit import images
 from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
@@ -274,7 +274,7 @@ def _files(src: Path) -> list[Path]:
         for p in src.rglob("*")
         if p.suffix.lower() in (".json", ".xml") and p.is_file() and not p.name.startswith(".")
     ]
-    return sorted(found, key=lambda p: p.relative_to(src).as_posix())
+    return within(src, sorted(found, key=lambda p: p.relative_to(src).as_posix()))
 
 
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:

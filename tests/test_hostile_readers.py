@@ -150,6 +150,19 @@ def lm_symlink_out(ws: Path) -> Case:
     return case
 
 
+def linked_out(path: Path, ws: Path) -> None:
+    """Move ``path`` out of SRC (into the workspace) and leave a symbolic link to it in its place."""
+    target = ws / f"moved-{path.name}"
+    path.rename(target)
+    path.symlink_to(target)
+
+
+def lm_annotation_linked_out(ws: Path) -> Case:
+    case = lm(["a.json", "symbolic link leading outside SRC"])(ws)
+    linked_out(case.src / "a.json", ws)
+    return case
+
+
 def lm_file_limit(ws: Path) -> Case:
     case = lm(["a.json", "file_bytes".upper()])(ws)
     case.env = {"CONCEPTKIT_LIMIT_FILE_BYTES": "100"}
@@ -221,6 +234,7 @@ LABELME_CASES: dict[str, Callable[[Path], Case]] = {
     "lm-nul-path": lm(["a.json", "$.imagePath", "NUL"], labelme_doc(imagePath="a\x00.png")),
     "lm-file-bytes-limit": lm_file_limit,
     "lm-symlink-out": lm_symlink_out,
+    "lm-annotation-linked-out": lm_annotation_linked_out,
 }
 
 
@@ -374,6 +388,12 @@ def cvat_symlink_out(ws: Path) -> Case:
     return case
 
 
+def cvat_annotation_linked_out(ws: Path) -> Case:
+    case = cvat(["annotations.xml", "symbolic link leading outside SRC"], image_xml(box()))(ws)
+    linked_out(case.src / "annotations.xml", ws)
+    return case
+
+
 def cvat_images_is_a_file(ws: Path) -> Case:
     case = cvat(["annotations.xml", "images/a.png", "Not a directory"], image_xml(box()))(ws)
     (case.src / "images" / "a.png").unlink()
@@ -460,6 +480,7 @@ CVAT_CASES: dict[str, Callable[[Path], Case]] = {
     "cvat-folder-as-file": cvat_folder_as_file,
     "cvat-image-bomb-in-convert": cvat_image_bomb,
     "cvat-symlink-out": cvat_symlink_out,
+    "cvat-annotation-linked-out": cvat_annotation_linked_out,
     "cvat-images-is-a-file": cvat_images_is_a_file,
 }
 
@@ -620,6 +641,12 @@ def coco_symlink_out(ws: Path) -> Case:
     return case
 
 
+def coco_annotation_linked_out(ws: Path) -> Case:
+    case = coco([J, "symbolic link leading outside SRC"])(ws)
+    linked_out(case.src / "annotations" / J, ws)
+    return case
+
+
 def coco_folder_as_file(ws: Path) -> Case:
     src = ws / "src"
     (src / "annotations" / "instances_default.json").mkdir(parents=True)
@@ -694,6 +721,7 @@ COCO_CASES: dict[str, Callable[[Path], Case]] = {
     "coco-folder-as-file": coco_folder_as_file,
     "coco-image-bomb-in-convert": coco_image_bomb,
     "coco-symlink-out": coco_symlink_out,
+    "coco-annotation-linked-out": coco_annotation_linked_out,
     "coco-empty-file": coco([J, "is empty"], raw=b"\n"),
     "coco-not-utf8": coco([J, "UTF-8"], raw=b'{"images": [], "x": "\xff\xfe"}'),
     "coco-escaping-file-name": coco(
