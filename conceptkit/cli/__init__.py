@@ -56,6 +56,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "explain",
         "Explain units by logical formulas over concepts (compositional explanations).",
     ),
+    "embed": (
+        "conceptkit.cli.embed",
+        "embed",
+        "Learn concepts as combinations of units (Net2Vec).",
+    ),
+    "segment": (
+        "conceptkit.cli.segment",
+        "segment",
+        "Concept maps of images from a run's detector units.",
+    ),
+    "chance": (
+        "conceptkit.cli.chance",
+        "chance",
+        "Chance levels of every unit's IoU, support and flags.",
+    ),
     "demo": ("conceptkit.cli.demo", "demo", "Run the whole pipeline on the shipped example."),
 }
 
