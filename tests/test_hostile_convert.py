@@ -82,6 +82,20 @@ def test_convert_out_inside_the_images_folder_is_refused(ws: Path) -> None:
     )
 
 
+def test_convert_out_holding_the_vocabulary_is_refused(ws: Path) -> None:
+    """`-o data --force --concepts data/concepts.csv` would replace the user's edited file."""
+    src = _export(ws / "exp")
+    (ws / "data").mkdir()
+    (ws / "data" / "concepts.csv").write_text("name,category,synonyms\ncar,object,auto\n")
+    run_hostile(
+        ["convert", "labelme", src, "-o", ws / "data", "--force", "--concepts"]
+        + [ws / "data" / "concepts.csv"],
+        ws,
+        code=2,
+        names=["contains the input", "concepts.csv"],
+    )
+
+
 def test_convert_force_does_not_replace_a_foreign_folder(ws: Path) -> None:
     src = _export(ws / "exp")
     (ws / "mine").mkdir()

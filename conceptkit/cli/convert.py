@@ -126,11 +126,11 @@ def convert(
       conceptkit convert cvat task.zip -o data --concepts concepts.csv --min-images 3
       conceptkit convert labelme ann_alice/ ann_bob/ -o data --consensus staple
 
-    OUT may not be, contain or lie inside a SRC or the --images folder; --force replaces only a
-    folder conceptkit wrote. Label names holding ';' or a control character, or starting like a
-    spreadsheet formula (=, +, @, - not followed by digits), are refused: rename them (the
-    vocabulary can map a formula-like name to another). ';' and control characters in image
-    file names become '_'.
+    OUT may not be, contain or lie inside a SRC, the --images folder or the --concepts
+    file; --force replaces only a folder conceptkit wrote. Label names holding ';' or a
+    control character, or starting like a spreadsheet formula (=, +, @, - not followed by
+    digits), are refused: rename them (the vocabulary can map a formula-like name to another).
+    ';' and control characters in image file names become '_'.
 
     Pixels follow each tool's own exporter (labelme2voc for LabelMe, pycocotools for COCO and
     CVAT) unless --pixels says otherwise. Label planes are rasterised at the image's native

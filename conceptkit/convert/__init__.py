@@ -86,7 +86,7 @@ def convert(
     """Convert the exports ``srcs`` of format ``fmt`` into the Broden folder ``out``.
 
     ``out`` defaults to ``<first SRC>_broden``; an ``out`` that equals, contains or lies
-    inside a SRC or the ``images`` folder is refused, and ``force`` replaces only a folder
+    inside a SRC, the ``images`` folder or the ``concepts`` file is refused, and ``force`` replaces only a folder
     conceptkit wrote (:mod:`conceptkit.outdir`). Label names the layout cannot hold are refused
     (:func:`conceptkit.concepts.name_problem`); ``;`` and control characters in image names
     become ``_``. ``progress(total)`` may return a callable
@@ -96,7 +96,8 @@ def convert(
     opts = options or ConvertOptions()
     inputs = _inputs(fmt, srcs, opts)
     target = Path(out) if out is not None else Path(str(inputs.paths[0]).rstrip("/\\") + "_broden")
-    refuse_overlap(target, [*inputs.paths, *([opts.images] if opts.images else [])])
+    extra = [p for p in (opts.images, opts.concepts) if p is not None]
+    refuse_overlap(target, [*inputs.paths, *extra])
     check_target(target, opts.force)
     concepts = Concepts(Vocabulary.from_csv(opts.concepts) if opts.concepts else Vocabulary())
     summary = Summary(out=target, fit=opts.fit if opts.size else "none")
