@@ -11,6 +11,7 @@ The ``write_*`` builders are shared with tests/test_hostile_models.py.
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pickle
@@ -83,6 +84,65 @@ def write_evil_pickle(path: Path, sentinel: Path, how: str) -> Path:
         torch.save(payload, path, _use_new_zipfile_serialization=False)
     else:
         path.write_bytes(pickle.dumps(_Touch(sentinel), protocol=5))
+    return path
+
+
+class _Storage:
+    """Stands for a storage of ``numel`` float32 elements in a hand-written torch pickle."""
+
+    def __init__(self, numel: int) -> None:
+        self.numel = numel
+
+
+class _Tensor:
+    """Pickles as ``_rebuild_tensor_v2(storage, 0, (numel,), (1,), ...)``, as torch.save does."""
+
+    def __init__(self, numel: int) -> None:
+        self.numel = numel
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        args: tuple[object, ...] = (_Storage(self.numel), 0, (self.numel,), (1,), False)
+        args += (collections.OrderedDict(),)
+        return (torch._utils._rebuild_tensor_v2, args)
+
+
+class _TorchPickler(pickle.Pickler):
+    def __init__(self, f: io.BytesIO, legacy: bool) -> None:
+        super().__init__(f, protocol=2)
+        self.legacy = legacy
+
+    def persistent_id(self, obj: object) -> object:
+        if not isinstance(obj, _Storage):
+            return None
+        pid = ("storage", torch.FloatStorage, "0", "cpu", obj.numel)
+        return pid + (None,) if self.legacy else pid
+
+
+def write_declared_storage(path: Path, numel: int, legacy: bool) -> Path:
+    """A state_dict ``{'w': float32 (numel,)}`` whose file holds only 64 bytes of storage.
+
+    ``legacy``: torch's pre-1.6 format (five pickles, then raw storages), which allocates the
+    declared size before reading; otherwise a torch.save zip archive.
+    """
+    buf = io.BytesIO()
+    _TorchPickler(buf, legacy).dump({"w": _Tensor(numel)})
+    if legacy:
+        from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+        with open(path, "wb") as f:
+            pickle.dump(MAGIC_NUMBER, f, protocol=2)
+            pickle.dump(PROTOCOL_VERSION, f, protocol=2)
+            info = {"protocol_version": PROTOCOL_VERSION, "little_endian": True}
+            pickle.dump({**info, "type_sizes": {"short": 2, "int": 4, "long": 4}}, f, protocol=2)
+            f.write(buf.getvalue())
+            pickle.dump(["0"], f, protocol=2)
+            f.write(numel.to_bytes(8, "little") + bytes(64))
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", buf.getvalue())
+            z.writestr("archive/byteorder", "little")
+            z.writestr("archive/data/0", bytes(64))
+            z.writestr("archive/version", "3\n")
     return path
 
 
@@ -239,3 +299,23 @@ def test_legacy_format_and_non_finite_state_dicts_load(tmp_path: Path) -> None:
     assert isinstance(got, tvm.ResNet)
     assert torch.isnan(got.conv1.weight[0, 0, 0, 0]) and torch.isinf(got.fc.bias[1])
     assert torch.isfinite(got.conv1.weight.flatten()[1:]).all()
+
+
+def test_storages_larger_than_the_file_are_refused_before_allocation(tmp_path: Path) -> None:
+    # 16 elements in 64 bytes: a real (tiny) state_dict, in both formats
+    for legacy in (False, True):
+        path = write_declared_storage(tmp_path / f"ok_{legacy}.pth", 16, legacy)
+        assert scan(path, "x").storage_bytes == 64
+        torch.testing.assert_close(torch.load(path, weights_only=True)["w"], torch.zeros(16))
+    # 4e8 float32 = 1.6 GB declared by a 400-byte file: the legacy format would allocate it
+    for legacy in (False, True):
+        path = write_declared_storage(tmp_path / f"big_{legacy}.pth", 4 * 10**8, legacy)
+        text = _fail(path, arch="resnet18")
+        size = path.stat().st_size
+        assert "its tensors declare 1,600,000,000 bytes of storage but the file holds" in text
+        assert (f"holds {size:,} bytes" in text) == legacy  # a zip counts its members' sizes
+    # a storage shared by several tensors of a legacy file is counted once
+    w = torch.randn(10, 10)
+    shared = tmp_path / "shared.pth"
+    torch.save({"a": w, "b": w[2:], "c": w.t()}, shared, _use_new_zipfile_serialization=False)
+    assert scan(shared, "s").storage_bytes == 400

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 from hostile import error_line, run_hostile
-from test_dissect_models_untrusted import write_evil_pickle, write_evil_torchscript
+from test_dissect_models_untrusted import (
+    write_declared_storage,
+    write_evil_pickle,
+    write_evil_torchscript,
+)
 from torch import nn
 
 MINI = Path(__file__).resolve().parent / "data" / "fixtures" / "mini_broden"
@@ -104,3 +108,16 @@ def test_directory_as_model(tmp_path: Path) -> None:
     ws = _workspace(tmp_path)
     (ws / "model_dir").mkdir()
     run_hostile(_dissect(ws, "model_dir"), ws, names=["model_dir", "not a file"])
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_storage_declared_beyond_the_file(tmp_path: Path, legacy: bool) -> None:
+    # 40 GB of float32 declared by a file of a few hundred bytes (torch's legacy reader would
+    # allocate it before reading); the memory cap of the harness would catch an allocation
+    ws = _workspace(tmp_path)
+    write_declared_storage(ws / "big.pth", 10**10, legacy)
+    run_hostile(
+        _dissect(ws, "big.pth", "--arch", "resnet18"),
+        ws,
+        names=["big.pth", "declare 40,000,000,000 bytes of storage"],
+    )

@@ -25,7 +25,6 @@ import pickletools
 import re
 import struct
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -83,15 +82,23 @@ class Scan:
     torchscript: a TorchScript archive (``torch.jit.load`` would run its code).
     unsafe: globals its pickles reference beyond :func:`allowed_global`, in file order, once each
     (``<unresolved STACK_GLOBAL>`` when the names cannot be told without running the pickle).
+    storages: ``{key: bytes}`` its pickles declare for the tensors' storages.
     """
 
     torchscript: bool = False
     unsafe: list[str] = field(default_factory=list)
+    storages: dict[str, int] = field(default_factory=dict)
 
-    def add(self, names: list[str]) -> None:
-        for n in names:
+    def add(self, refs: PickleRefs) -> None:
+        for n in refs.globals:
             if not allowed_global(n) and n not in self.unsafe:
                 self.unsafe.append(n)
+        for key, nbytes in refs.storages.items():
+            self.storages[key] = max(self.storages.get(key, 0), nbytes)
+
+    @property
+    def storage_bytes(self) -> int:
+        return sum(self.storages.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,11 +129,123 @@ class _Capped:
         return self._f.tell()
 
 
-_STRINGS = frozenset({"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE"})
-_STRINGS8 = frozenset({"SHORT_BINUNICODE", "BINUNICODE8"})
-_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-_MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
-_NO_STACK = frozenset({"PROTO", "FRAME", "MEMOIZE"}) | _MEMO_PUT
+@dataclass(frozen=True)
+class _Global:
+    name: str
+
+
+_MARK = object()  # a MARK on the simulated stack
+_UNKNOWN = object()  # a value the scan does not follow (lists, dicts, objects, floats, ...)
+_LITERALS = frozenset(
+    {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "NEWTRUE", "NEWFALSE"}
+    | {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE"}
+    | {"BINUNICODE8"}
+)
+_TUPLES = frozenset({"EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+# bytes per element of the storage types torch's legacy format names (others: 1, a lower bound)
+_ELEMENT_BYTES = {
+    "Double": 8, "Long": 8, "ComplexFloat": 8, "ComplexDouble": 16, "Float": 4, "Int": 4,
+    "QInt32": 4, "Half": 2, "BFloat16": 2, "Short": 2,
+}  # fmt: skip
+
+
+@dataclass
+class PickleRefs:
+    """What one pickle references, read without running it.
+
+    globals: every ``GLOBAL`` / ``INST`` / ``STACK_GLOBAL`` name in order (``module.name``;
+    ``<unresolved STACK_GLOBAL>`` when the names are not plain strings, ``<extension N>`` for
+    copyreg's registry).
+    storages: ``{key: bytes}`` that its ``('storage', Type, key, location, numel, ...)``
+    persistent ids declare (numel times the element size of ``Type``; a storage that several
+    tensors share is referenced once per tensor and counted once).
+    """
+
+    globals: list[str] = field(default_factory=list)
+    storages: dict[str, int] = field(default_factory=dict)
+
+
+class _Machine:
+    """A pickle's stack, followed as far as literals, tuples and globals go (nothing is called).
+
+    Each opcode pops and pushes what pickletools says it does (``stack_before`` /
+    ``stack_after``); strings, ints, tuples and globals keep their values, everything else
+    is ``_UNKNOWN``. A pop from an empty stack is a malformed pickle (ValueError).
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[Any] = []
+        self.memo: dict[int, Any] = {}
+        self.refs = PickleRefs()
+
+    def pop(self) -> Any:
+        if not self.stack:
+            raise ValueError("stack underflow")
+        return self.stack.pop()
+
+    def pop_mark(self) -> list[Any]:
+        """The items above the topmost MARK, which is removed too."""
+        items: list[Any] = []
+        while True:
+            item = self.pop()
+            if item is _MARK:
+                return items[::-1]
+            items.append(item)
+
+    def pop_for(self, before: list[str]) -> list[Any]:
+        """Pop what ``before`` lists (``mark``: everything down to the topmost MARK).
+
+        Returns the popped values in stack order: for a marked opcode the items above the mark.
+        """
+        if "mark" in before:
+            items = self.pop_mark()
+            for _ in before[: before.index("mark")]:
+                self.pop()
+            return items
+        return [self.pop() for _ in before][::-1]
+
+    def step(self, op: Any, arg: Any) -> None:
+        """Follow one opcode."""
+        name = op.name
+        if name in _LITERALS:
+            self.stack.append(arg)
+        elif name == "NONE":
+            self.stack.append(None)
+        elif name in _GETS:
+            self.stack.append(self.memo.get(int(arg), _UNKNOWN))
+        elif name in _PUTS or name == "MEMOIZE":
+            top = self.stack[-1] if self.stack else _UNKNOWN
+            self.memo[int(arg) if name in _PUTS else len(self.memo)] = top
+        elif name == "DUP":
+            self.stack.append(self.stack[-1] if self.stack else _UNKNOWN)
+        elif name == "MARK":
+            self.stack.append(_MARK)
+        else:
+            items = self.pop_for([s.name for s in op.stack_before])
+            value = self._value(name, arg, items)
+            if op.stack_after:
+                self.stack.append(value)
+
+    def _value(self, name: str, arg: Any, items: list[Any]) -> Any:
+        """What opcode ``name`` pushes, given the values it popped; records globals, storages."""
+        if name in _TUPLES:
+            return tuple(items)
+        if name in ("GLOBAL", "INST"):
+            module, _, attr = str(arg).partition(" ")
+            self.refs.globals.append(_global_name(module, attr))
+            return _Global(self.refs.globals[-1]) if name == "GLOBAL" else _UNKNOWN
+        if name == "STACK_GLOBAL":
+            ok = all(isinstance(v, str) for v in items)
+            full = _global_name(items[0], items[1]) if ok else "<unresolved STACK_GLOBAL>"
+            self.refs.globals.append(full)
+            return _Global(full)
+        if name.startswith("EXT"):
+            self.refs.globals.append(f"<extension {arg}>")
+        elif name == "BINPERSID":
+            _declare_storage(items[0], self.refs.storages)
+        return _UNKNOWN
 
 
 def _global_name(module: str, name: str) -> str:
@@ -138,60 +257,47 @@ def _global_name(module: str, name: str) -> str:
     return f"{module}.{name}"
 
 
-def _opcodes(f: Any) -> Iterator[tuple[str, Any]]:
+def _declare_storage(pid: Any, storages: dict[str, int]) -> None:
+    """Record the bytes of a torch storage persistent id ``('storage', Type, key, loc, numel)``."""
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+        return
+    kind, key, numel = pid[1], str(pid[2]), pid[4]
+    if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+        return
+    stem = kind.name.rsplit(".", 1)[-1].removesuffix("Storage") if isinstance(kind, _Global) else ""
+    storages[key] = max(storages.get(key, 0), numel * _ELEMENT_BYTES.get(stem, 1))
+
+
+def read_pickle(f: Any) -> PickleRefs:
+    """The globals and declared storage bytes of one pickle, reading ``f`` through its STOP.
+
+    Raises ValueError (or struct.error, EOFError) on a malformed pickle.
+    """
+    machine = _Machine()
     for op, arg, _pos in pickletools.genops(f):
-        yield op.name, arg
+        machine.step(op, arg)
+    return machine.refs
 
 
 def pickle_globals(f: Any) -> list[str]:
-    """Every global one pickle references, reading ``f`` up to and including its STOP opcode.
-
-    ``STACK_GLOBAL`` takes its names from the two values pushed before it; they are followed
-    through the memo (``MEMOIZE`` / ``BINGET``). When they are anything but strings pushed that
-    way the reference is ``<unresolved STACK_GLOBAL>``; ``EXT*`` (copyreg's extension registry)
-    is ``<extension N>``. Raises ValueError (or struct.error, EOFError) on a malformed pickle.
-    """
-    found: list[str] = []
-    memo: dict[int, str | None] = {}
-    recent: list[str | None] = [None, None]  # values of the last two stack pushes, if strings
-    for name, arg in _opcodes(f):
-        if name in _NO_STACK:
-            top = recent[-1]
-            if name == "MEMOIZE":
-                memo[len(memo)] = top
-            elif name in _MEMO_PUT:
-                memo[int(arg)] = top
-            continue
-        value: str | None = None
-        if name in ("GLOBAL", "INST"):
-            module, _, attr = str(arg).partition(" ")
-            found.append(_global_name(module, attr))
-        elif name == "STACK_GLOBAL":
-            module_s, attr_s = recent[-2], recent[-1]
-            ok = module_s is not None and attr_s is not None
-            found.append(
-                _global_name(module_s, attr_s) if ok else "<unresolved STACK_GLOBAL>"  # type: ignore[arg-type]
-            )
-        elif name.startswith("EXT"):
-            found.append(f"<extension {arg}>")
-        elif name in _STRINGS or name in _STRINGS8:
-            value = arg if isinstance(arg, str) else None
-        elif name in _MEMO_GET:
-            value = memo.get(int(arg))
-        recent = [recent[-1], value]
-    return found
+    """Every global one pickle references, in order (see :class:`PickleRefs`)."""
+    return read_pickle(f).globals
 
 
 _MALFORMED = (ValueError, EOFError, struct.error, OverflowError)
 
 
 def _scan_raw(path: Path, spec: str, size: int) -> Scan:
-    """A file that is not a zip: one pickle, or torch's legacy run of pickles."""
+    """A file that is not a zip: one pickle, or torch's legacy run of pickles.
+
+    The legacy format allocates every storage at its declared size before reading its bytes
+    from the file, so declared storages larger than the file are refused here.
+    """
     out = Scan()
     with open(path, "rb") as raw:
         f = _Capped(raw, size)
         try:
-            out.add(pickle_globals(f))
+            out.add(read_pickle(f))
         except _MALFORMED as e:
             raise ModelLoadError(
                 f"not a torch file (a truncated or malformed pickle: {str(e)[:100]})", file=spec
@@ -200,10 +306,21 @@ def _scan_raw(path: Path, spec: str, size: int) -> Scan:
             if f.tell() >= size:
                 break
             try:
-                out.add(pickle_globals(f))
+                out.add(read_pickle(f))
             except _MALFORMED:
                 break  # raw storage bytes follow the pickles; torch.load reads them itself
+    _check_storages(out, size, spec)
     return out
+
+
+def _check_storages(found: Scan, size: int, spec: str) -> None:
+    """Refuse storages that declare more bytes than the file (or archive) holds."""
+    if found.storage_bytes > size:
+        raise ModelLoadError(
+            f"its tensors declare {found.storage_bytes:,} bytes of storage but the file holds "
+            f"{size:,} bytes (truncated, or sizes made up to exhaust memory)",
+            file=spec,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +345,8 @@ def _scan_zip(path: Path, spec: str) -> Scan:
             for info in pickles:
                 _check_member(info, spec)
                 with z.open(info) as f:
-                    out.add(pickle_globals(f))
+                    out.add(read_pickle(f))
+            _check_storages(out, sum(i.file_size for i in infos), spec)
             return out
     except ModelLoadError:
         raise
