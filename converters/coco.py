@@ -17,8 +17,10 @@ Shapes, per annotation (``convention = "center"``, pycocotools' pixels):
 - RLE segmentation (``{size: [h, w], counts}``; counts a list = uncompressed, a string =
   compressed; column-major, first run zeros): decoded with ``pycocotools.mask`` into a ``mask``
   Shape holding the tight ``bool`` patch around its pixels with ``origin`` at its top-left. The
-  size must equal the image's ``[height, width]`` and the counts must sum to ``h * w``
-  (checked before decoding, compressed strings included), else FormatError.
+  size must equal the image's ``[height, width]`` and the counts must sum to ``h * w``, else
+  FormatError: a list is summed before decoding; a string is checked to be well-formed for
+  pycocotools' decoder (characters ``0``-``o``, no unfinished count) before pycocotools decodes
+  it, and its sum is measured through pycocotools when the mask does not encode back to it.
 - an empty segmentation (a box-only annotation, as datumaro writes it) -> a ``rectangle`` from
   ``bbox`` ``[x, y, w, h]``.
 - ``iscrowd = 1``: an ignore region, not a label: the Shape carries ``ignore=True`` (the
@@ -37,6 +39,10 @@ JSON's own folder when it is not in ``annotations/``) and ``<split>`` the file's
 ``root/<split>/<file_name>`` (COCO's own layout), ``root/<file_name>`` (``file_name`` relative to
 ``src``); when none exists, the first (the pipeline reports the missing image). A ``file_name``
 that is absolute or climbs out of its base folder is a FormatError at ``$.images[i].file_name``.
+
+Limits (:mod:`conceptkit.limits`): the file's size and nesting depth, each image's declared
+size (``image_side``, ``image_pixels``, checked before any mask is decoded), every coordinate
+(finite, within ``image_side``; ``NaN``/``Infinity`` are refused as JSON), vertex counts.
 
 Split: the file's ``<split>`` without trailing digits (``train2017`` -> ``train``); ``default``
 (CVAT's COCO export) and anything else unnamed -> ``train``, ``validation`` -> ``val``.

@@ -46,6 +46,13 @@ listed frames of a track, boxes, ellipses, points, polylines and polygons with e
 are interpolated linearly; otherwise (or with a mask) the earlier shape is held. ``outside=1``
 ends the track until its next listed frame; after its last listed frame a track persists to the
 end of the task, as in CVAT. ``annotator`` = the source folder name (the zip's or folder's).
+
+Limits (:mod:`conceptkit.limits`), checked before anything is allocated: numbers are read
+strictly (finite, ASCII digits: no ``nan``, ``1e999``, ``²``); image and mask-patch sizes
+(``image_side``, ``image_pixels``); coordinates (within ``image_side``); frame counts and track
+frames (``video_frames``); zip members' count, declared expanded sizes and expansion ratios
+(``zip_members``, ``zip_member_bytes``, ``zip_total_bytes``, ``zip_ratio``), all before any
+member is read; XML attribute length and depth (:mod:`conceptkit.converters._xml`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ What becomes of a LabelMe file:
   (Windows separators accepted); a path leading outside SRC is an error.
 - When ``imageHeight``/``imageWidth`` are absent (old files) the size is read from the image
   header, after EXIF orientation (labelme applies it before annotating).
+
+Limits (:mod:`conceptkit.limits`), checked before anything is allocated: the file's size and
+nesting depth (:mod:`conceptkit.converters._json`; ``NaN``/``Infinity`` are not JSON), the
+declared or header image size and every mask PNG's header (:func:`conceptkit.images.open_image`),
+every coordinate (finite and within ``image_side``, mask boxes included) and vertex count.
+Annotation files found in SRC that are symbolic links leading out of it are refused.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ another object's ``id`` is a part: category ``part``, ``Shape.parent`` = the who
 The image is ``Images/<folder>/<filename>`` beside ``Annotations/``, else ``<filename>`` next to
 the XML. XML is parsed by the shared :func:`conceptkit.converters._xml.parse`, which refuses
 DOCTYPE and ENTITY declarations, so an entity-expansion bomb is one clear error and never expands;
-every error names the file and the element's line.
+every error names the file and the element's line. Numbers (``<x>``, ``<nrows>``, ...) are read
+strictly (finite, ASCII digits); the declared image size, mask PNG headers and coordinates are
+checked against :mod:`conceptkit.limits` before anything is allocated.
 """
 
 from __future__ import annotations
