@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import os
+import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 
+from conceptkit import images, limits
 from conceptkit.errors import LayoutError
 from conceptkit.schemas import load as load_schema
 
@@ -150,44 +154,83 @@ class BrodenMeta:
 
 # ----------------------------------------------------------------------------- reading
 
+_ASCII_INT = re.compile(r"^-?[0-9]+$")
+_ASCII_FLOAT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_BOM = "\ufeff"
+_MAX_DIGITS = 18  # longer label numbers are over any limit (and int() refuses > 4300 digits)
 
-def _open_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (1-based line number, row dict) of a CSV file, checking it exists."""
+
+def _place(line: int, column: str | None = None) -> str:
+    return f"line {line}" if column is None else f"line {line}, column {column}"
+
+
+class CsvError(LayoutError):
+    """A CSV file that cannot be read as CSV; ``line`` is where (None: the whole file)."""
+
+    def __init__(self, message: str, file: Path, line: int | None = None, byte: int | None = None):
+        place = None if line is None else _place(line) + ("" if byte is None else f", byte {byte}")
+        super().__init__(message, file=file, place=place)
+        self.line = line
+
+
+def utf8_error_place(path: Path) -> tuple[int, int] | None:
+    """(1-based line, 1-based byte in it) of the first bytes of ``path`` that are not UTF-8."""
+    with open(path, "rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return line, exc.start + 1
+    return None
+
+
+def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line, cells) of every row of a CSV: the header, then the non-empty rows.
+
+    Every way the file can be unreadable is one :class:`CsvError` naming it and the line:
+    missing, a folder, not UTF-8, a UTF-8 byte-order mark, a field over the ``csv_field_chars``
+    limit, broken quoting. The line of a row is the last line it spans (``csv.reader.line_num``).
+    """
+    if path.is_dir():
+        raise CsvError("is a folder, not a CSV file", path)
     if not path.is_file():
-        raise LayoutError("file is missing", file=path)
+        raise CsvError("file is missing", path)
+    csv.field_size_limit(limits.get("csv_field_chars"))
+    line = 0
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            for cells in reader:
+                if line == 0 and cells and cells[0].startswith(_BOM):
+                    raise CsvError(
+                        "starts with a UTF-8 byte-order mark; save it as UTF-8 without one "
+                        "(NetDissect-Lite reads the mark as part of the first column's name)",
+                        path,
+                        1,
+                    )
+                first, line = line == 0, reader.line_num
+                if cells or first:
+                    yield line, cells
+    except UnicodeDecodeError as exc:
+        where = utf8_error_place(path)
+        message = f"is not UTF-8 text ({exc.reason})"
+        raise CsvError(message, path, *(where or (None, None))) from None
+    except csv.Error as exc:
+        raise CsvError(f"is not valid CSV ({exc})", path, line + 1) from None
     except OSError as exc:
-        raise LayoutError(f"cannot be read ({exc.strerror})", file=path) from exc
-    with fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            yield reader.line_num, row
+        raise CsvError(f"cannot be read ({exc.strerror})", path) from None
 
 
-def _int(path: Path, line: int, column: str, text: str | None) -> int:
-    try:
-        return int(text or "")
-    except ValueError:
-        raise LayoutError(
-            f"expected an integer, found {text!r}", file=path, place=f"line {line}, column {column}"
-        ) from None
+def _open_csv(
+    path: Path, expected: Sequence[str], exact: bool = True
+) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """The header of a CSV (checked against ``expected``) and its rows as (line, cells by column).
 
-
-def _float(path: Path, line: int, column: str, text: str | None) -> float:
-    try:
-        return float(text or "")
-    except ValueError:
-        raise LayoutError(
-            f"expected a number, found {text!r}", file=path, place=f"line {line}, column {column}"
-        ) from None
-
-
-def _check_header(path: Path, expected: Sequence[str], exact: bool = True) -> list[str]:
-    if not path.is_file():
-        raise LayoutError("file is missing", file=path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        header = next(csv.reader(fh), [])
+    ``exact=False``: the header must start with ``expected`` (index.csv). A row with another
+    number of cells than the header is a LayoutError at its line.
+    """
+    rows = csv_rows(path)
+    _, header = next(rows, (1, []))
     want = list(expected)
     got = header if exact else header[: len(want)]
     if got != want:
@@ -197,7 +240,67 @@ def _check_header(path: Path, expected: Sequence[str], exact: bool = True) -> li
             file=path,
             place="line 1",
         )
-    return header
+
+    def records() -> Iterator[tuple[int, dict[str, str]]]:
+        for ln, cells in rows:
+            if len(cells) != len(header):
+                raise LayoutError(
+                    f"has {len(cells)} cells, header has {len(header)}", file=path, place=_place(ln)
+                )
+            yield ln, dict(zip(header, cells))
+
+    return header, records()
+
+
+def _int(path: Path, line: int, column: str, text: str) -> int:
+    """``text`` as an integer written in ASCII digits; LayoutError otherwise."""
+    if not _ASCII_INT.match(text) or len(text) > _MAX_DIGITS + 1:
+        raise LayoutError(
+            f"expected an integer, found {text[:40]!r}", file=path, place=_place(line, column)
+        )
+    return int(text)
+
+
+def _count(path: Path, line: int, column: str, text: str) -> int:
+    """A non-negative integer (a frequency, a first/last label, a count)."""
+    value = _int(path, line, column, text)
+    if value < 0:
+        raise LayoutError(f"{value} is negative", file=path, place=_place(line, column))
+    return value
+
+
+def _label_number(path: Path, line: int, column: str, text: str, minimum: int = 0) -> int:
+    """A label number: at least ``minimum``, within the ``label_number`` limit."""
+    value = _int(path, line, column, text)
+    if value < minimum:
+        raise LayoutError(
+            f"label number {value} is below {minimum}", file=path, place=_place(line, column)
+        )
+    limits.check("label_number", value, file=path, place=_place(line, column), error=LayoutError)
+    return value
+
+
+def _size(path: Path, line: int, column: str, text: str) -> int:
+    """An image or plane side: positive, within the ``image_side`` limit."""
+    value = _int(path, line, column, text)
+    if value < 1:
+        raise LayoutError(
+            f"{column} is {value}; sizes are positive", file=path, place=_place(line, column)
+        )
+    limits.check("image_side", value, file=path, place=_place(line, column), error=LayoutError)
+    return value
+
+
+def _float(path: Path, line: int, column: str, text: str) -> float:
+    """A finite, non-negative number written in ASCII (no nan, inf, 1e999)."""
+    value = float(text) if _ASCII_FLOAT.match(text) else math.nan
+    if not math.isfinite(value) or value < 0:
+        raise LayoutError(
+            f"expected a finite non-negative number, found {text[:40]!r}",
+            file=path,
+            place=_place(line, column),
+        )
+    return value
 
 
 def parse_category_field(text: str) -> tuple[tuple[str, int], ...]:
@@ -211,46 +314,59 @@ def parse_category_field(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def _category_name(path: Path, line: int, text: str) -> str:
+    """A category name that is safe in a file name (``c_<name>.csv`` stays in the folder)."""
+    if not text or any(c in text for c in "/\\") or not text.isprintable():
+        raise LayoutError(
+            f"category name {text[:40]!r} is empty or holds a path separator or control character",
+            file=path,
+            place=_place(line, "name"),
+        )
+    return text
+
+
 def read_categories(root: Path) -> list[Category]:
     path = root / "category.csv"
-    _check_header(path, CATEGORY_HEADER)
+    _, rows = _open_csv(path, CATEGORY_HEADER)
     return [
         Category(
-            name=r["name"],
-            first=_int(path, ln, "first", r["first"]),
-            last=_int(path, ln, "last", r["last"]),
-            count=_int(path, ln, "count", r["count"]),
-            frequency=_int(path, ln, "frequency", r["frequency"]),
+            name=_category_name(path, ln, r["name"]),
+            first=_count(path, ln, "first", r["first"]),
+            last=_count(path, ln, "last", r["last"]),
+            count=_count(path, ln, "count", r["count"]),
+            frequency=_count(path, ln, "frequency", r["frequency"]),
         )
-        for ln, r in _open_csv(path)
+        for ln, r in rows
     ]
+
+
+def _label_categories(path: Path, ln: int, number: int, text: str) -> tuple[tuple[str, int], ...]:
+    if number == 0:
+        return ()
+    try:
+        return parse_category_field(text)
+    except ValueError as exc:
+        raise LayoutError(
+            f"{exc}; NetDissect-Lite needs cat(n) or cat(n);cat2(m)",
+            file=path,
+            place=_place(ln, "category"),
+        ) from None
 
 
 def read_labels(root: Path) -> list[Label]:
     path = root / "label.csv"
-    _check_header(path, LABEL_HEADER)
+    _, rows = _open_csv(path, LABEL_HEADER)
     labels = []
-    for ln, r in _open_csv(path):
-        number = _int(path, ln, "number", r["number"])
-        if number == 0:
-            cats: tuple[tuple[str, int], ...] = ()
-        else:
-            try:
-                cats = parse_category_field(r["category"] or "")
-            except ValueError as exc:
-                raise LayoutError(
-                    f"{exc}; NetDissect-Lite needs cat(n) or cat(n);cat2(m)",
-                    file=path,
-                    place=f"line {ln}, column category",
-                ) from None
+    for ln, r in rows:
+        number = _label_number(path, ln, "number", r["number"])
         labels.append(
             Label(
                 number=number,
-                name=r["name"] or "",
-                categories=cats,
-                frequency=_int(path, ln, "frequency", r["frequency"]),
+                name=r["name"],
+                categories=_label_categories(path, ln, number, r["category"]),
+                frequency=_count(path, ln, "frequency", r["frequency"]),
                 coverage=_float(path, ln, "coverage", r["coverage"]),
-                syns=r.get("syns") or "",
+                syns=r["syns"],
             )
         )
     return labels
@@ -258,66 +374,123 @@ def read_labels(root: Path) -> list[Label]:
 
 def read_codes(root: Path, category: str) -> list[CategoryCode]:
     path = root / f"c_{category}.csv"
-    _check_header(path, CODE_HEADER)
+    _, rows = _open_csv(path, CODE_HEADER)
     return [
         CategoryCode(
-            code=_int(path, ln, "code", r["code"]),
-            number=_int(path, ln, "number", r["number"]),
-            name=r["name"] or "",
-            frequency=_int(path, ln, "frequency", r["frequency"]),
+            code=_label_number(path, ln, "code", r["code"], minimum=1),
+            number=_label_number(path, ln, "number", r["number"], minimum=1),
+            name=r["name"],
+            frequency=_count(path, ln, "frequency", r["frequency"]),
             coverage=_float(path, ln, "coverage", r["coverage"]),
         )
-        for ln, r in _open_csv(path)
+        for ln, r in rows
     ]
 
 
 def index_header(root: Path) -> list[str]:
     """The header of ``index.csv``; LayoutError unless it starts with the fixed columns."""
-    return _check_header(root / "index.csv", INDEX_FIXED, exact=False)
+    header, _ = _open_csv(root / "index.csv", INDEX_FIXED, exact=False)
+    return header
 
 
 def parse_index_cell(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Split an index cell into (plane paths, image-level label numbers), empty pieces dropped."""
+    """Split an index cell into (plane paths, image-level label numbers), empty pieces dropped.
+
+    An item of ASCII digits is a label number; ValueError for an item of other digits (``²``,
+    ``١٢``: NetDissect-Lite's ``isdigit`` takes them for numbers that ``int`` then refuses) and
+    for a number of more than 18 digits.
+    """
     planes: list[str] = []
     numbers: list[int] = []
     for item in text.split(";"):
         if not item:
             continue
-        if item.isdigit():
-            numbers.append(int(item))
-        else:
+        if not item.isdigit():
             planes.append(item)
+        elif not item.isascii():
+            raise ValueError(f"item {item[:40]!r} has digits that are not ASCII 0-9")
+        elif len(item) > _MAX_DIGITS:
+            raise ValueError(f"label number {item[:40]}... has {len(item)} digits")
+        else:
+            numbers.append(int(item))
     return tuple(planes), tuple(numbers)
 
 
+def outside_reason(images: Path, rel: str) -> str | None:
+    """Why the path ``rel`` from index.csv leaves the folder ``images`` (None: it stays inside).
+
+    Absolute paths (POSIX or Windows), paths climbing out with ``..``, and paths that resolve
+    outside through a symbolic link are refused; ``images`` itself may be a link.
+    """
+    if "\x00" in rel:
+        return "holds a NUL character"
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).anchor:
+        return "is an absolute path"
+    if posixpath.normpath(rel.replace("\\", "/")).split("/", 1)[0] == "..":
+        return "climbs out of images/ with '..'"
+    base = os.path.realpath(images)
+    real = os.path.realpath(os.path.join(base, rel))
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        return "resolves outside images/ through a symbolic link"
+    return None
+
+
+def _inside(path: Path, images: Path, line: int, column: str, rel: str) -> str:
+    why = outside_reason(images, rel)
+    if why is not None:
+        raise LayoutError(
+            f"path {rel[:200]!r} {why}; paths in index.csv stay inside images/",
+            file=path,
+            place=_place(line, column),
+        )
+    return rel
+
+
+def _index_row(
+    path: Path, images: Path, ln: int, r: dict[str, str], cats: Sequence[str]
+) -> IndexRow:
+    """One checked row: image and plane paths inside ``images``, sizes and numbers in limits."""
+    if not r["image"]:
+        raise LayoutError("image is empty", file=path, place=_place(ln, "image"))
+    row = IndexRow(
+        image=_inside(path, images, ln, "image", r["image"]),
+        split=r["split"],
+        ih=_size(path, ln, "ih", r["ih"]),
+        iw=_size(path, ln, "iw", r["iw"]),
+        sh=_size(path, ln, "sh", r["sh"]),
+        sw=_size(path, ln, "sw", r["sw"]),
+    )
+    for cols, h, w in (("ih,iw", row.ih, row.iw), ("sh,sw", row.sh, row.sw)):
+        place = _place(ln, cols)
+        limits.check("image_pixels", h * w, file=path, place=place, error=LayoutError)
+    for cat in cats:
+        try:
+            planes, numbers = parse_index_cell(r[cat])
+        except ValueError as exc:
+            raise LayoutError(str(exc), file=path, place=_place(ln, cat)) from None
+        for n in numbers:
+            limits.check("label_number", n, file=path, place=_place(ln, cat), error=LayoutError)
+        if planes:
+            row.planes[cat] = tuple(_inside(path, images, ln, cat, p) for p in planes)
+        if numbers:
+            row.image_labels[cat] = numbers
+    return row
+
+
 def iter_index(root: str | Path) -> Iterator[tuple[int, IndexRow]]:
-    """Stream ``index.csv`` as (line number, row) without holding the file in memory."""
+    """Stream ``index.csv`` as (line number, row) without holding the file in memory.
+
+    Every row is checked before it is yielded (LayoutError naming index.csv and the line):
+    paths stay inside ``images/``, sizes are positive and within the limits, numbers are
+    ASCII integers.
+    """
     root = Path(root)
     path = root / "index.csv"
-    header = index_header(root)
+    header, rows = _open_csv(path, INDEX_FIXED, exact=False)
     cats = header[len(INDEX_FIXED) :]
-    for ln, r in _open_csv(path):
-        if None in r or any(r.get(h) is None for h in header):
-            raise LayoutError(
-                f"has {len(r) - (1 if None in r else 0)} cells, header has {len(header)}",
-                file=path,
-                place=f"line {ln}",
-            )
-        row = IndexRow(
-            image=r["image"],
-            split=r["split"],
-            ih=_int(path, ln, "ih", r["ih"]),
-            iw=_int(path, ln, "iw", r["iw"]),
-            sh=_int(path, ln, "sh", r["sh"]),
-            sw=_int(path, ln, "sw", r["sw"]),
-        )
-        for cat in cats:
-            planes, numbers = parse_index_cell(r[cat])
-            if planes:
-                row.planes[cat] = planes
-            if numbers:
-                row.image_labels[cat] = numbers
-        yield ln, row
+    images = root / "images"
+    for ln, r in rows:
+        yield ln, _index_row(path, images, ln, r, cats)
 
 
 def read_meta(root: str | Path) -> BrodenMeta:
@@ -340,11 +513,14 @@ def read_index(root: str | Path) -> list[IndexRow]:
 # ----------------------------------------------------------------------------- pixels
 
 
-def decode_plane(path: str | Path) -> np.ndarray:
-    """Decode a label-plane PNG into ``(H, W) int32`` label numbers (R + 256 * G)."""
-    from PIL import Image
+def decode_plane(path: str | Path, *, what: str = "label plane") -> np.ndarray:
+    """Decode a label-plane PNG into ``(H, W) int32`` label numbers (R + 256 * G).
 
-    with Image.open(path) as im:
+    The declared size is checked against the ``image_side`` and ``image_pixels`` limits before
+    anything is decoded; a plane that is over them or unreadable is a FormatError naming the
+    file (``what`` names the plane in the message).
+    """
+    with images.open_image(Path(path), file=path, place=None, what=what) as im:
         if im.mode in ("L", "P", "I", "I;16"):
             return np.asarray(im, dtype=np.int32)
         arr = np.asarray(im.convert("RGB"))

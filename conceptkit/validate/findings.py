@@ -17,6 +17,16 @@ CODES: dict[str, tuple[str, str, str]] = {
     "E107": ("bad-value", "error", "write a value within the column's constraints"),
     "E108": ("bad-row", "error", "give the row exactly one cell per header column"),
     "E109": ("duplicate-key", "error", "keep one row per key"),
+    "E110": (
+        "path-outside",
+        "error",
+        "give a path relative to images/ that stays inside it (no /, .., or links out)",
+    ),
+    "E111": (
+        "over-limit",
+        "error",
+        "check the value; if the data is trusted, raise the limit with CONCEPTKIT_LIMIT_<NAME>=N",
+    ),
     "E201": ("duplicate-image", "error", "list each image once in index.csv"),
     "E202": ("image-size", "error", "set ih/iw to the image's real size"),
     "E203": ("plane-size", "error", "set sh/sw to the plane's real size or resize the plane"),

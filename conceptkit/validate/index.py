@@ -7,22 +7,22 @@ checked chunk by chunk by :func:`~conceptkit.validate.pool.run_chunks`.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conceptkit import broden
+from conceptkit import broden, limits
 from conceptkit.validate.findings import Collector
 from conceptkit.validate.pool import Progress, Tally, default_jobs, run_chunks
 from conceptkit.validate.refs import RefStore
 from conceptkit.validate.rows import RowCheck, RowContext
-from conceptkit.validate.tables import fields, typed_row
+from conceptkit.validate.tables import fields, show, typed_row
 
 CHUNK = 64  # rows per chunk handed to check_chunk
 MAX_SIZES = 1000  # distinct (ih, iw, sh, sw) tracked for E205
 REL = "index.csv"
+_LIMITED = ("image_side", "image_pixels", "label_number")
 
 
 def count_rows(path: str | Path) -> int:
@@ -53,14 +53,14 @@ class RowParser:
     specs: list[dict[str, Any]] = field(default_factory=lambda: fields("broden_index"))
     sizes: dict[tuple[int, int, int, int], list[int]] = field(default_factory=dict)
     bad_rows: int = 0
+    limit: dict[str, int] = field(default_factory=lambda: {n: limits.get(n) for n in _LIMITED})
 
-    def rows(self, reader: Any) -> Iterator[RowCheck]:
-        """The parsed rows of ``reader`` (a csv.reader past the header)."""
-        for cells in reader:
-            if cells:
-                row = self.parse(cells, reader.line_num)
-                if row is not None:
-                    yield row
+    def rows(self, lines: Iterator[tuple[int, list[str]]]) -> Iterator[RowCheck]:
+        """The parsed rows of ``lines`` ((line, cells) past the header)."""
+        for line, cells in lines:
+            row = self.parse(cells, line)
+            if row is not None:
+                yield row
 
     def parse(self, cells: list[str], line: int) -> RowCheck | None:
         """The row of ``cells`` on ``line``; None (E108 reported) when it has the wrong length."""
@@ -72,6 +72,7 @@ class RowParser:
             self.bad_rows += 1
             return None
         t = typed_row(self.out, REL, line, self.specs, cells[:nfixed])
+        self._check_limits(t, line)
         image = t["image"] or ""
         duplicate = False
         if image:
@@ -88,11 +89,48 @@ class RowParser:
         self._note_size(image, line, t["ih"], t["iw"], t["sh"], t["sw"])
         parsed: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
         for col, text in zip(header[nfixed:], cells[nfixed:]):
-            planes, numbers = broden.parse_index_cell(text)
-            parsed[col] = (planes, numbers)
+            planes, numbers = parsed[col] = self._cell(col, text, line)
             for p in planes:
                 self.refs.add_ref(p)
         return RowCheck(line, image, t["ih"], t["iw"], t["sh"], t["sw"], parsed, duplicate)
+
+    def _over(self, name: str, value: int, line: int, column: str, what: str) -> bool:
+        """E111 when ``value`` is over the limit ``name``."""
+        limit = self.limit[name]
+        if value <= limit:
+            return False
+        self.out.emit(
+            "E111",
+            REL,
+            f"{what} is over the limit of {limit:,} (CONCEPTKIT_LIMIT_{name.upper()})",
+            line=line,
+            column=column,
+        )
+        return True
+
+    def _check_limits(self, t: dict[str, Any], line: int) -> None:
+        """E111 for sizes over ``image_side``/``image_pixels``; such sizes are dropped (None)."""
+        for col in ("ih", "iw", "sh", "sw"):
+            v = t[col]
+            if v is not None and self._over("image_side", v, line, col, f"{col} = {v:,}"):
+                t[col] = None
+        for h, w in (("ih", "iw"), ("sh", "sw")):
+            if t[h] is None or t[w] is None:
+                continue
+            what = f"{h} x {w} = {t[h] * t[w]:,} pixels"
+            if self._over("image_pixels", t[h] * t[w], line, f"{h},{w}", what):
+                t[h] = t[w] = None
+
+    def _cell(self, col: str, text: str, line: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(plane paths, image-level numbers) of a category cell; E106 for a malformed item
+        (the cell is then empty), E111 for numbers over ``label_number`` (left out)."""
+        try:
+            planes, numbers = broden.parse_index_cell(text)
+        except ValueError as exc:
+            self.out.emit("E106", REL, str(exc), line=line, column=col)
+            return (), ()
+        over = [n for n in numbers if self._over("label_number", n, line, col, f"label {n:,}")]
+        return planes, tuple(n for n in numbers if n not in over)
 
     def _note_size(
         self, image: str, line: int, ih: int | None, iw: int | None, sh: int | None, sw: int | None
@@ -173,9 +211,6 @@ class IndexOutcome:
     tally: Tally | None = None
 
 
-_UNREADABLE = (OSError, UnicodeDecodeError, csv.Error)
-
-
 def check_index(
     out: Collector,
     root: Path,
@@ -192,35 +227,38 @@ def check_index(
     path = root / REL
     fixed = [f["name"] for f in fields("broden_index")]
     res = IndexOutcome()
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         out.emit("E101", REL, "index.csv is missing")
         return res
     try:
+        lines = broden.csv_rows(path)
+        _, header = next(lines, (1, []))
+        if header[: len(fixed)] != fixed:
+            out.emit(
+                "E103",
+                REL,
+                f"header starts {show(','.join(header[: len(fixed)]))}, "
+                f"expected {','.join(fixed)!r} then one column per category",
+                line=1,
+            )
+            return res
         total = count_rows(path)
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None) or []
-            if header[: len(fixed)] != fixed:
-                out.emit(
-                    "E103",
-                    REL,
-                    f"header starts {','.join(header[: len(fixed)])!r}, "
-                    f"expected {','.join(fixed)!r} then one column per category",
-                    line=1,
-                )
-                return res
-            res.columns = header[len(fixed) :]
-            if check_columns:
-                _check_columns(out, categories, res.columns)
-            parser = RowParser(out, refs, netdissect, header)
-            res.tally = Tally(out, total, progress)
-            n_jobs = default_jobs(total) if jobs is None else jobs
-            run_chunks(_chunks(parser.rows(reader)), ctx, n_jobs, res.tally)
-            res.bad_rows = parser.bad_rows
-            parser.check_sizes()
-    except _UNREADABLE as exc:
-        out.emit("E102", REL, f"index.csv cannot be read ({exc})")
+        res.columns = header[len(fixed) :]
+        if check_columns:
+            _check_columns(out, categories, res.columns)
+        parser = RowParser(out, refs, netdissect, header)
+        res.tally = Tally(out, total, progress)
+        n_jobs = default_jobs(total) if jobs is None else jobs
+        run_chunks(_chunks(parser.rows(lines)), ctx, n_jobs, res.tally)
+        res.bad_rows = parser.bad_rows
+        parser.check_sizes()
+    except broden.CsvError as exc:
+        out.emit("E102", REL, f"index.csv {exc.message}", line=exc.line)
         res.bad_rows += 1  # the rest of the index is unknown
+        return res
+    except OSError as exc:
+        out.emit("E102", REL, f"index.csv cannot be read ({exc.strerror})")
+        res.bad_rows += 1
         return res
     res.streamed = True
     return res

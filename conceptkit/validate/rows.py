@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from conceptkit import broden
+from conceptkit import broden, images
+from conceptkit.errors import ConceptkitError
 from conceptkit.validate.findings import Finding, finding
 
 
@@ -50,35 +52,49 @@ class ChunkResult:
     bad_planes: int = 0
 
 
-_UNREADABLE = (OSError, ValueError, SyntaxError)
+def _locate(ctx: RowContext, line: int, column: str, rel: str) -> str | Finding:
+    """The file ``rel`` of index.csv as a path, or the finding why there is none.
+
+    E110 when the path leaves images/ (absolute, ``..``, a symbolic link out), E104 when the
+    file is not there.
+    """
+    why = broden.outside_reason(Path(ctx.images), rel)
+    if why is not None:
+        message = f"path {rel[:200]!r} {why}"
+        return finding("E110", "index.csv", message, line=line, column=column)
+    path = os.path.join(ctx.images, rel)
+    if not os.path.isfile(path):
+        message = f"images/{rel} is missing"
+        return finding("E104", "index.csv", message, line=line, column=column)
+    return path
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """(height, width) read from the header; OSError/ValueError/SyntaxError when unreadable."""
-    from PIL import Image
+def _unreadable(exc: ConceptkitError, line: int, column: str) -> Finding:
+    """E105 from the error of :func:`images.open_image` (unreadable, or over a size limit)."""
+    message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    return finding("E105", "index.csv", message, line=line, column=column)
 
-    with Image.open(path) as im:
+
+def _image_size(path: str, what: str) -> tuple[int, int]:
+    """(height, width) read from the header, checked against the size limits."""
+    with images.open_image(Path(path), file=path, place=None, what=what) as im:
         w, h = im.size
     return h, w
 
 
 def _check_image(ctx: RowContext, row: RowCheck, f: list[Finding]) -> None:
-    """E104/E105/E202 for the row's image."""
+    """E110/E104/E105/E202 for the row's image."""
     if not row.image:
         return
-    rel = f"images/{row.image}"
-    ipath = os.path.join(ctx.images, row.image)
-    if not os.path.isfile(ipath):
-        f.append(finding("E104", "index.csv", f"{rel} is missing", line=row.line, column="image"))
+    ipath = _locate(ctx, row.line, "image", row.image)
+    if isinstance(ipath, Finding):
+        f.append(ipath)
         return
+    rel = f"images/{row.image}"
     try:
-        h, w = _image_size(ipath)
-    except _UNREADABLE as exc:
-        f.append(
-            finding(
-                "E105", "index.csv", f"{rel} cannot be read ({exc})", line=row.line, column="image"
-            )
-        )
+        h, w = _image_size(ipath, rel)
+    except ConceptkitError as exc:
+        f.append(_unreadable(exc, row.line, "image"))
         return
     if row.ih is not None and row.iw is not None and (h, w) != (row.ih, row.iw):
         f.append(
@@ -95,22 +111,16 @@ def _check_image(ctx: RowContext, row: RowCheck, f: list[Finding]) -> None:
 def _read_plane(
     ctx: RowContext, row: RowCheck, cat: str, p: str, out: ChunkResult
 ) -> np.ndarray | None:
-    """The decoded plane ``p``, or None (E104/E105 reported, counted as a bad plane)."""
-    ppath = os.path.join(ctx.images, p)
-    if not os.path.isfile(ppath):
-        out.findings.append(
-            finding("E104", "index.csv", f"images/{p} is missing", line=row.line, column=cat)
-        )
+    """The decoded plane ``p``, or None (E110/E104/E105 reported, counted as a bad plane)."""
+    ppath = _locate(ctx, row.line, cat, p)
+    if isinstance(ppath, Finding):
+        out.findings.append(ppath)
         out.bad_planes += 1
         return None
     try:
-        arr = broden.decode_plane(ppath)
-    except _UNREADABLE as exc:
-        out.findings.append(
-            finding(
-                "E105", "index.csv", f"images/{p} cannot be read ({exc})", line=row.line, column=cat
-            )
-        )
+        arr = broden.decode_plane(ppath, what=f"images/{p}")
+    except ConceptkitError as exc:
+        out.findings.append(_unreadable(exc, row.line, cat))
         out.bad_planes += 1
         return None
     if row.sh is not None and row.sw is not None and arr.shape != (row.sh, row.sw):

@@ -6,7 +6,6 @@ The headers, types and constraints come from ``schemas/broden_*.json``
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Sequence
@@ -21,8 +20,9 @@ from conceptkit.validate.findings import Collector
 #: (1-based line, typed values by column) of each data row of a CSV
 Rows = list[tuple[int, dict[str, Any]]]
 
-_TYPE_WORD = {"integer": "an integer", "number": "a number"}
-_UNREADABLE = (OSError, UnicodeDecodeError, csv.Error)
+_INTEGER = re.compile(r"^-?[0-9]{1,18}$")
+_NON_FINITE = {"nan", "inf", "infinity"}
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
 def fields(schema_name: str) -> list[dict[str, Any]]:
@@ -31,26 +31,49 @@ def fields(schema_name: str) -> list[dict[str, Any]]:
     return out
 
 
+def show(text: str, n: int = 200) -> str:
+    """``repr(text)``, cut to about ``n`` characters (cells can be 128 KiB long)."""
+    return repr(text) if len(text) <= n else repr(text[:n]) + f"... ({len(text):,} characters)"
+
+
+def _number(kind: str, text: str) -> tuple[Any, str | None]:
+    """(value, None) for an integer/number written in ASCII, else (None, the E106 message)."""
+    script = "" if text.isascii() else " in ASCII digits"
+    if kind == "integer":
+        if _INTEGER.match(text):
+            return int(text), None
+        if re.match(r"^-?[0-9]+$", text):
+            return None, f"expected an integer of at most 18 digits, found {len(text)} digits"
+        return None, f"expected an integer{script}, found {show(text, 40)}"
+    value = float(text) if _NUMBER.match(text) else None
+    if value is not None and math.isfinite(value):
+        return value, None
+    if value is not None or text.strip().lower().lstrip("+-") in _NON_FINITE:
+        return None, f"expected a finite number, found {show(text, 40)}"
+    return None, f"expected a number{script}, found {show(text, 40)}"
+
+
 def convert(spec: dict[str, Any], text: str) -> tuple[Any, str | None, str | None]:
-    """Typed value of ``text`` under field ``spec``: (value, error code, message)."""
+    """Typed value of ``text`` under field ``spec``: (value, error code, message).
+
+    Numbers are read strictly: ASCII digits only (no ``²``, ``١٢``, spaces or ``_``), finite
+    (no nan, inf, 1e999), integers of at most 18 digits.
+    """
     kind = spec.get("type", "string")
     cons = spec.get("constraints", {})
     if text == "" and cons.get("required"):
         return None, "E107", "is empty but required"
     value: Any = text
     if kind in ("integer", "number"):
-        try:
-            value = int(text) if kind == "integer" else float(text)
-        except ValueError:
-            return None, "E106", f"expected {_TYPE_WORD[kind]}, found {text!r}"
-        if kind == "number" and not math.isfinite(value):
-            return None, "E106", f"expected a finite number, found {text!r}"
+        value, problem = _number(kind, text)
+        if problem is not None:
+            return None, "E106", problem
         if "minimum" in cons and value < cons["minimum"]:
             return value, "E107", f"{text} is below the minimum {cons['minimum']}"
         if "maximum" in cons and value > cons["maximum"]:
             return value, "E107", f"{text} is above the maximum {cons['maximum']}"
     elif "pattern" in cons and text and not re.search(cons["pattern"], text):
-        return value, "E107", f"{text!r} does not match the pattern {cons['pattern']}"
+        return value, "E107", f"{show(text)} does not match the pattern {cons['pattern']}"
     return value, None, None
 
 
@@ -85,30 +108,24 @@ def _read_rows(
     specs: list[dict[str, Any]],
     column_codes: dict[str, str] | None,
 ) -> Rows | None:
-    """Typed rows of ``path``; None (reported) when the header is wrong. Raises _UNREADABLE."""
+    """Typed rows of ``path``; None (reported) when the header is wrong. Raises CsvError."""
     names = [f["name"] for f in specs]
     rows: Rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header != names:
-            out.emit(
-                "E103",
-                rel,
-                f"header is {','.join(header or [])!r}, expected {','.join(names)!r}",
-                line=1,
-            )
-            return None
-        for cells in reader:
-            line = reader.line_num
-            if not cells:
-                continue
-            if len(cells) != len(names):
-                out.emit(
-                    "E108", rel, f"has {len(cells)} cells, the header has {len(names)}", line=line
-                )
-                continue
-            rows.append((line, typed_row(out, rel, line, specs, cells, column_codes)))
+    lines = broden.csv_rows(path)
+    _, header = next(lines, (1, []))
+    if header != names:
+        out.emit(
+            "E103",
+            rel,
+            f"header is {show(','.join(header))}, expected {','.join(names)!r}",
+            line=1,
+        )
+        return None
+    for line, cells in lines:
+        if len(cells) != len(names):
+            out.emit("E108", rel, f"has {len(cells)} cells, the header has {len(names)}", line=line)
+            continue
+        rows.append((line, typed_row(out, rel, line, specs, cells, column_codes)))
     return rows
 
 
@@ -140,13 +157,13 @@ def read_table(
 ) -> Rows | None:
     """Rows of a small CSV as (line, typed values); None when missing/unreadable/bad header."""
     path = root / rel
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         out.emit("E101", rel, f"{rel} is missing")
         return None
     try:
         rows = _read_rows(out, path, rel, fields(schema_name), column_codes)
-    except _UNREADABLE as exc:
-        out.emit("E102", rel, f"{rel} cannot be read ({exc})")
+    except broden.CsvError as exc:
+        out.emit("E102", rel, f"{rel} {exc.message}", line=exc.line)
         return None
     key = load_schema(schema_name).get("primaryKey")
     if rows is not None and key:
@@ -157,9 +174,8 @@ def read_table(
 def index_columns(root: Path) -> list[str]:
     """The category columns of index.csv's header (empty when unreadable)."""
     try:
-        with open(root / "index.csv", newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
-    except _UNREADABLE:
+        _, header = next(broden.csv_rows(root / "index.csv"), (1, []))
+    except broden.CsvError:
         return []
     return header[len(broden.INDEX_FIXED) :]
 
@@ -195,6 +211,11 @@ class Tables:
         return known, members
 
 
+def _file_safe(name: str) -> bool:
+    """Whether ``c_<name>.csv`` is a file in the folder itself (no separator, no control)."""
+    return "/" not in name and "\\" not in name and name.isprintable()
+
+
 def read_tables(out: Collector, root: Path) -> Tables:
     """Read category.csv, label.csv and every c_<cat>.csv, reporting what is wrong in each.
 
@@ -210,6 +231,8 @@ def read_tables(out: Collector, root: Path) -> Tables:
         categories = index_columns(root)
     codes_rows: dict[str, Rows] = {}
     for cat in categories:
+        if not _file_safe(cat):
+            continue  # E107 (category.csv) or no file to read (index.csv's columns)
         rows = read_table(out, root, f"c_{cat}.csv", "broden_codes")
         if rows is not None:
             codes_rows[cat] = rows
