@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from conceptkit.dissection.models import load_model
-from conceptkit.dissection.models.untrusted import allowed_global, pickle_globals, scan
+from conceptkit.dissection.models.untrusted import allowed_global, read_pickle, scan
 from conceptkit.errors import ModelLoadError
 
 
@@ -182,21 +182,21 @@ def test_allowed_globals_are_torchs_weights_only_set() -> None:
         assert not allowed_global(name), name
 
 
-def test_pickle_globals_follow_the_memo_and_refuse_what_they_cannot_resolve() -> None:
+def test_read_pickle_follows_the_memo_and_refuse_what_they_cannot_resolve() -> None:
     # protocol 4: module and name strings are memoised; the second global's module is a BINGET
     data = pickle.dumps([os.system, os.getcwd, os.system], protocol=4)
-    assert pickle_globals(io.BytesIO(data)) == ["posix.system", "posix.getcwd"]
+    assert read_pickle(io.BytesIO(data)).globals == ["posix.system", "posix.getcwd"]
     # protocol 2 (torch.save): GLOBAL opcodes, Python 2 names mapped as pickle maps them
-    assert pickle_globals(io.BytesIO(pickle.dumps({1, 2}, protocol=2))) == ["builtins.set"]
+    assert read_pickle(io.BytesIO(pickle.dumps({1, 2}, protocol=2))).globals == ["builtins.set"]
     # STACK_GLOBAL whose name is not a pushed string (an int here) cannot be resolved
     crafted = b"\x80\x04\x8c\x05posixK\x01\x93."
-    assert pickle_globals(io.BytesIO(crafted)) == ["<unresolved STACK_GLOBAL>"]
+    assert read_pickle(io.BytesIO(crafted)).globals == ["<unresolved STACK_GLOBAL>"]
     # copyreg's extension registry
-    assert pickle_globals(io.BytesIO(b"\x80\x02\x82\x07.")) == ["<extension 7>"]
+    assert read_pickle(io.BytesIO(b"\x80\x02\x82\x07.")).globals == ["<extension 7>"]
     # INST names a class inline, like GLOBAL
-    assert pickle_globals(io.BytesIO(b"(ios\nsystem\n.")) == ["os.system"]
+    assert read_pickle(io.BytesIO(b"(ios\nsystem\n.")).globals == ["os.system"]
     with pytest.raises(ValueError):
-        pickle_globals(io.BytesIO(data[:-5]))
+        read_pickle(io.BytesIO(data[:-5]))
 
 
 # ------------------------------------------------------------------ refused before they run

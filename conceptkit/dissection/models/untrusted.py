@@ -11,11 +11,17 @@ anything:
 - any other file must start as a pickle does (``torch.save``'s legacy format is up to five
   pickles in a row, then raw storage bytes) and its pickles are read the same way.
 
-Every ``GLOBAL``, ``INST`` and ``STACK_GLOBAL`` reference is collected and compared with what
+The pickle's stack is followed as far as strings, ints and tuples go (nothing is called), so
+every ``GLOBAL``, ``INST`` and ``STACK_GLOBAL`` reference is named and compared with what
 ``torch.load(weights_only=True)`` accepts (:func:`allowed_global`: containers, tensor rebuild
-functions, storage and legacy tensor types, dtypes, ``torch.Size``, ``torch.device``). Nothing
+functions, storage and legacy tensor types, dtypes, ``torch.Size``, ``torch.device``), and the
+storages' declared sizes are summed: more bytes than the file holds is refused before torch
+allocates them (its legacy reader allocates every storage at its declared size first). Nothing
 depends on the wording of torch's own error messages. Files that are neither zip nor pickle,
 truncated archives and malformed pickles are refused with one line.
+
+Without ``--trust-pickle`` the loader then calls only ``torch.load(weights_only=True)``, so
+safety never rests on this scan alone; the scan decides which one-line message the user gets.
 """
 
 from __future__ import annotations
@@ -277,11 +283,6 @@ def read_pickle(f: Any) -> PickleRefs:
     for op, arg, _pos in pickletools.genops(f):
         machine.step(op, arg)
     return machine.refs
-
-
-def pickle_globals(f: Any) -> list[str]:
-    """Every global one pickle references, in order (see :class:`PickleRefs`)."""
-    return read_pickle(f).globals
 
 
 _MALFORMED = (ValueError, EOFError, struct.error, OverflowError)
