@@ -268,6 +268,15 @@ def test_garbage_truncated_and_odd_files(tmp_path: Path) -> None:
         path.write_bytes(content)
         text = _fail(path, arch="resnet18")
         assert text.startswith(f"{path}: not a torch file (") and expect in text, text
+    # a deflated data.pkl whose compressed stream is damaged (zlib.error)
+    deflated = tmp_path / "deflated.pth"
+    with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps(list(range(5000)), protocol=2))
+    raw = bytearray(deflated.read_bytes())
+    start = 30 + len("archive/data.pkl")  # the member's data follows its local header
+    raw[start : start + 6] = b"\xff" * 6
+    deflated.write_bytes(bytes(raw))
+    assert "corrupt zip archive: error: Error -3 while decompressing" in _fail(deflated)
     # a zip that is no torch archive
     other = tmp_path / "photos.zip"
     with zipfile.ZipFile(other, "w") as z:

@@ -31,6 +31,7 @@ import pickletools
 import re
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -351,7 +352,7 @@ def _scan_zip(path: Path, spec: str) -> Scan:
             return out
     except ModelLoadError:
         raise
-    except _MALFORMED + (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as e:
+    except _MALFORMED + (zipfile.BadZipFile, zlib.error, OSError, RuntimeError) as e:
         raise ModelLoadError(
             f"not a torch file (a truncated or corrupt zip archive: {type(e).__name__}: "
             f"{str(e)[:100]})",
@@ -381,13 +382,16 @@ def scan(path: Path, spec: str) -> Scan:
             head = f.read(4)
     except OSError as e:
         raise ModelLoadError(f"cannot read the model file: {e.strerror}", file=spec) from e
-    if head.startswith(_ZIP_MAGIC):
-        return _scan_zip(path, spec)
-    if head.startswith(_PICKLE_PROTO):
-        return _scan_raw(path, spec, size)
-    raise ModelLoadError(
-        "not a torch file (neither a torch.save zip archive nor a pickle)", file=spec
-    )
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_PROTO)):
+        raise ModelLoadError(
+            "not a torch file (neither a torch.save zip archive nor a pickle)", file=spec
+        )
+    try:
+        return _scan_zip(path, spec) if head.startswith(_ZIP_MAGIC) else _scan_raw(path, spec, size)
+    except MemoryError as e:
+        raise ModelLoadError(
+            "its pickles are too large to read in the memory available", file=spec
+        ) from e
 
 
 def refuse_untrusted(found: Scan, spec: str) -> None:
