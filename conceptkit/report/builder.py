@@ -3,6 +3,9 @@
 Reads only the files ``conceptkit dissect`` wrote and the dataset's images; never the model.
 Strips are redrawn only when an input changed: ``html/image/manifest.json`` holds a hash of each
 strip's inputs, and an unchanged strip is carried over from the previous report.
+
+``html/`` and ``plots/`` are built together in one temporary folder inside OUT and swapped in
+together (:func:`staged`): a report that fails, or is interrupted, leaves OUT as it was.
 """
 
 from __future__ import annotations
@@ -10,17 +13,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from conceptkit.broden import read_index
 from conceptkit.errors import LayoutError, UsageError
-from conceptkit.outdir import atomic_dir
+from conceptkit.outdir import _signals_held, atomic_dir, check_target, mark
 from conceptkit.report import pages, plots
-from conceptkit.report.run import RunInfo, load_quantile, load_run, load_topn
+from conceptkit.report.run import RunInfo, TopN, layer_file, load_quantile, load_run, load_topn
 from conceptkit.report.strips import StripJob, file_hash, job_hash, render_jobs
 
 MANIFEST = "manifest.json"
+REPORT_DIRS = ("html", "plots")
 
 
 def _carry(src: Path, dst: Path) -> None:
@@ -51,6 +57,61 @@ def check_data(run: RunInfo) -> Path:
     return root
 
 
+def _swap(tmp: Path, out: Path) -> None:
+    """Move ``OUT/html`` and ``OUT/plots`` into ``tmp`` and ``tmp``'s into OUT, as one step:
+    signals are held meanwhile, and a failed rename undoes the ones done."""
+    done: list[tuple[Path, Path]] = []
+    with _signals_held():
+        try:
+            for name in REPORT_DIRS:
+                if (out / name).exists():
+                    os.replace(out / name, tmp / f"old-{name}")
+                    done.append((out / name, tmp / f"old-{name}"))
+            for name in REPORT_DIRS:
+                os.replace(tmp / name, out / name)
+                done.append((tmp / name, out / name))
+        except BaseException:
+            for src, dst in reversed(done):
+                os.replace(dst, src)
+            raise
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temporary folder in ``out`` holding empty ``html/`` and ``plots/``; when the block
+    succeeds they replace ``out/html`` and ``out/plots`` together. On any failure (Ctrl-C and
+    SIGTERM included) the temporary folder is removed and ``out`` is left as it was."""
+    for name in REPORT_DIRS:
+        check_target(out / name, force=True)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=out))
+    except OSError as exc:
+        raise UsageError(f"cannot be written ({exc.strerror or exc})", file=out) from None
+    try:
+        for name in REPORT_DIRS:
+            (tmp / name).mkdir()
+        yield tmp
+        for name in REPORT_DIRS:
+            mark(tmp / name)
+        _swap(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _top_rows(top: TopN, unit: int, rows: int, path: Path) -> list[int]:
+    """Unit ``unit``'s top images as index.csv rows; LayoutError for one past the dataset."""
+    out = top.indices[unit].tolist()
+    for j, r in enumerate(out):
+        if not 0 <= r < rows:
+            raise LayoutError(
+                f"names image row {r}, the dataset's index.csv has {rows} rows",
+                file=path,
+                place=f"indices[{unit}, {j}]",
+                hint="was the dataset changed after the run?",
+            )
+    return out
+
+
 def strip_jobs(run: RunInfo, image_dir: Path) -> tuple[list[StripJob], dict[str, dict[int, int]]]:
     """One :class:`StripJob` per unit of every layer, writing into ``image_dir``.
 
@@ -65,25 +126,24 @@ def strip_jobs(run: RunInfo, image_dir: Path) -> tuple[list[StripJob], dict[str,
     for lay in run.layers:
         q = load_quantile(run, lay)
         top = load_topn(run, lay)
+        path = layer_file(run, lay, "topn")
         if top.indices.shape[0] != lay.units:
             raise LayoutError(
-                f"has {top.indices.shape[0]} units, results.json says {lay.units}",
-                file=run.out / lay.files.get("topn", f"topn_{lay.name}.npz"),
+                f"has {top.indices.shape[0]} units, results.json says {lay.units}", file=path
             )
         counts[lay.name] = {}
         for u in range(lay.units):
-            keep = [j for j, r in enumerate(top.indices[u].tolist()) if 0 <= r < len(rows)]
-            images = tuple(str(root / "images" / rows[top.indices[u, j]].image) for j in keep)
+            tops = _top_rows(top, u, len(rows), path)
             jobs.append(
                 StripJob(
                     out=str(image_dir / pages.strip_name(lay.name, u)),
-                    images=images,
-                    maps=top.maps[u, keep],
+                    images=tuple(str(root / "images" / rows[r].image) for r in tops),
+                    maps=top.maps[u],
                     threshold=float(q[u]),
                     tile=tile,
                 )
             )
-            counts[lay.name][u] = len(keep)
+            counts[lay.name][u] = len(tops)
     return jobs, counts
 
 
@@ -125,40 +185,53 @@ def build(
     out = Path(out_dir)
     run = load_run(out)
     check_data(run)
-    with atomic_dir(out / "plots", force=True) as tmp_plots:
-        made = write_plots(run, tmp_plots)
     old_images = out / "html" / "image"
     old = {} if force_images else _read_manifest(old_images / MANIFEST)
-    with atomic_dir(out / "html", force=True) as tmp:
-        image_dir = tmp / "image"
-        image_dir.mkdir()
-        jobs, counts = strip_jobs(run, image_dir)
-        hashes: dict[str, str] = {}
-        manifest: dict[str, str] = {}
-        todo = []
-        for job in jobs:
-            for p in job.images:
-                if p not in hashes:
-                    hashes[p] = file_hash(p)
-            name = Path(job.out).name
-            manifest[name] = job_hash(job, hashes)
-            prev = old_images / name
-            if old.get(name) == manifest[name] and prev.is_file():
-                _carry(prev, Path(job.out))
-            else:
-                todo.append(job)
-        render_jobs(todo, workers=workers, progress=progress)
-        (image_dir / MANIFEST).write_text(
-            json.dumps({"strips": manifest, "version": 1}, indent=1, sort_keys=True) + "\n",
-            encoding="utf-8",
-        )
-        plot_links = {k: [f"../plots/{p}" for p in v] for k, v in made.items()}
-        (tmp / "index.html").write_text(pages.index_page(run, plot_links), encoding="utf-8")
-        for lay in run.layers:
-            (tmp / pages.layer_page(lay.name)).write_text(
-                pages.layer_html(run, lay, counts[lay.name]), encoding="utf-8"
-            )
+    with staged(out) as tmp:
+        made = write_plots(run, tmp / "plots")
+        _write_html(run, tmp / "html", made, old_images, old, workers, progress)
     return out / "html" / "index.html"
+
+
+def _write_html(
+    run: RunInfo,
+    target: Path,
+    made: dict[str, list[str]],
+    old_images: Path,
+    old: dict[str, str],
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Pages and strips into ``target`` (strips unchanged since ``old`` carried over); ``made``:
+    the plots drawn (see :func:`write_plots`)."""
+    image_dir = target / "image"
+    image_dir.mkdir()
+    jobs, counts = strip_jobs(run, image_dir)
+    hashes: dict[str, str] = {}
+    manifest: dict[str, str] = {}
+    todo = []
+    for job in jobs:
+        for p in job.images:
+            if p not in hashes:
+                hashes[p] = file_hash(p)
+        name = Path(job.out).name
+        manifest[name] = job_hash(job, hashes)
+        prev = old_images / name
+        if old.get(name) == manifest[name] and prev.is_file():
+            _carry(prev, Path(job.out))
+        else:
+            todo.append(job)
+    render_jobs(todo, workers=workers, progress=progress)
+    (image_dir / MANIFEST).write_text(
+        json.dumps({"strips": manifest, "version": 1}, indent=1, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    plot_links = {k: [f"../plots/{p}" for p in v] for k, v in made.items()}
+    (target / "index.html").write_text(pages.index_page(run, plot_links), encoding="utf-8")
+    for lay in run.layers:
+        (target / pages.layer_page(lay.name)).write_text(
+            pages.layer_html(run, lay, counts[lay.name]), encoding="utf-8"
+        )
 
 
 def compare(runs: list[Path], out: Path, *, force: bool = False) -> Path:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from multiprocessing import get_context
+from pathlib import Path
 
 import numpy as np
 
@@ -91,18 +93,17 @@ class StripJob:
 
 @lru_cache(maxsize=512)
 def _load_image(path: str, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB of the image at ``path``, resized to ``size`` if it differs; its
+    declared size is checked against the limits before it is decoded."""
     from PIL import Image
 
-    from conceptkit.errors import LayoutError
+    from conceptkit.images import open_image
 
-    try:
-        with Image.open(path) as im:
-            rgb = im.convert("RGB")
-            if rgb.size != (size[1], size[0]):
-                rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(rgb)
-    except (OSError, ValueError) as exc:
-        raise LayoutError(f"image cannot be read ({exc})", file=path) from None
+    with open_image(Path(path), file=path, place=None) as im:
+        rgb = im.convert("RGB")
+        if rgb.size != (size[1], size[0]):
+            rgb = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        arr = np.asarray(rgb)
     arr.setflags(write=False)
     return arr
 
@@ -174,7 +175,17 @@ def render_jobs(
                 progress(i + 1, total)
         return
     chunk = max(1, min(16, total // (workers * 4)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        for i, _ in enumerate(pool.map(render, jobs, chunksize=chunk)):
-            if progress:
-                progress(i + 1, total)
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker) as pool:
+        try:
+            for i, _ in enumerate(pool.map(render, jobs, chunksize=chunk)):
+                if progress:
+                    progress(i + 1, total)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # a failed strip or Ctrl-C: stop now
+            raise
+
+
+def _worker() -> None:
+    """Pool workers leave Ctrl-C to the parent (which cancels the pool and cleans up)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
