@@ -69,6 +69,7 @@ def _report(ws: Path, *names: str) -> str:
         (("layers", "l", "map_size"), [2], "$.layers.l.map_size"),
         (("data", "categories"), "object", "$.data.categories"),
         (("data", "path"), 17, "$.data.path"),
+        (("data", "path"), "da\u0000ta", "$.data.path"),
         (("data", "image_size"), [100000, 100000], "$.data.image_size"),
         (("settings", "iou_threshold"), None, "$.settings.iou_threshold"),
         (("layers",), [], "$.layers"),
@@ -144,7 +145,7 @@ def test_quantile_object_dtype(ws: Path) -> None:
     _report(ws, "quantile_l.npy", "dtype object")
 
 
-def test_quantile_wrong_shape_and_nan(ws: Path) -> None:
+def test_quantile_wrong_rank(ws: Path) -> None:
     np.save(ws / "out" / "quantile_l.npy", np.zeros((4, 1)))
     _report(ws, "quantile_l.npy", "expected 1 dimensions")
 

@@ -462,3 +462,59 @@ def test_browser_real_dissection(real_run: Path) -> None:
     seen = _browser_check(real_run / "html" / "index.html", shot)
     _check_seen(seen, real_run)
     print(f"screenshot: {shot}")
+
+
+# ----------------------------------------------------------------------------- safe arrays, swap
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=">f8").reshape(3, 4),  # big-endian
+        np.asfortranarray(np.arange(24, dtype=np.float32).reshape(2, 3, 4)),
+        np.zeros((0, 5), dtype=np.int64),
+    ],
+    ids=["big-endian", "fortran", "empty"],
+)
+def test_safe_npy_reads_what_numpy_reads(array: np.ndarray, tmp_path: Path) -> None:
+    from conceptkit.report.arrays import load_npy
+
+    np.save(tmp_path / "a.npy", array)
+    got = load_npy(tmp_path / "a.npy", "fiu", array.ndim)
+    np.testing.assert_array_equal(got, np.load(tmp_path / "a.npy", allow_pickle=False))
+    assert got.dtype == array.dtype.newbyteorder("=") and got.shape == array.shape
+    with pytest.raises(LayoutError, match=r"has shape .*, expected \d dimensions"):
+        load_npy(tmp_path / "a.npy", "fiu", array.ndim + 1)
+    other = "iu" if array.dtype.kind == "f" else "f"
+    with pytest.raises(LayoutError, match=f"has dtype {array.dtype}, expected"):
+        load_npy(tmp_path / "a.npy", other, array.ndim)
+
+
+def test_failed_swap_restores_html_and_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """html/ and plots/ are swapped in together: a rename failing half-way puts both back."""
+    import os
+
+    from conceptkit.report import builder
+
+    out = synthetic.make(tmp_path, layers={"l": (4, 2)}, images=6)
+    report.build(out, workers=1)
+    before = _tree_hashes(out)
+    calls: list[str] = []
+    real = os.replace
+
+    def flaky(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name in ("html", "plots", "old-html", "old-plots"):  # the swap's renames
+            calls.append(Path(dst).name)
+            if len(calls) == 4:  # old html, old plots moved aside, new html in: new plots fail
+                raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(builder.os, "replace", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        report.build(out, workers=1, force_images=True)
+    monkeypatch.undo()
+    assert calls == ["old-html", "old-plots", "html", "plots", "html", "plots", "html"]
+    assert _tree_hashes(out) == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".report")] == []

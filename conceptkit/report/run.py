@@ -289,7 +289,8 @@ def _layer(doc: _Doc, name: str, value: Any, cats: list[str]) -> LayerInfo:
 
 def _check_data(doc: _Doc, data: dict[str, Any]) -> list[str]:
     """The run's categories; ``data.path`` and ``data.image_size`` checked on the way."""
-    doc.text(doc.get(data, "path", "$.data")[0], "$.data.path")
+    if "\0" in doc.text(doc.get(data, "path", "$.data")[0], "$.data.path"):
+        raise doc.fail("$.data.path", "holds a NUL character, expected a folder path")
     cats = doc.texts(doc.get(data, "categories", "$.data")[0], "$.data.categories")
     if "image_size" in data:
         h, w = doc.size(data["image_size"], "$.data.image_size")
