@@ -300,12 +300,12 @@ def unit_mask(
         rows = cand[a : a + step]
         maps = torch.from_numpy(np.ascontiguousarray(features[rows], dtype=np.float32))
         up = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)
-        bits = (up.reshape(len(rows), pixels) > float(t32)).numpy()
-        s = bits.sum(axis=1, dtype=np.int64)
+        packed = pack((up.reshape(len(rows), pixels) > float(t32)).numpy())
+        s = popcount_rows(packed)
         nz = s > 0
         keep.append(rows[nz])
         sizes.append(s[nz])
-        words.append(pack(bits[nz]))
+        words.append(packed[nz])
     W = words_per_image(pixels)
     return UnitMask(
         unit,
