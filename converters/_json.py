@@ -31,9 +31,9 @@ from conceptkit.errors import FormatError
 
 #: a JSON string token (for locating a bad token outside strings and for the depth scan)
 _STRING = r'"(?:[^"\\]|\\.)*"'
-_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"')
-#: every byte but the brackets, braces, quotes and backslashes (deleted before the depth scan)
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+_STRUCTURE = re.compile(rb'"[^"]*"')
+#: every byte but the brackets, braces and quotes (deleted before the depth scan)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _SCAN_CHUNK = 1 << 24
 
 
@@ -61,9 +61,12 @@ def _where(text: str, token: str) -> str:
 def depth(raw: bytes) -> int:
     """The nesting depth of the valid JSON document ``raw`` (``[]`` is 1, a bare number 0).
 
-    Everything but brackets, braces and strings is deleted first (strings may hold brackets),
-    so the count runs over a few bytes per container, in chunks of bounded memory.
+    Escaped backslashes and quotes are removed, then everything but brackets, braces and
+    quotes, then the strings (they may hold brackets), so the count runs over a few bytes per
+    container, in chunks of bounded memory.
     """
+    if b"\\" in raw:  # escaped backslashes, then escaped quotes, so only real quotes remain
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     skeleton = _STRUCTURE.sub(b"", raw.translate(None, _NOT_STRUCTURE))
     deepest = level = 0
     for start in range(0, len(skeleton), _SCAN_CHUNK):

@@ -461,3 +461,46 @@ def test_cvat_zip_bytes(work: Path, data: st.DataObject) -> None:
     path = work / "export.zip"
     path.write_bytes(bytes(raw[:cut]))
     only_conceptkit_errors(lambda: cvat.read(path, ReadOptions()))
+
+
+# ----------------------------------------------------------------------------- the shared parts
+
+
+def true_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((true_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((true_depth(v) for v in value), default=0)
+    return 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(value=JSON_VALUES, ascii_only=st.booleans())
+def test_json_depth_scan_equals_the_parsed_depth(value: Any, ascii_only: bool) -> None:
+    from conceptkit.converters._json import depth
+
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert depth(raw) == true_depth(value)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    text=st.text(alphabet="0123456789+-.eE _naifINF²٣x,", max_size=12)
+    | st.floats(allow_nan=True).map(repr)
+)
+def test_xml_numbers_are_plain_decimals(text: str) -> None:
+    import math
+    import re
+
+    from conceptkit.converters._xml import number
+
+    plain = re.fullmatch(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", text.strip())
+    expected = float(text) if plain and math.isfinite(float(text)) else None
+    assert number(text) == expected
