@@ -171,12 +171,22 @@ def image_size(path: Path | None, data: bytes | None, file: Path, place: str) ->
         return images.upright_size(im)
 
 
-def _decode_mask(text: str, file: Path, place: str) -> np.ndarray:
+def _decode_mask(text: str, box: tuple[int, int, int, int], file: Path, place: str) -> np.ndarray:
+    """The base64 PNG ``text`` as ``(h, w) bool``; its header must fit ``box`` (x1, y1, x2, y2)
+    before any pixel is decoded."""
     try:
         png = base64.b64decode(text, validate=False)
     except (ValueError, binascii.Error) as exc:
         raise FormatError(f"mask is not a base64 PNG ({exc})", file, place) from None
+    x1, y1, x2, y2 = box
     with images.open_image(png, file=file, place=place, what="mask") as im:
+        if im.size != (x2 - x1 + 1, y2 - y1 + 1):
+            raise FormatError(
+                f"mask is {im.size[0]}x{im.size[1]}, its box "
+                f"({x1},{y1})-({x2},{y2}) is {x2 - x1 + 1}x{y2 - y1 + 1}",
+                file,
+                place,
+            )
         arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 0]
@@ -189,16 +199,8 @@ def _mask_shape(s: dict[str, Any], pts: np.ndarray, shape: Shape, path: Path, pl
         raise FormatError("a mask shape needs 'mask' (base64 PNG)", path, f"{place}.mask")
     if len(pts) != 2:
         raise FormatError("a mask shape needs 2 points (its box)", path, f"{place}.points")
-    m = _decode_mask(s["mask"], path, f"{place}.mask")
     (x1, y1), (x2, y2) = pts.astype(int)
-    if m.shape != (y2 - y1 + 1, x2 - x1 + 1):
-        raise FormatError(
-            f"mask is {m.shape[1]}x{m.shape[0]}, its box "
-            f"({x1},{y1})-({x2},{y2}) is {x2 - x1 + 1}x{y2 - y1 + 1}",
-            path,
-            f"{place}.mask",
-        )
-    shape.mask = m
+    shape.mask = _decode_mask(s["mask"], (x1, y1, x2, y2), path, f"{place}.mask")
     shape.origin = (int(x1), int(y1))
     shape.points = np.zeros((0, 2))
 

@@ -173,18 +173,17 @@ def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotati
 
 def _read_mask(mask_path: Path, xml: Path, segm: Node, width: int, height: int) -> np.ndarray:
     """A full-image segm mask PNG -> ``(height, width) bool`` (alpha or first channel > 0)."""
-    with images.open_image(
-        mask_path, file=xml, place=segm.place, what=f"mask {mask_path.name!r}"
-    ) as im:
+    name = mask_path.name
+    with images.open_image(mask_path, file=xml, place=segm.place, what=f"mask {name!r}") as im:
+        if im.size != (width, height):  # checked on the header, before decoding
+            raise FormatError(
+                f"mask {name!r} is {im.size[0]}x{im.size[1]}, the image is {width}x{height}",
+                xml,
+                segm.place,
+            )
         arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr[..., 3] if arr.shape[-1] == 4 else arr[..., 0]
-    if arr.shape != (height, width):
-        raise FormatError(
-            f"mask {mask_path.name!r} is {arr.shape[1]}x{arr.shape[0]}, the image is {width}x{height}",
-            xml,
-            segm.place,
-        )
     return arr > 0
 
 
