@@ -6,7 +6,7 @@ The public API, importable from the package itself::
 
     conceptkit.convert("labelme", ["export/"], "data", conceptkit.ConvertOptions(min_images=1))
     findings = conceptkit.validate("data")  # [Finding, ...]
-    model = conceptkit.load_model("torchvision:resnet18").model
+    model = conceptkit.load_model("torchvision:resnet18").module
     result = conceptkit.dissect(model, "data", layers=["layer4"])  # DissectResult
     result.save("run")
     conceptkit.build_report("run")  # run/html, run/plots
