@@ -258,9 +258,10 @@ def test_compressed_rle_edge_cases_equal_pycocotools(tmp_path: Path) -> None:
     # mask exactly, so the string is read (as pycocotools decodes it)
     runs = [10, 20, 18, 0]
     text = mask_utils.frPyObjects({"size": [6, 8], "counts": runs}, 6, 8)["counts"].decode()
-    assert mask_utils.encode(mask_utils.decode({"size": [6, 8], "counts": text.encode()}))[
-        "counts"
-    ] != text.encode()
+    assert (
+        mask_utils.encode(mask_utils.decode({"size": [6, 8], "counts": text.encode()}))["counts"]
+        != text.encode()
+    )
     (record,) = read_all(write(tmp_path, minimal(segmentation={"size": [6, 8], "counts": text})))
     expected = mask_utils.decode({"size": [6, 8], "counts": text.encode()}).astype(bool)
     (shape,) = record.shapes
