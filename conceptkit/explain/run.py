@@ -16,6 +16,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from conceptkit.broden import read_meta
+from conceptkit import limits
+from conceptkit.broden import read_index, read_meta
 from conceptkit.errors import LayoutError, UsageError
 from conceptkit.explain.formulas import Key
 from conceptkit.explain.masks import (
@@ -38,6 +40,7 @@ from conceptkit.explain.masks import (
 from conceptkit.explain.search import UnitExplanation, UnitSearch, explain_unit
 
 DEFAULT_CACHE_MEM = 2 << 30
+_LAYER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  # a dotted module name: safe in file names
 Log = Callable[[str], None]
 
 
@@ -120,6 +123,7 @@ def read_run(run: str | Path, data: str | Path | None = None) -> RunInfo:
     if not path.is_file():
         raise LayoutError("results.json is missing (is this a `conceptkit dissect` folder?)",
                           file=root)  # fmt: skip
+    limits.check("file_bytes", path.stat().st_size, file=path, error=LayoutError)
     try:
         res = json.loads(path.read_text(encoding="utf-8"))
         layers = list(res.get("layer_order") or res["layers"])
@@ -134,21 +138,30 @@ def read_run(run: str | Path, data: str | Path | None = None) -> RunInfo:
             model_fingerprint=str(res["model"]["fingerprint"]),
             settings=dict(res["settings"]),
         )
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise LayoutError(f"is not a dissection's results.json ({exc!r})", file=path) from None
     for layer in layers:
+        if not isinstance(layer, str) or not _LAYER.match(layer):
+            raise LayoutError(f"layer name {layer!r} is not a module name", file=path,
+                              place="layer_order")  # fmt: skip
         if not (root / f"quantile_{layer}.npy").is_file():
             raise LayoutError(f"quantile_{layer}.npy is missing", file=root)
     return info
 
 
 def thresholds(run: RunInfo, layer: str) -> np.ndarray:
-    """``(C,) float64`` the run's thresholds of ``layer``."""
+    """``(C,) float64`` the run's thresholds of ``layer`` (finite numbers, one per unit)."""
     path = run.root / f"quantile_{layer}.npy"
     try:
-        return np.load(path, allow_pickle=False).astype(np.float64).reshape(-1)
-    except (OSError, ValueError) as exc:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         raise LayoutError(f"cannot be read ({exc})", file=path) from None
+    if arr.ndim != 1 or arr.dtype.kind not in "fiu" or not np.isfinite(arr).all():
+        raise LayoutError(
+            f"holds {arr.dtype} of shape {arr.shape}; expected finite numbers, one per unit",
+            file=path,
+        )
+    return arr.astype(np.float64)
 
 
 def _data_fingerprint(root: Path) -> str:
@@ -163,12 +176,29 @@ def _data_fingerprint(root: Path) -> str:
 
 
 def check_data(run: RunInfo) -> None:
+    """The run's dataset is there, unchanged, and of the size results.json says."""
     if not run.data.is_dir():
         raise UsageError("the run's dataset folder is missing (pass --data)", file=run.data)
     if _data_fingerprint(run.data) != run.data_fingerprint:
         raise UsageError(
             "the dataset's CSV files differ from the ones the run dissected", file=run.data
         )
+    index = run.data / "index.csv"
+    rows = read_index(run.data)
+    if len(rows) != run.images:
+        raise LayoutError(f"has {len(rows)} images, results.json says {run.images}", file=index)
+    for ln, row in enumerate(rows, start=2):
+        if (row.sh, row.sw) != run.seg_size:
+            raise LayoutError(
+                f"label size {row.sh}x{row.sw}, results.json says "
+                f"{run.seg_size[0]}x{run.seg_size[1]}",
+                file=index,
+                place=f"line {ln}",
+            )
+    limits.check(
+        "image_pixels", run.seg_size[0] * run.seg_size[1], file=index, place="sh x sw",
+        error=LayoutError,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- concepts
@@ -377,7 +407,10 @@ def explain(
         if layer not in info.layers:
             raise UsageError(f"layer {layer!r} was not dissected in this run ({info.layers})")
     check_data(info)
+    thresh = {layer: thresholds(info, layer) for layer in chosen}
     union = str(info.settings.get("union", "category"))
+    if union not in ("category", "global"):
+        raise LayoutError(f"settings.union is {union!r}", file=info.root / "results.json")
     numbers, cats, names, cat_names, nlab = concept_table(info.data)
     t0 = time.perf_counter()
     bar = progress("concepts", info.images) if progress else None
@@ -406,10 +439,16 @@ def explain(
         for layer in chosen:
             t0 = time.perf_counter()
             feats = stores[layer].array
+            if thresh[layer].shape[0] != feats.shape[0]:
+                raise LayoutError(
+                    f"holds {thresh[layer].shape[0]} thresholds, the layer has "
+                    f"{feats.shape[0]} units",
+                    file=info.root / f"quantile_{layer}.npy",
+                )
             n_units = feats.shape[0] if opts.units is None else len(opts.units)
             bar = progress(f"explain {layer}", n_units) if progress else None
             units = explain_layer(
-                cm, feats, thresholds(info, layer), union, opts, bar.update if bar else None
+                cm, feats, thresh[layer], union, opts, bar.update if bar else None
             )
             if bar:
                 bar.close()
