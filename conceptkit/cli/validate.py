@@ -27,8 +27,9 @@ Examples:
 Each line is one finding:
   error E104 index.csv:12 column object: images/x.png is missing — fix: add the file ...
 The last line counts them: `2 errors, 1 warning`. Exit status 0 = no error, 1 = errors,
-2 = usage problem. Codes: E1xx files and CSV syntax, E2xx images and sizes, E3xx pixel
-labels, E4xx tables vs pixels, E5xx categories vs index columns, W6xx warnings.
+2 = usage problem. Codes: E1xx files and CSV syntax (E110: a path leaving images/, E111: a
+value over conceptkit's limits, raised with CONCEPTKIT_LIMIT_<NAME>=N), E2xx images and sizes,
+E3xx pixel labels, E4xx tables vs pixels, E5xx categories vs index columns, W6xx warnings.
 """
 
 
