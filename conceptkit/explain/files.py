@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import tempfile
@@ -215,4 +214,4 @@ def save(ex: Explanation, out: str | Path, force: bool = False) -> list[Path]:
 def read_explain_csv(path: str | Path) -> list[dict[str, str]]:
     """The rows of an ``explain_<layer>.csv`` as dicts (strings)."""
     with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(io.StringIO(fh.read())))
+        return list(csv.DictReader(fh))

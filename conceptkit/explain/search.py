@@ -217,10 +217,10 @@ class UnitSearch:
         iou[:, sorted(e.leaves)] = -1.0
         return inter, size, iou
 
-    def _penalty(self, length: int) -> float:
+    def penalty(self, length: int) -> float:
         return float(self.factor ** (length - 1))
 
-    def _leaf(self, c: int, iou: float) -> Entry:
+    def leaf_entry(self, c: int, iou: float) -> Entry:
         self._seq += 1
         return Entry(
             Formula.leaf(c),
@@ -235,7 +235,7 @@ class UnitSearch:
             concept=c,
         )
 
-    def _child(self, e: Entry, op: str, c: int, inter: int, size: int, iou: float) -> Entry:
+    def child_entry(self, e: Entry, op: str, c: int, inter: int, size: int, iou: float) -> Entry:
         f = e.formula.join(op, Formula.leaf(c))
         self._seq += 1
         return Entry(
@@ -246,7 +246,7 @@ class UnitSearch:
             size,
             inter,
             iou,
-            iou * self._penalty(e.length + 1),
+            iou * self.penalty(e.length + 1),
             self._seq,
             parent=e,
             op=op,
@@ -265,7 +265,8 @@ class UnitSearch:
             if flat[i] <= 0:
                 break
             r, c = divmod(int(i), L)
-            out.append(self._child(e, OPS[r], c, int(inter[r, c]), int(size[r, c]), flat[i]))
+            iou_rc = float(flat[i])
+            out.append(self.child_entry(e, OPS[r], c, int(inter[r, c]), int(size[r, c]), iou_rc))
         return out
 
 
@@ -295,7 +296,7 @@ def beam_search(s: UnitSearch, max_length: int = 3, beam: int = 5) -> UnitExplan
     if label1 < 0:
         return UnitExplanation(s.um.unit, None, 0.0, 0.0, -1, 0.0, best_len)
     order = np.argsort(-iou1, kind="stable")[:beam]
-    pool = [s._leaf(int(c), float(iou1[c])) for c in order if iou1[c] > 0]
+    pool = [s.leaf_entry(int(c), float(iou1[c])) for c in order if iou1[c] > 0]
     best_len[0] = pool[0].iou
     for length in range(2, max_length + 1):
         seen = {e.key for e in pool}
@@ -381,28 +382,38 @@ def exhaustive_search(s: UnitSearch, max_length: int = 2) -> tuple[Entry | None,
     c1 = _first_best(iou1)
     if c1 < 0:
         return None, 0
-    best = s._leaf(c1, float(iou1[c1]))
+    best = s.leaf_entry(c1, float(iou1[c1]))
     if max_length == 1:
         return best, 0
-    leaves = {int(a): s._leaf(int(a), float(iou1[a])) for a in np.flatnonzero(s.uc > 0)}
+    leaves = {int(a): s.leaf_entry(int(a), float(iou1[a])) for a in np.flatnonzero(s.uc > 0)}
     pairs = _all_pairs(s, leaves)
-    pen2 = s._penalty(2)
+    pen2 = s.penalty(2)
     if len(pairs.iou) and pairs.iou.max() * pen2 > best.score:
         i = int(np.argmax(pairs.iou))
         a, b = int(pairs.a[i]), int(pairs.b[i])
-        best = s._child(
-            leaves[a], OPS[pairs.op[i]], b, int(pairs.inter[i]), int(pairs.size[i]), pairs.iou[i]
+        best = s.child_entry(
+            leaves[a],
+            OPS[pairs.op[i]],
+            b,
+            int(pairs.inter[i]),
+            int(pairs.size[i]),
+            float(pairs.iou[i]),
         )
     if max_length == 2:
         return best, len(leaves)
-    bound = _bounds(s, pairs) * s._penalty(3)
+    bound = _bounds(s, pairs) * s.penalty(3)
     extended = len(leaves)
     for i in np.argsort(-bound, kind="stable"):
         if bound[i] <= best.score:
             break
         a, b = int(pairs.a[i]), int(pairs.b[i])
-        e = s._child(
-            leaves[a], OPS[pairs.op[i]], b, int(pairs.inter[i]), int(pairs.size[i]), pairs.iou[i]
+        e = s.child_entry(
+            leaves[a],
+            OPS[pairs.op[i]],
+            b,
+            int(pairs.inter[i]),
+            int(pairs.size[i]),
+            float(pairs.iou[i]),
         )
         top = s.best_children(e, 1)
         extended += 1
