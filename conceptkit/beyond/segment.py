@@ -231,8 +231,8 @@ class Segmenter:
                 raise FormatError(f"the model cannot take this image ({msg})", source) from None
         return f[0].to("cpu", torch.float32)
 
-    def map(self, source: Path) -> ImageMap:
-        image = read_image(source)
+    def map(self, source: Path, image: np.ndarray) -> ImageMap:
+        """The map of ``image: (H, W, 3) uint8`` read from ``source``."""
         feats = self.features(image, source)
         size = (image.shape[0], image.shape[1])
         if self.embedding is not None:
@@ -308,9 +308,10 @@ def segment_images(
         emb = default if default.is_file() else None
     elif embedding is not False and embedding is not True:
         emb = Path(embedding)
+    pixels = [read_image(p) for p in paths]
     net = model if model is not None else fe.load_run_model(info, model_opts)
     seg = Segmenter(info, name, net, emb, device)
-    maps = [seg.map(p) for p in paths]
+    maps = [seg.map(p, im) for p, im in zip(paths, pixels, strict=True)]
     if out is not None:
         with atomic_dir(out, force=force) as tmp:
             write_maps(maps, seg.legend, tmp)
