@@ -36,7 +36,7 @@ LIMITS: dict[str, Limit] = {
         Limit("image_pixels", 178_956_970, "pixels of one image or mask (width x height)"),
         Limit("image_side", 65_535, "width or height of one image, mask or label plane"),
         Limit("file_bytes", 2 << 30, "bytes of one annotation document read into memory"),
-        Limit("zip_member_bytes", 4 << 30, "expanded bytes of one zip member"),
+        Limit("zip_member_bytes", 1 << 30, "expanded bytes of one zip member"),
         Limit("zip_total_bytes", 16 << 30, "expanded bytes of all members of one zip"),
         Limit("zip_ratio", 1_000, "expansion ratio of one zip member (expanded / compressed)"),
         Limit("zip_members", 1_000_000, "members of one zip archive"),
@@ -47,6 +47,7 @@ LIMITS: dict[str, Limit] = {
         Limit("label_number", 1 << 20, "a label number in label.csv, an index cell or a plane"),
         Limit("csv_field_chars", 128 << 10, "characters of one CSV field"),
         Limit("points", 10_000_000, "vertices of one polygon or polyline"),
+        Limit("model_pickle_bytes", 256 << 20, "bytes of one pickle inside a model file"),
     )
 }
 

@@ -63,6 +63,20 @@ READERS: dict[str, str] = {
     "labelme-xml": "conceptkit.converters.labelme_xml:read",
     "cvat": "conceptkit.converters.cvat:read",
     "coco": "conceptkit.converters.coco:read",
+    # annotation tools' exports (issue 14)
+    "labelstudio": "conceptkit.converters.labelstudio:read",
+    "via": "conceptkit.converters.via:read",
+    "vott": "conceptkit.converters.vott:read",
+    "labelbox": "conceptkit.converters.labelbox:read",
+    "sagemaker": "conceptkit.converters.sagemaker:read",
+    "vertex": "conceptkit.converters.vertex:read",
+    "azure": "conceptkit.converters.azure:read",
+    # segmentation datasets (issue 14)
+    "voc": "conceptkit.converters.voc:read",
+    "ade20k": "conceptkit.converters.ade20k:read",
+    "cityscapes": "conceptkit.converters.cityscapes:read",
+    "supervisely": "conceptkit.converters.supervisely:read",
+    "camvid": "conceptkit.converters.camvid:read",
 }
 
 
