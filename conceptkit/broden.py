@@ -27,6 +27,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -416,6 +417,12 @@ def parse_index_cell(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return tuple(planes), tuple(numbers)
 
 
+@lru_cache(maxsize=64)
+def _real_folder(folder: str) -> str:
+    """``os.path.realpath(folder)``, resolved once per folder (index.csv has a path per cell)."""
+    return os.path.realpath(folder)
+
+
 def outside_reason(images: Path, rel: str) -> str | None:
     """Why the path ``rel`` from index.csv leaves the folder ``images`` (None: it stays inside).
 
@@ -428,7 +435,7 @@ def outside_reason(images: Path, rel: str) -> str | None:
         return "is an absolute path"
     if posixpath.normpath(rel.replace("\\", "/")).split("/", 1)[0] == "..":
         return "climbs out of images/ with '..'"
-    base = os.path.realpath(images)
+    base = _real_folder(os.fspath(images))
     real = os.path.realpath(os.path.join(base, rel))
     if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
         return "resolves outside images/ through a symbolic link"
