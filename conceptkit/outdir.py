@@ -108,7 +108,7 @@ def _make_parent(path: Path) -> Path:
 
 
 @contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM (delivered afterwards) in the main thread while renaming."""
     held = {signal.SIGINT, signal.SIGTERM}
     main = threading.current_thread() is threading.main_thread()
@@ -122,7 +122,7 @@ def _signals_held() -> Iterator[None]:
 
 def _swap_in(tmp: Path, path: Path, parent: Path) -> None:
     """Rename ``tmp`` to ``path``; an old ``path`` is moved aside first and restored on failure."""
-    with _signals_held():
+    with signals_held():
         if not path.exists():
             os.replace(tmp, path)
             return

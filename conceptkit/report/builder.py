@@ -20,7 +20,7 @@ from pathlib import Path
 
 from conceptkit.broden import read_index
 from conceptkit.errors import LayoutError, UsageError
-from conceptkit.outdir import _signals_held, atomic_dir, check_target, mark
+from conceptkit.outdir import atomic_dir, check_target, mark, signals_held
 from conceptkit.report import pages, plots
 from conceptkit.report.run import RunInfo, TopN, layer_file, load_quantile, load_run, load_topn
 from conceptkit.report.strips import StripJob, file_hash, job_hash, render_jobs
@@ -61,7 +61,7 @@ def _swap(tmp: Path, out: Path) -> None:
     """Move ``OUT/html`` and ``OUT/plots`` into ``tmp`` and ``tmp``'s into OUT, as one step:
     signals are held meanwhile, and a failed rename undoes the ones done."""
     done: list[tuple[Path, Path]] = []
-    with _signals_held():
+    with signals_held():
         try:
             for name in REPORT_DIRS:
                 if (out / name).exists():
