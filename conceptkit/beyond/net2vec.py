@@ -5,7 +5,10 @@ For every concept ``k`` of a layer with ``C`` units, a weight vector ``w_k (C,)`
 layer's feature vector at a location. All concepts of the layer are trained at once, as one
 ``(C, K)`` weight matrix, by Adam on mini-batches of images, with a per-pixel logistic loss
 balanced for each concept's frequency ``f_k`` (positives weighted ``1 / f_k``, negatives
-``1 / (1 - f_k)``).
+``1 / (1 - f_k)``). The balanced loss puts the boundary where a cell's share of the concept
+passes ``f_k``, not where the label-resolution IoU is best, so each bias is then moved to the
+cut that maximises the concept's IoU at the label resolution on (up to ``calibrate_images``
+of) the training images (:func:`calibrate`, a histogram sweep).
 
 Bilinear upsampling is linear, so the combination's map at the label resolution is the
 upsampled combination of the feature maps: training runs at the feature resolution, against
@@ -44,10 +47,11 @@ EPS = 1e-10
 @dataclass
 class EmbedSettings:
     """``epochs`` over the training images in batches of ``batch_images``, Adam at ``lr``
-    (``weight_decay`` on the standardised weights); ``holdout``: the share of images scored
-    when the dataset has one split; ``min_images``: concepts need this many training images;
-    ``share``: ``units`` counts the fewest units holding this share of a vector's squared
-    (standardised) weight; ``seed`` fixes the shuffling."""
+        (``weight_decay`` on the standardised weights); ``holdout``: the share of images scored
+        when the dataset has one split; ``min_images``: concepts need this many training images;
+        ``share``: ``units`` counts the fewest units holding this share of a vector's squared
+        (standardised) weight; ``seed`` fixes the shuffling; ``calibrate_images`` (evenly spread
+    training images) and ``bins`` set the bias calibration."""
 
     epochs: int = 30
     batch_images: int = 64
@@ -57,6 +61,8 @@ class EmbedSettings:
     min_images: int = 1
     share: float = 0.9
     seed: int = 0
+    calibrate_images: int = 256
+    bins: int = 1024
 
     def check(self) -> None:
         if self.epochs < 1 or self.batch_images < 1:
@@ -199,6 +205,46 @@ def fit(
     return weights.numpy(), bias.numpy(), mean.numpy(), std.numpy()
 
 
+def calibrate(
+    cm: ConceptMasks,
+    features: np.ndarray,
+    images: np.ndarray,
+    column: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    bins: int = 1024,
+) -> np.ndarray:
+    """``(K,)`` biases: per concept, the cut on the upsampled ``w . f + b`` that maximises the
+    IoU with the concept over ``images`` (pixels binned into ``bins`` steps of each concept's
+    range at the feature resolution, which bounds the upsampled values)."""
+    C, K = weights.shape
+    Wt = torch.from_numpy(weights.astype(np.float32))
+    bt = torch.from_numpy(bias.astype(np.float32))
+    sub = np.ascontiguousarray(features[:, images].transpose(1, 0, 2, 3))
+    z_all = torch.einsum("nchw,ck->nkhw", torch.from_numpy(sub), Wt) + bt[None, :, None, None]
+    lo = z_all.amin(dim=(0, 2, 3))
+    hi = z_all.amax(dim=(0, 2, 3))
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    total = torch.zeros(K * bins, dtype=torch.float64)
+    pos = torch.zeros(K * bins, dtype=torch.float64)
+    offs = (torch.arange(K) * bins)[:, None]
+    for j, i in enumerate(images):
+        up = _up(z_all[j], cm.size)  # (K, S)
+        idx = ((up - lo[:, None]) / span[:, None] * bins).long().clamp(0, bins - 1) + offs
+        total += torch.bincount(idx.flatten(), minlength=K * bins).to(torch.float64)
+        cons, bits = image_concepts(cm, int(i))
+        keep = column[cons] >= 0
+        cols = torch.from_numpy(column[cons[keep]])
+        hit = idx[cols][torch.from_numpy(bits[keep])]
+        pos += torch.bincount(hit, minlength=K * bins).to(torch.float64)
+    total = total.view(K, bins).flip(1).cumsum(1)  # pixels at or above each bin, top down
+    inter = pos.view(K, bins).flip(1).cumsum(1)
+    iou = inter / (total + inter[:, -1:] - inter + EPS)
+    best = torch.argmax(iou, dim=1)
+    cut = lo + span * (bins - 1 - best).to(torch.float32) / bins  # the chosen bin's lower edge
+    return (bt - cut).to(torch.float64).numpy()
+
+
 @dataclass
 class Scores:
     """Counts on the scoring images: ``inter``/``pred``/``truth: (K,)`` of the combinations,
@@ -296,6 +342,9 @@ def embed_layer(
     t1 = time.perf_counter()
     weights, bias, mean, std = fit(X, targets, K, opts)
     del X
+    pick = np.unique(np.linspace(0, len(train) - 1, min(len(train), opts.calibrate_images)))
+    bias = calibrate(cm, features, train[pick.round().astype(np.int64)], column, weights, bias,
+                     opts.bins)  # fmt: skip
     t2 = time.perf_counter()
     sc = score(cm, features, score_images, column, weights, bias, thresholds)
     iou = sc.inter / (sc.pred + sc.truth - sc.inter + EPS)
