@@ -16,14 +16,14 @@ from conceptkit.beyond.net2vec import (
     units_holding,
     upsample_matrix,
 )
-from conceptkit.explain.masks import ImageLabels, build_concept_masks
+from conceptkit.explain.masks import ConceptMasks, ImageLabels, build_concept_masks
 
 N, C, GRID, SIZE = 60, 6, 8, 16
 MIX = np.array([0.7, 0.3, 0, 0, 0, 0])
 CUT = 0.4
 
 
-def _layer(seed: int = 0) -> tuple[np.ndarray, object]:
+def _layer(seed: int = 0) -> tuple[np.ndarray, ConceptMasks]:
     """``(C, N, 8, 8)`` random features; concept 'a' = upsampled ``MIX . f > CUT``."""
     rng = np.random.default_rng(seed)
     feats = rng.normal(size=(C, N, GRID, GRID)).astype(np.float32)
