@@ -4,7 +4,12 @@ and cleanup (database closed, pool joined, no temp file) when a run is interrupt
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +132,44 @@ def test_interrupt_closes_database_and_pool(
         opened[0].execute("SELECT 1")
     assert multiprocessing.active_children() == []
     assert list(temp.iterdir()) == []
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def test_ctrl_c_with_workers_exits_130_cleanly(mini_broden: Path, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group) during `validate --jobs 2`: exit 130, no
+    traceback from the workers or the main process, no temporary file, no process left."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in mini_broden.glob("*.csv"):
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "images").symlink_to(mini_broden / "images", target_is_directory=True)
+    header, *rows = (mini_broden / "index.csv").read_text().splitlines(keepends=True)
+    (data / "index.csv").write_text(header + "".join(rows) * 40)  # 8,000 rows
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conceptkit", "validate", str(data), "--jobs", "2"],
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err + out, err
+    assert list(temp.iterdir()) == []
+    assert len(workers) >= 2 and not any(Path(f"/proc/{w}").exists() for w in workers)

@@ -7,6 +7,7 @@ then chunks of :class:`RowCheck`, and returns a :class:`ChunkResult` per chunk.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,8 +232,13 @@ _WORKER_CTX: RowContext | None = None
 
 
 def init_worker(ctx: RowContext) -> None:
-    """Pool initializer: keep ``ctx`` for every chunk this worker checks."""
+    """Pool initializer: keep ``ctx`` for every chunk this worker checks.
+
+    Ctrl-C reaches every process of the terminal's group: workers ignore it and the main
+    process, which gets it too, cancels the queued chunks and joins them.
+    """
     global _WORKER_CTX
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_CTX = ctx
 
 
