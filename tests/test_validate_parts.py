@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -173,3 +174,11 @@ def test_ctrl_c_with_workers_exits_130_cleanly(mini_broden: Path, tmp_path: Path
     assert "Traceback" not in err + out, err
     assert list(temp.iterdir()) == []
     assert len(workers) >= 2 and not any(Path(f"/proc/{w}").exists() for w in workers)
+
+
+def test_orphan_scan_does_not_follow_a_link_loop(mini_broden: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(mini_broden, data, copy_function=os.link)
+    (data / "images" / "mini" / "loop").symlink_to(data / "images", target_is_directory=True)
+    found = validate(data)
+    assert [(f.code, f.file) for f in found] == [("W602", "images/mini/loop")]

@@ -14,14 +14,20 @@ def walk_files(images: Path) -> Iterator[str]:
     """Every file under ``images`` as a '/'-separated path relative to it.
 
     os.scandir streams a folder's entries (os.walk would list a 60,000-file folder at once).
+    Links to folders are not followed (a link to images/ itself would never end); they are
+    entries like files. Folders that cannot be listed are skipped.
     """
     todo = [""]
     while todo:
         rel_dir = todo.pop()
-        with os.scandir(images / rel_dir if rel_dir else images) as it:
+        try:
+            it = os.scandir(images / rel_dir if rel_dir else images)
+        except OSError:
+            continue  # an unreadable folder: its files are not listed
+        with it:
             for entry in it:
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):
                     todo.append(rel)
                 else:
                     yield rel
