@@ -1,0 +1,208 @@
+"""Shared pieces of the readers of segmentation datasets (VOC, ADE20K, Cityscapes, CamVid).
+
+These datasets store labels as pixels: an index PNG (one class or instance number per pixel) or
+a colour PNG (one colour per class). Their pixels are exact by construction, so a reader turns
+every distinct value into one ``mask`` :class:`~conceptkit.annotations.Shape` holding the tight
+``bool`` patch around its pixels; nothing is rasterised.
+
+- :func:`read_plane` opens a label PNG through :func:`conceptkit.images.open_image` (its declared
+  size checked against the limits, and against the image's size, before any pixel is decoded)
+  and returns its raw values: palette indices for mode ``P`` (never converted to RGB), 16-bit
+  values for ``I;16``, ``(H, W, 3) uint8`` for colour PNGs.
+- :func:`regions` splits an ``(H, W)`` integer plane into the patches of its values in one sort.
+- :func:`colour_codes` packs RGB into one integer per pixel (``R << 16 | G << 8 | B``) and
+  :func:`lookup` maps values through a table, refusing a value the table lacks with the first
+  pixel that has it.
+- :func:`read_text` reads a small text file (list, table) within the limit ``file_bytes``.
+- :func:`files_under` lists files under SRC in sorted order, each checked to lie inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from conceptkit.converters import inside, within
+
+from conceptkit import images, limits
+from conceptkit.annotations import Shape
+from conceptkit.errors import FormatError
+
+
+@dataclass
+class Region:
+    """The pixels of one value of a plane: ``mask`` ``(h, w) bool`` with top-left ``origin``
+    ``(x0, y0)``; ``count`` = its number of pixels."""
+
+    value: int
+    mask: np.ndarray
+    origin: tuple[int, int]
+    count: int
+
+
+def read_plane(
+    path: Path,
+    *,
+    file: Path,
+    place: str,
+    what: str,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The raw values of the label PNG ``path``: ``(H, W)`` int64, or ``(H, W, 3) uint8`` for RGB.
+
+    ``size`` ``(width, height)``: the size the plane must have (checked on the header, before
+    decoding). Palette PNGs give their indices; RGBA drops alpha; ``LA`` drops alpha.
+    """
+    with images.open_image(path, file=file, place=place, what=what) as im:
+        if size is not None and im.size != size:
+            raise FormatError(
+                f"{what} is {im.size[0]}x{im.size[1]}, the image is {size[0]}x{size[1]}",
+                file,
+                place,
+            )
+        mode = im.mode
+        if mode in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
+            arr = np.asarray(im)
+        elif mode in ("RGB", "RGBA"):
+            arr = np.asarray(im.convert("RGB") if mode == "RGBA" else im)
+        elif mode == "LA":
+            arr = np.asarray(im)[..., 0]
+        else:
+            raise FormatError(
+                f"{what} has pixel mode {mode!r}, expected an index or RGB PNG", file, place
+            )
+    if arr.ndim == 2:
+        return arr.astype(np.int64)
+    return np.ascontiguousarray(arr[..., :3], dtype=np.uint8)
+
+
+def plane_size(path: Path, *, file: Path, place: str, what: str) -> tuple[int, int]:
+    """``(width, height)`` of the PNG ``path`` from its header (limits checked)."""
+    with images.open_image(path, file=file, place=place, what=what) as im:
+        return (int(im.size[0]), int(im.size[1]))
+
+
+def colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3) uint8`` -> ``(H, W) int64`` ``R << 16 | G << 8 | B``."""
+    rgb = rgb.astype(np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def describe_colour(code: int) -> str:
+    """``(R, G, B)`` of a packed colour, for messages."""
+    return f"({code >> 16}, {(code >> 8) & 255}, {code & 255})"
+
+
+def lookup(
+    plane: np.ndarray,
+    table: dict[int, int],
+    *,
+    file: Path,
+    place: str,
+    what: str,
+    describe: bool = False,
+) -> np.ndarray:
+    """``plane`` ``(H, W) int64`` with every value replaced by ``table[value]``.
+
+    A value not in the table raises FormatError naming it (as a colour when ``describe``) and
+    the first pixel (row, column) holding it.
+    """
+    values, inverse = np.unique(plane, return_inverse=True)
+    mapped = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values.tolist()):
+        if v not in table:
+            row, col = (int(c[0]) for c in np.nonzero(plane == v))
+            shown = describe_colour(v) if describe else str(v)
+            raise FormatError(
+                f"{what} has the value {shown} at pixel (row {row}, column {col}), "
+                "which its label table does not name",
+                file,
+                place,
+            )
+        mapped[i] = table[v]
+    return mapped[inverse].reshape(plane.shape)
+
+
+def regions(plane: np.ndarray, skip: set[int]) -> Iterator[Region]:
+    """The region of every distinct value of ``plane`` ``(H, W)`` not in ``skip``, by value.
+
+    One stable sort of the flat plane groups the pixels of each value; each region's patch is
+    the tight box around its pixels.
+    """
+    height, width = plane.shape
+    flat = plane.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(ordered)]
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        value = int(ordered[start])
+        if value in skip:
+            continue
+        idx = order[start:end]
+        ys, xs = np.divmod(idx, width)
+        y0, x0 = int(ys.min()), int(xs.min())
+        mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), dtype=bool)
+        mask[ys - y0, xs - x0] = True
+        yield Region(value, mask, (x0, y0), end - start)
+
+
+def mask_shape(
+    label: str,
+    region: Region,
+    *,
+    order: int,
+    place: str,
+    instance: str | None = None,
+    category: str | None = None,
+    z: int = 0,
+) -> Shape:
+    """A ``mask`` Shape of ``region`` (pixels exact: the convention does not apply)."""
+    return Shape(
+        label=label,
+        kind="mask",
+        mask=region.mask,
+        origin=region.origin,
+        instance=instance,
+        order=order,
+        place=place,
+        category=category,
+        z=z,
+    )
+
+
+def read_text(path: Path, *, what: str) -> list[str]:
+    """The lines of the UTF-8 text file ``path`` (size within ``file_bytes``; BOM dropped)."""
+    try:
+        if not path.is_file():
+            raise FormatError(f"is not a regular file, expected the {what}", path)
+        limits.check("file_bytes", path.stat().st_size, file=path, what=f"the {what}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"cannot be read ({exc.strerror or exc})", path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"is not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
+    if "\x00" in text:
+        raise FormatError(
+            f"holds a NUL character (line {text[: text.index(chr(0))].count(chr(10)) + 1})", path
+        )
+    return text.splitlines()
+
+
+def files_under(src: Path, pattern: str) -> list[Path]:
+    """Regular files under ``src`` matching the glob ``pattern`` (recursive), sorted by their
+    path relative to ``src``; a symbolic link leading outside ``src`` is a FormatError."""
+    found = [p for p in src.rglob(pattern) if p.is_file() and not p.name.startswith(".")]
+    return within(src, sorted(found, key=lambda p: p.relative_to(src).as_posix()))
+
+
+def image_in(src: Path, candidates: list[Path], file: Path, place: str) -> Path:
+    """The first of ``candidates`` that exists (else the first), checked to lie inside ``src``."""
+    chosen = next((c for c in candidates if c.is_file()), candidates[0])
+    if not inside(src, chosen):
+        raise FormatError(f"image {chosen.name!r} points outside SRC ({src})", file, place)
+    return chosen
