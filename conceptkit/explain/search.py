@@ -66,6 +66,7 @@ class UnitExplanation:
     """One unit's answer. ``formula`` is None when no concept overlaps the unit at all.
     ``label1``/``iou1``: the best single concept (index, -1 for none) and its IoU, the
     dissection's label; ``best_by_length[k-1]``: IoU of the best formula of length <= k found.
+    ``seconds``/``cpu_seconds``: wall and CPU time of the beam search (not the mask);
     ``exhaustive*``: the exhaustive reference when it was asked for."""
 
     unit: int
@@ -76,6 +77,7 @@ class UnitExplanation:
     iou1: float
     best_by_length: list[float]
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     exhaustive: Formula | None = None
     exhaustive_iou: float = 0.0
     exhaustive_score: float = 0.0
@@ -289,7 +291,7 @@ def beam_search(s: UnitSearch, max_length: int = 3, beam: int = 5) -> UnitExplan
     """Mu & Andreas' beam search: start from the ``beam`` best single concepts; at each length
     extend every formula of the beam by every (operator, concept) and keep the ``beam`` best of
     the old beam and the new formulas."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     iou1, _ = s.single()
     label1 = _first_best(iou1)
     best_len = [0.0] * max_length
@@ -321,6 +323,7 @@ def beam_search(s: UnitSearch, max_length: int = 3, beam: int = 5) -> UnitExplan
         float(iou1[label1]),
         best_len,
         seconds=time.perf_counter() - t0,
+        cpu_seconds=time.thread_time() - c0,
     )
 
 
