@@ -342,9 +342,10 @@ def embed_layer(
     t1 = time.perf_counter()
     weights, bias, mean, std = fit(X, targets, K, opts)
     del X
-    pick = np.unique(np.linspace(0, len(train) - 1, min(len(train), opts.calibrate_images)))
-    bias = calibrate(cm, features, train[pick.round().astype(np.int64)], column, weights, bias,
-                     opts.bins)  # fmt: skip
+    tc = time.perf_counter()
+    spread = np.linspace(0, len(train) - 1, min(len(train), opts.calibrate_images))
+    pick = train[np.unique(spread.round().astype(np.int64))]
+    bias = calibrate(cm, features, pick, column, weights, bias, opts.bins)
     t2 = time.perf_counter()
     sc = score(cm, features, score_images, column, weights, bias, thresholds)
     iou = sc.inter / (sc.pred + sc.truth - sc.inter + EPS)
@@ -365,7 +366,12 @@ def embed_layer(
         units=units_holding(weights * std[:, None], opts.share),
         train_images=count.astype(np.int64),
         score_pixels=sc.truth,
-        seconds={"targets": t1 - t0, "fit": t2 - t1, "score": time.perf_counter() - t2},
+        seconds={
+            "targets": t1 - t0,
+            "fit": tc - t1,
+            "calibrate": t2 - tc,
+            "score": time.perf_counter() - t2,
+        },  # fmt: skip
     )
 
 

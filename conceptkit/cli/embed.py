@@ -110,8 +110,8 @@ def embed(**opts: Any) -> None:
         click.echo(
             f"{name}: {len(le.concepts)} concepts ({int(ok.sum())} scored); mean IoU "
             f"{_mean(le.single_iou[ok]):.4f} (best single unit) -> {_mean(le.iou[ok]):.4f} "
-            f"(combination), better for {better}; fit {sec['fit']:.1f} s, score "
-            f"{sec['score']:.1f} s"
+            f"(combination), better for {better}; targets {sec['targets']:.1f} s, fit "
+            f"{sec['fit']:.1f} s, calibrate {sec['calibrate']:.1f} s, score {sec['score']:.1f} s"
         )
     click.echo(f"total {time.perf_counter() - t0:.1f} s; wrote {', '.join(map(str, written))}")
 
