@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from conceptkit.errors import UsageError
+from conceptkit.errors import ConceptkitError, UsageError
 
 if TYPE_CHECKING:
     from conceptkit.dissection.settings import DissectSettings
@@ -352,7 +352,15 @@ def dissect(**opts: Any) -> None:
             "fingerprint": loaded.fingerprint,
         },
     )
-    result = Dissection(loaded.module, opts["data"], layers, settings).run()
+    fresh = not partial.exists()
+    try:
+        result = Dissection(loaded.module, opts["data"], layers, settings).run()
+    except ConceptkitError:
+        # bad input: the checkpoints this run started are of no use; an interruption (Ctrl-C,
+        # SIGTERM, a kill) keeps them so that the rerun resumes
+        if fresh:
+            checkpoint.remove(partial)
+        raise
     if not ctx.is_main:
         distributed.teardown(ctx)
         return

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from conceptkit.dissection.settings import CacheSettings
+from conceptkit.errors import ConceptkitError
 
 
 class FeatureCache:
@@ -51,7 +52,7 @@ class FeatureCache:
     def _save(self, key: int, feats: dict[str, torch.Tensor]) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(
-                prefix="conceptkit-features-", dir=self.spill_dir
+                prefix="conceptkit-features-", dir=self.spill_dir, ignore_cleanup_errors=True
             )
         path = Path(self._tmp.name) / f"{key:06d}.pt"
         torch.save({n: f.to("cpu", self.spill_dtype) for n, f in feats.items()}, path)
@@ -71,8 +72,15 @@ class FeatureCache:
         """Batch ``key``'s features (float32), released from the cache."""
         item = self.batches.pop(key)
         if isinstance(item, Path):
-            feats: dict[str, torch.Tensor] = torch.load(item, weights_only=True)
-            item.unlink()
+            try:
+                feats: dict[str, torch.Tensor] = torch.load(item, weights_only=True)
+                item.unlink()
+            except FileNotFoundError:
+                raise ConceptkitError(
+                    "the feature spill folder vanished during the run (a temporary-file "
+                    "cleaner?); rerun with --spill-dir on another disk, or --no-spill",
+                    file=item.parent,
+                ) from None
             return {n: f.to(torch.float32) for n, f in feats.items()}
         return item
 

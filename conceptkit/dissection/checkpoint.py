@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from conceptkit.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Fingerprint:
@@ -55,6 +57,11 @@ class Checkpoints:
         self, folder: str | Path, fingerprint: Fingerprint, rank: int = 0, every: int = 50
     ) -> None:
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UsageError(
+                "is not a folder: the checkpoints of this run go there (move it away)",
+                file=self.folder,
+            )
         self.fingerprint = fingerprint
         self.rank = rank
         self.every = max(1, int(every))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from conceptkit.broden import decode_plane, read_index, read_meta
-from conceptkit.errors import LayoutError
+from conceptkit.errors import ConceptkitError, LayoutError
+from conceptkit.images import open_image
 
 
 @dataclass
@@ -77,15 +78,10 @@ class BrodenDataset(torch.utils.data.Dataset[Sample]):
         return self.root / "images" / self.rows[i].image
 
     def load_image(self, i: int) -> np.ndarray:
-        """``(ih, iw, 3) uint8`` RGB array of row ``i``."""
-        from PIL import Image
-
+        """``(ih, iw, 3) uint8`` RGB array of row ``i`` (its declared size checked first)."""
         path = self.image_path(i)
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise LayoutError(f"image cannot be read ({exc})", file=path) from None
+        with open_image(path, file=path, place=None) as im:
+            return np.asarray(im.convert("RGB"))
 
     def _image(self, i: int) -> torch.Tensor:
         row = self.rows[i]
@@ -102,7 +98,7 @@ class BrodenDataset(torch.utils.data.Dataset[Sample]):
         arrays = []
         for cat in self.categories:
             for p in row.planes.get(cat, ()):
-                arr = decode_plane(self.root / "images" / p)
+                arr = _read_plane(self.root / "images" / p)
                 if arr.shape != (row.sh, row.sw):
                     raise LayoutError(
                         f"plane is {arr.shape[1]}x{arr.shape[0]}, expected {row.sw}x{row.sh}",
@@ -122,6 +118,12 @@ class BrodenDataset(torch.utils.data.Dataset[Sample]):
             nums = [n for cat in self.categories for n in row.image_labels.get(cat, ())]
             labels = torch.tensor(nums, dtype=torch.int64)
         return Sample(index=i, image=image, planes=planes, image_labels=labels)
+
+
+def _read_plane(path: Path) -> np.ndarray:
+    """``(H, W) int32`` label numbers of a plane PNG; FormatError naming it when unreadable."""
+    with open_image(path, file=path, place=None, what="label plane"):
+        return decode_plane(path)
 
 
 @dataclass
@@ -159,17 +161,64 @@ def collate(samples: Sequence[Sample]) -> Batch:
     return batch
 
 
-def loader(
-    ds: BrodenDataset, batches: Sequence[tuple[int, int]], workers: int
-) -> torch.utils.data.DataLoader[Sample]:
-    """A DataLoader yielding :class:`Batch` for exactly the row ranges ``batches``, in order."""
-    return torch.utils.data.DataLoader(
-        ds,
+class _Guarded(torch.utils.data.Dataset[Sample | ConceptkitError]):
+    """``ds`` whose items are the :class:`ConceptkitError` instead when one is raised, so that
+    an error met in a DataLoader worker reaches the main process whole (file, place), not as
+    the worker's traceback text."""
+
+    def __init__(self, ds: BrodenDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Sample | ConceptkitError:
+        try:
+            return self.ds[i]
+        except ConceptkitError as exc:
+            return exc
+
+
+_BATCH_FIELDS = ("rows", "images", "planes", "image_labels")
+
+
+def _collate_guarded(
+    items: Sequence[Sample | ConceptkitError],
+) -> dict[str, np.ndarray | None] | ConceptkitError:
+    """The first item's error, or the collated batch as numpy arrays: a worker sends those
+    through its pipe by value, where tensors would pass file descriptors through a socket in
+    the temporary folder (which fails when TMPDIR's path is long, and leaves ``pymp-*``
+    folders behind when a worker is killed)."""
+    for item in items:
+        if isinstance(item, ConceptkitError):
+            return item
+    batch = collate(items)  # type: ignore[arg-type]
+    wire: dict[str, np.ndarray | None] = {}
+    for name in _BATCH_FIELDS:
+        t = getattr(batch, name)
+        wire[name] = None if t is None else t.numpy()
+    return wire
+
+
+def loader(ds: BrodenDataset, batches: Sequence[tuple[int, int]], workers: int) -> Iterator[Batch]:
+    """Batches (:class:`Batch`) for exactly the row ranges ``batches``, in order, read by
+    ``workers`` DataLoader worker processes (0: in this process). The first bad image or plane
+    raises its error here, the same with or without workers."""
+    dl = torch.utils.data.DataLoader(
+        _Guarded(ds),
         batch_sampler=[list(range(a, b)) for a, b in batches],
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=_collate_guarded,
         persistent_workers=False,
     )
+    for wire in dl:
+        if isinstance(wire, ConceptkitError):
+            raise wire
+        t = {k: None if a is None else torch.from_numpy(a) for k, a in wire.items()}
+        rows = t["rows"]
+        if rows is None:
+            raise RuntimeError("a batch without row numbers")
+        yield Batch(rows, t["images"], t["planes"], t["image_labels"])
 
 
 def check_sizes(ds: BrodenDataset) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -61,6 +61,32 @@ def detect() -> DistContext:
     return DistContext(rank, world, local)
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, refused with a UsageError when it is not a device this
+    machine has (``bogus``, ``cuda`` without CUDA, ``cuda:3`` on a 2-GPU machine, ``meta``)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(
+            f"--device {str(device)!r} is not a device (auto, cpu, cuda, cuda:1, ...)"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {dev}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {dev}: this machine has {torch.cuda.device_count()} CUDA devices"
+            )
+    elif dev.type == "meta":
+        raise UsageError("--device meta holds no data; use cpu or cuda")
+    elif dev.type != "cpu":
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError):
+            raise UsageError(f"--device {dev}: not available on this machine") from None
+    return dev
+
+
 def setup(device: str | torch.device | None) -> tuple[DistContext, torch.device]:
     """Join the process group when launched by torchrun; return the context and the device.
 
@@ -74,7 +100,7 @@ def setup(device: str | torch.device | None) -> tuple[DistContext, torch.device]
         else:
             dev = torch.device("cpu")
     else:
-        dev = torch.device(device)
+        dev = parse_device(device)
         if dev.type == "cuda" and dev.index is None and ctx.active:
             dev = torch.device("cuda", ctx.local_rank % max(1, torch.cuda.device_count()))
     if not ctx.active:

@@ -25,7 +25,8 @@ RUNNERS_UP = 4
 
 @dataclass
 class LayerResult:
-    """One layer's statistics (C units, L label numbers including 0, K categories).
+    """One layer's statistics (C units, L labels including 0, K categories); a label's
+    column is its place in :attr:`DissectResult.label_numbers`.
 
     ``thresholds: (C,) float64``; ``inter: (C, L)``, ``truth: (L,)``, ``act_cat: (C, K)``,
     ``act_total: (C,)`` int64 counts; ``iou: (C, L) float64``; ``top_indices: (C, N) int64``,
@@ -65,8 +66,9 @@ class UnitLabel:
 class DissectResult:
     """Everything a dissection found; ``layers`` keeps the order the layers were asked in.
 
-    ``label_names[n]`` is label number n's name; ``label_category[n]`` its category index
-    (-1 for label 0 or none).
+    Per label column ``i``: ``label_numbers[i]`` its number in label.csv (None: ``i``
+    itself), ``label_names[i]`` its name, ``label_category[i]`` its category index (-1 for
+    label 0 or none).
     """
 
     layers: dict[str, LayerResult]
@@ -77,9 +79,14 @@ class DissectResult:
     model: dict[str, Any]
     data: dict[str, Any]
     version: str = ""
+    label_numbers: np.ndarray | None = None
     _best: dict[str, list[list[UnitLabel]]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ labels per unit
+
+    def number(self, column: int) -> int:
+        """The label number of label column ``column``."""
+        return column if self.label_numbers is None else int(self.label_numbers[column])
 
     def best_labels(self, layer: str) -> list[list[UnitLabel]]:
         """``[unit][category]`` best label by IoU within each category (argmax, lowest number
@@ -102,7 +109,7 @@ class DissectResult:
                 n = int(labs[int(np.argmax(ious))])
                 row.append(
                     UnitLabel(
-                        n,
+                        self.number(n),
                         self.label_names[n],
                         float(lr.truth[n]),
                         float(lr.act_cat[u, k]),
@@ -202,7 +209,7 @@ class DissectResult:
                 n = int(valid[i])
                 if ious[i] <= 0 or len(runners) >= RUNNERS_UP:
                     break
-                if n == lab.number:
+                if self.number(n) == lab.number:
                     continue
                 runners.append(
                     {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from conceptkit.dissection.distributed import (
     merge_quantile,
     merge_tally,
     merge_top_images,
+    parse_device,
     shard_batches,
 )
 from conceptkit.dissection.hooks import FeatureHooks
@@ -52,7 +54,7 @@ from conceptkit.dissection.preprocess import Preprocess, get_preprocess
 from conceptkit.dissection.results import DissectResult, LayerResult
 from conceptkit.dissection.settings import DEFAULT_CACHE_MEM, DissectSettings, ScienceSettings
 from conceptkit.dissection.stats import IoUTally, LabelBatch, TopImages, TopQuantile
-from conceptkit.errors import UsageError
+from conceptkit.errors import FormatError, ModelLoadError, UsageError
 
 __all__ = ["DEFAULT_CACHE_MEM", "Dissection", "LayerStats", "default_workers", "dissect"]
 
@@ -71,18 +73,34 @@ def load_thresholds(
                 raise UsageError(f"no thresholds given for layer {layer!r}")
             out[layer] = np.asarray(thresholds[layer], dtype=np.float64).reshape(-1)
         else:
-            path = Path(thresholds) / f"quantile_{layer}.npy"
-            if not path.is_file():
-                raise UsageError("file is missing (needed by --thresholds)", file=path)
-            out[layer] = np.load(path).astype(np.float64).reshape(-1)
+            out[layer] = _read_thresholds(Path(thresholds) / f"quantile_{layer}.npy")
     return out
+
+
+def _read_thresholds(path: Path) -> np.ndarray:
+    """A ``quantile_<layer>.npy`` as ``(C,) float64``; FormatError naming it when it is not
+    a 1-D array of real numbers (never unpickled)."""
+    if not path.is_file():
+        raise UsageError("file is missing (needed by --thresholds)", file=path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise FormatError(f"not a readable .npy array ({exc})", file=path) from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise FormatError("holds several arrays (an .npz), not one .npy array", file=path)
+    if arr.dtype.kind not in "fiu" or arr.ndim != 1:
+        raise FormatError(
+            f"holds a {arr.ndim}-D {arr.dtype} array; expected one number per unit", file=path
+        )
+    return arr.astype(np.float64)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``auto``/None: CUDA when present, else the CPU; otherwise ``torch.device(device)``."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return parse_device(device)
 
 
 def default_workers() -> int:
@@ -98,12 +116,17 @@ def resolve_preprocess(science: ScienceSettings) -> Preprocess:
 
 @dataclass(frozen=True)
 class LabelSpace:
-    """The dataset's labels as the tally sees them (L label numbers including 0, K categories).
+    """The dataset's labels as the tally sees them: L columns, one per label number listed in
+    label.csv (ascending, 0 first), K categories.
 
-    ``label_category: (L,) int64`` each label's primary category index, -1 for none.
+    ``numbers: (L,) int64`` the label number of each column; ``label_category: (L,) int64``
+    each column's primary category index, -1 for none. Arrays are sized by the labels
+    label.csv lists, never by the size of a number in it or in a plane: a plane value
+    that label.csv does not list counts as unlabelled (:meth:`encode`).
     """
 
     categories: list[str]
+    numbers: torch.Tensor
     label_names: list[str]
     label_category: torch.Tensor
 
@@ -111,12 +134,32 @@ class LabelSpace:
     def of(cls, ds: BrodenDataset) -> LabelSpace:
         categories = list(ds.categories)
         names = ds.meta.label_names()
-        nlab = max(names) + 1
-        label_category = torch.full((nlab,), -1, dtype=torch.int64)
+        numbers = sorted(set(names) | {0})
+        column = {num: i for i, num in enumerate(numbers)}
+        label_category = torch.full((len(numbers),), -1, dtype=torch.int64)
         for num, cat in ds.meta.primary_category().items():
-            if 0 < num < nlab and cat in categories:
-                label_category[num] = categories.index(cat)
-        return cls(categories, [names.get(i, "") for i in range(nlab)], label_category)
+            if num > 0 and num in column and cat in categories:
+                label_category[column[num]] = categories.index(cat)
+        return cls(
+            categories,
+            torch.tensor(numbers, dtype=torch.int64),
+            [names[n] for n in numbers],
+            label_category,
+        )
+
+    @property
+    def dense(self) -> bool:
+        """Whether column ``i`` is label number ``i`` (Broden's numbering): no encoding."""
+        return int(self.numbers[-1]) == len(self.numbers) - 1
+
+    def encode(self, labels: torch.Tensor) -> torch.Tensor:
+        """Label numbers (any shape, any integer dtype) -> their columns, 0 where label.csv
+        does not list the number."""
+        if self.dense:
+            return labels
+        lab = labels.to(torch.int64)
+        col = torch.searchsorted(self.numbers, lab).clamp_(max=len(self.numbers) - 1)
+        return torch.where(self.numbers[col] == lab, col, torch.zeros_like(col))
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -199,6 +242,20 @@ class LayerStats:
 
 
 # ----------------------------------------------------------------------------- the run
+
+
+def _check_finite(feats: Mapping[str, torch.Tensor], model_file: str | None) -> None:
+    """ModelLoadError naming the first layer whose activations ``(B, C, ...)`` hold NaN or
+    infinity (corrupt weights would otherwise fail only at the very end)."""
+    for name, f in feats.items():
+        bad = ~torch.isfinite(f)
+        if bool(bad.any()):
+            unit = int(torch.nonzero(bad.transpose(0, 1).reshape(f.shape[1], -1).any(1))[0, 0])
+            raise ModelLoadError(
+                f"layer {name!r} gives non-finite activations (NaN or infinity) on the first "
+                f"batch, first in unit {unit}; the weights may be corrupt",
+                file=model_file,
+            )
 
 
 class _NoBar:
@@ -396,7 +453,10 @@ class Dissection:
     def _label_batch(self, batch: Batch) -> LabelBatch:
         if batch.planes is None or batch.image_labels is None:
             raise RuntimeError("a batch without label planes reached the tally")
-        return self.stats[self.layers[0]].tally.prepare(batch.planes, batch.image_labels)
+        tally = self.stats[self.layers[0]].tally
+        return tally.prepare(
+            self.labels.encode(batch.planes), self.labels.encode(batch.image_labels)
+        )
 
     def pass1(self, hooks: FeatureHooks) -> None:
         """Forward every batch of this rank: top-N, and the quantile (features cached for
@@ -407,6 +467,8 @@ class Dissection:
         with self._bar(desc, start) as bar:
             for j, batch in enumerate(loader(ds, self.batches[start:], self.workers), start):
                 feats = self._forward(batch.images, hooks)
+                if j == start:
+                    _check_finite(feats, (self.settings.run.model_info or {}).get("spec"))
                 if not self.stats:
                     self._setup({n: f.shape[1:] for n, f in feats.items()})
                 lb = self._label_batch(batch) if self.one_pass else None
@@ -488,6 +550,7 @@ class Dissection:
             categories=self.labels.categories,
             label_names=self.labels.label_names,
             label_category=self.labels.label_category.numpy(),
+            label_numbers=self.labels.numbers.numpy(),
             settings={
                 "quantile": sci.quantile,
                 "iou_threshold": sci.iou_threshold,

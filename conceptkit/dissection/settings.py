@@ -122,6 +122,10 @@ class RunSettings:
     def check(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers must be 0 or more, not {self.workers}")
+        if self.checkpoint_every < 1:
+            raise UsageError(f"checkpoint_every must be at least 1, not {self.checkpoint_every}")
 
 
 @dataclass(frozen=True)
