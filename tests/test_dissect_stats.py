@@ -26,6 +26,34 @@ def test_top_quantile_equals_numpy_linear(q, sizes):
     np.testing.assert_array_equal(stat.result(), np.quantile(values, 1 - q, axis=1))
 
 
+@pytest.mark.parametrize("q", [0.005, 0.05])
+def test_top_quantile_work_per_batch_does_not_grow(q):
+    """Many batches: values under each unit's k-th largest are dropped on arrival, so the
+    buffer (kept + pending) stays within 2k plus one batch, and the result stays exact."""
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randn(4, 5, 6, 6, generator=g) for _ in range(60)]
+    batches[7][:, 1] = 10.0  # a block of ties at the top of unit 1
+    batches[30] = torch.round(batches[30] * 2)
+    total = 60 * 4 * 36
+    stat = TopQuantile(5, total, quantile=q)
+    widest = 0
+    for b in batches:
+        stat.add(b)
+        widest = max(widest, stat._top.shape[1] + stat._pending_width)
+    assert widest <= 2 * stat.need + 4 * 36
+    values = torch.cat(batches).transpose(0, 1).reshape(5, -1).numpy().astype(np.float64)
+    np.testing.assert_array_equal(stat.result(), np.quantile(values, 1 - q, axis=1))
+    # a checkpoint taken with values pending restores to the same statistic
+    half = TopQuantile(5, total, quantile=q)
+    for b in batches[:31]:
+        half.add(b)
+    again = TopQuantile(5, 1, quantile=q)
+    again.load_state_dict(half.state_dict())
+    for b in batches[31:]:
+        again.add(b)
+    np.testing.assert_array_equal(again.result(), stat.result())
+
+
 def test_top_quantile_merge_and_state_dict():
     acts = torch.randn(40, 3, 7, 7, generator=torch.Generator().manual_seed(1))
     whole = TopQuantile(3, 40 * 49)

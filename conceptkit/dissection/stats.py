@@ -57,6 +57,12 @@ class TopQuantile:
     from the dataset length; the buffer keeps only the ``quantile_need(total, quantile)``
     largest values per unit: ``top: (C, k) float32``. :meth:`result` equals
     ``np.quantile(all_values.astype(float64), 1 - quantile)`` (method ``linear``) per unit.
+
+    Per-batch cost does not grow with the images seen: once ``k`` values are kept, a batch's
+    values at or below each unit's current k-th largest (``floor``) are dropped at once (they
+    can no longer be among the ``k`` largest: ties change no value), the rest wait in a
+    pending buffer that is merged into ``top`` (one top-k) only when it holds more than ``k``
+    values, so each value is selected over O(1) times on average.
     """
 
     def __init__(self, units: int, total: int, quantile: float = 0.005, device: Any = None) -> None:
@@ -65,22 +71,65 @@ class TopQuantile:
         self.quantile = float(quantile)
         self.need = quantile_need(self.total, self.quantile)
         self.count = 0
-        self.top = torch.empty((units, 0), dtype=torch.float32, device=device)
+        self._top = torch.empty((units, 0), dtype=torch.float32, device=device)
+        self._pending: list[torch.Tensor] = []
+        self._pending_width = 0
+        self._floor: torch.Tensor | None = None
+
+    @property
+    def top(self) -> torch.Tensor:
+        """``(C, k) float32``: each unit's ``k <= need`` largest values so far (unordered)."""
+        self._compact()
+        return self._top
+
+    @top.setter
+    def top(self, values: torch.Tensor) -> None:
+        self._pending, self._pending_width = [], 0
+        self._top = values
+        self._set_floor()
+
+    def _set_floor(self) -> None:
+        full = self.need > 0 and self._top.shape[1] >= self.need
+        self._floor = self._top.amin(dim=1) if full else None
+
+    def _compact(self) -> None:
+        if not self._pending:
+            return
+        values = torch.cat([self._top, *self._pending], dim=1)
+        self._pending, self._pending_width = [], 0
+        if values.shape[1] > self.need:
+            values = torch.topk(values, self.need, dim=1, sorted=False).values
+        self._top = values
+        self._set_floor()
 
     def _keep(self, values: torch.Tensor) -> None:
+        """Replace the buffer by the ``need`` largest of ``values: (C, m)`` per unit."""
         if values.shape[1] > self.need:
             values = torch.topk(values, self.need, dim=1, sorted=False).values
         self.top = values
 
     def add(self, acts: torch.Tensor) -> None:
         """``acts: (B, C, h, w)`` raw activations of B images."""
-        vals = _units_first(acts.to(torch.float32))
+        vals = _units_first(acts.to(torch.float32)).to(self._top.device)
         self.count += vals.shape[1]
-        self._keep(torch.cat([self.top, vals.to(self.top.device)], dim=1))
+        if self._floor is not None:
+            above = vals > self._floor[:, None]
+            width = int(above.sum(dim=1).max())
+            if width == 0:
+                return
+            if width < vals.shape[1]:
+                # each unit's candidates first; the -inf filling is never among the k largest,
+                # since ``top`` already holds k finite values per unit
+                vals = torch.where(above, vals, torch.full_like(vals, -math.inf))
+                vals = torch.topk(vals, width, dim=1, sorted=False).values
+        self._pending.append(vals)
+        self._pending_width += vals.shape[1]
+        if self._pending_width > self.need:
+            self._compact()
 
     def merge(self, other: TopQuantile) -> None:
         self.count += other.count
-        self._keep(torch.cat([self.top, other.top.to(self.top.device)], dim=1))
+        self._keep(torch.cat([self.top, other.top.to(self._top.device)], dim=1))
 
     def result(self) -> np.ndarray:
         """``(C,) float64`` thresholds (numpy linear interpolation over all values seen)."""
@@ -109,11 +158,11 @@ class TopQuantile:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.top = state["top"].to(self.top.device)
         self.count = int(state["count"])
         self.total = int(state["total"])
         self.quantile = float(state["quantile"])
         self.need = quantile_need(self.total, self.quantile)
+        self.top = state["top"].to(self._top.device)
 
 
 class TopImages:
