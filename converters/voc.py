@@ -177,7 +177,7 @@ def _object_shapes(
     path: Path,
 ) -> list[Shape]:
     """One Shape per object index of ``objects`` (named by the XML, else by majority class)."""
-    shapes = []
+    shapes: list[Shape] = []
     for region in regions(objects, {0, VOID}):
         k = region.value
         if xml_names is not None:
