@@ -42,6 +42,7 @@ from conceptkit.errors import UsageError
 from conceptkit.explain.masks import ConceptMasks, threshold32
 
 EPS = 1e-10
+CHUNK_ELEMS = 1 << 24  # upsampled values held at once
 
 
 @dataclass
@@ -61,7 +62,7 @@ class EmbedSettings:
     min_images: int = 1
     share: float = 0.9
     seed: int = 0
-    calibrate_images: int = 256
+    calibrate_images: int = 128
     bins: int = 1024
 
     def check(self) -> None:
@@ -227,16 +228,20 @@ def calibrate(
     span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
     total = torch.zeros(K * bins, dtype=torch.float64)
     pos = torch.zeros(K * bins, dtype=torch.float64)
-    offs = (torch.arange(K) * bins)[:, None]
-    for j, i in enumerate(images):
-        up = _up(z_all[j], cm.size)  # (K, S)
-        idx = ((up - lo[:, None]) / span[:, None] * bins).long().clamp(0, bins - 1) + offs
+    offs = (torch.arange(K) * bins)[None, :, None]
+    step = max(1, CHUNK_ELEMS // (K * cm.pixels))
+    for a in range(0, len(images), step):
+        z = z_all[a : a + step]
+        up = F.interpolate(z, size=cm.size, mode="bilinear", align_corners=False).flatten(2)
+        idx = ((up - lo[None, :, None]) / span[None, :, None] * bins).long().clamp_(0, bins - 1)
+        idx += offs
         total += torch.bincount(idx.flatten(), minlength=K * bins).to(torch.float64)
-        cons, bits = image_concepts(cm, int(i))
-        keep = column[cons] >= 0
-        cols = torch.from_numpy(column[cons[keep]])
-        hit = idx[cols][torch.from_numpy(bits[keep])]
-        pos += torch.bincount(hit, minlength=K * bins).to(torch.float64)
+        for j, i in enumerate(images[a : a + step]):
+            cons, bits = image_concepts(cm, int(i))
+            keep = column[cons] >= 0
+            cols = torch.from_numpy(column[cons[keep]])
+            hit = idx[j][cols][torch.from_numpy(bits[keep])]
+            pos += torch.bincount(hit, minlength=K * bins).to(torch.float64)
     total = total.view(K, bins).flip(1).cumsum(1)  # pixels at or above each bin, top down
     inter = pos.view(K, bins).flip(1).cumsum(1)
     iou = inter / (total + inter[:, -1:] - inter + EPS)
