@@ -98,6 +98,9 @@ def test_random_offsets_match_the_chance_level() -> None:
     se = inter.std(axis=0) / np.sqrt(TRIALS)
     assert np.all(np.abs(inter.mean(axis=0) - E)[pixel] < 4 * se[pixel])  # E[I] is exact
     assert np.all(np.abs(iou.mean(axis=0) - chance)[pixel] < sd[pixel])  # within its dispersion
+    # a rigid rectangle's pixels move together: it disperses more than a random set (the
+    # documented limit of z; about 3x here)
+    assert np.all(inter.std(axis=0)[pixel] > 2 * np.sqrt(V)[pixel])
     assert np.all(sd[pixel] > 0) and sd[3] == 0.0 and V[3] == 0.0
     assert iou[:, 3] == pytest.approx(chance[3])  # the scene covers every mask, every time
 

@@ -18,6 +18,11 @@ image-level label), so its expected mask total is ``EA = sum_i a_i P_i``. Then
     iou_sd     = sd[I] (EA + truth) / (EA + truth - E[I])^2     (delta method, I only)
     z          = (I - E[I]) / sd[I]                           (0 where sd[I] = 0)
 
+The variance is that of masks whose pixels are placed independently. Real masks are blobs:
+moved rigidly to a random offset they keep the same expected overlap but disperse more
+(about 3x the standard deviation for rectangles, tests/test_beyond_chance.py), so ``z`` overstates
+significance for blob-like masks: ``z >= 3`` is necessary, not sufficient.
+
 An image-level label (scene, texture) covers every pixel, so any mask overlaps it fully:
 ``sd[I] = 0`` and ``z = 0`` (its IoU says nothing about where the unit fires). A unit's
 *support* is the number of images its best label occurs in.
