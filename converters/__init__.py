@@ -130,3 +130,163 @@ def check_points(points: np.ndarray, file: str | Path, place: str) -> None:
     if points.size:
         largest = float(np.abs(points).max())
         limits.check("image_side", largest, file=file, place=place, what="a coordinate")
+
+
+# ----------------------------------------------------------------------------- shared by readers
+
+
+def number(value: object, file: str | Path, place: str) -> float:
+    """``value`` as a float: a JSON number (not a bool), finite; else FormatError at ``place``."""
+    if type(value) not in (int, float):
+        raise FormatError(f"expected a number, found {_kind(value)}", file, place)
+    out = float(value)  # type: ignore[arg-type]
+    if not np.isfinite(out):
+        raise FormatError("a number is not finite (NaN or infinity)", file, place)
+    return out
+
+
+def integer(value: object, file: str | Path, place: str) -> int:
+    """``value`` as an int: a JSON integer (or a float with no fraction); else FormatError."""
+    out = number(value, file, place)
+    if out != int(out):
+        raise FormatError(f"expected a whole number, found {value!r}", file, place)
+    return int(out)
+
+
+def text(value: object, file: str | Path, place: str) -> str:
+    """``value`` when it is a string; else FormatError at ``place``."""
+    if not isinstance(value, str):
+        raise FormatError(f"expected a string, found {_kind(value)}", file, place)
+    return value
+
+
+def mapping(value: object, file: str | Path, place: str) -> dict[str, object]:
+    """``value`` when it is a JSON object; else FormatError at ``place``."""
+    if not isinstance(value, dict):
+        raise FormatError(f"expected an object, found {_kind(value)}", file, place)
+    return value
+
+
+def array(value: object, file: str | Path, place: str) -> list[object]:
+    """``value`` when it is a JSON list; else FormatError at ``place``."""
+    if not isinstance(value, list):
+        raise FormatError(f"expected a list, found {_kind(value)}", file, place)
+    return value
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false"}
+    if value is None:
+        return "null"
+    return names.get(type(value), f"{type(value).__name__} {str(value)[:20]!r}")
+
+
+def base_name(reference: str, file: str | Path, place: str) -> str:
+    """The file name at the end of an image reference (a URL, ``s3://``, ``file:`` or a path).
+
+    Query strings and fragments are dropped and ``%xx`` escapes decoded. Only the last part is
+    kept, so the name cannot lead anywhere; a name that is empty, ``.``/``..`` or holds a NUL
+    is a FormatError.
+    """
+    from urllib.parse import unquote
+
+    ref = reference.split("?", 1)[0].split("#", 1)[0]
+    name = unquote(ref).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    if name in ("", ".", "..") or "\0" in name:
+        raise FormatError(f"image reference {reference[:80]!r} names no file", file, place)
+    return name
+
+
+def local_image(root: Path, name: str, file: str | Path, place: str) -> Path:
+    """Where the image file ``name`` (a bare file name) is under the folder ``root``.
+
+    The first that exists of ``root/name``, ``root/images/name``, ``root/img/name``; when none
+    does, ``root/name`` (the pipeline reports the missing image). A symbolic link leading out of
+    ``root`` is a FormatError.
+    """
+    candidates = [root / name, root / "images" / name, root / "img" / name]
+    for path in candidates:
+        if path.is_file():
+            if not inside(root, path):
+                raise FormatError(f"image {name!r} is a symbolic link leading outside", file, place)
+            return path
+    return candidates[0]
+
+
+def image_size(path: Path, file: str | Path, place: str) -> tuple[int, int]:
+    """``(width, height)`` of the image at ``path`` as its header says (upright, after EXIF).
+
+    Nothing is decoded; the size is checked against the limits. For formats that do not
+    record the size (VIA, Labelbox v1).
+    """
+    from conceptkit import images
+
+    with images.open_image(path, file=file, place=place, what=f"image {path.name!r}") as im:
+        return images.upright_size(im)  # type: ignore[no-any-return]
+
+
+def read_mask_png(source: Path | bytes, file: str | Path, place: str, what: str) -> np.ndarray:
+    """Decode a mask or label PNG to ``(H, W, 4) uint8`` RGBA (its size checked first).
+
+    Palette, grey and RGB images are converted to RGBA (alpha 255 where the file has none).
+    """
+    from conceptkit import images
+
+    with images.open_image(source, file=file, place=place, what=what) as im:
+        rgba = np.asarray(im.convert("RGBA"))
+    return rgba
+
+
+def hex_colour(value: str, file: str | Path, place: str) -> tuple[int, int, int]:
+    """``#rrggbb`` (or ``rrggbb``) -> (r, g, b); FormatError otherwise."""
+    digits = value[1:] if value.startswith("#") else value
+    if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise FormatError(f"colour {value[:20]!r} is not #rrggbb", file, place)
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+
+
+def tight_mask(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """``(h, w) bool`` -> (the patch inside its pixels' bounding box, (x0, y0)); None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    return np.ascontiguousarray(mask[y0 : y1 + 1, x0 : x1 + 1]), (x0, y0)
+
+
+def json_lines(path: Path, what: str) -> Iterator[tuple[int, object]]:
+    """``(line number, parsed value)`` of each non-blank line of the JSON Lines file ``path``.
+
+    The file goes through the same checks as :func:`_json.load` (size, encoding); a line that
+    is not JSON, or uses ``NaN``/``Infinity``, is a FormatError at ``line N``.
+    """
+    import json
+
+    from conceptkit.converters import _json
+
+    raw = _json._read(path, what)
+    body = _json._text(raw, path)
+    for n, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line, parse_constant=_json._refuse_constant)
+        except _json._Constant as exc:
+            raise FormatError(
+                f"malformed JSON: {exc} is not a JSON number", path, f"line {n}"
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            reason = getattr(exc, "msg", "nested too deeply or an integer too long")
+            raise FormatError(f"malformed JSON: {reason}", path, f"line {n}") from None
+        limits.check("json_depth", _json.depth(line.encode()), file=path, place=f"line {n}")
+        yield n, value
+
+
+def peek(path: Path, size: int = 1 << 20) -> bytes:
+    """The first ``size`` bytes of ``path`` (empty when it cannot be read), for recognising formats."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""

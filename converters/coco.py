@@ -1,7 +1,10 @@
 """Reader of COCO object-instances files (``instances_<split>.json``) with their images.
 
-``src`` may be one instances JSON file, or a dataset folder holding
-``annotations/instances_*.json`` (else ``instances_*.json`` at its top), read in sorted order.
+``src`` may be one instances JSON file (any name), or a dataset folder holding
+``annotations/instances_*.json`` (else ``instances_*.json`` at its top), read in sorted order;
+when there is none, the ``.json`` files of ``annotations/`` and of the top that name the keys
+``images``, ``annotations`` and ``categories`` (labelme2coco writes ``annotations.json``).
+``options.extra["string_numbers"]``: ids and numbers may be strings (Azure ML's COCO files).
 
 Each file is parsed whole (the JSON may be held in memory) and checked against
 ``schemas/coco.json`` with jsonschema before use, so a bad file gets one FormatError naming the
@@ -59,7 +62,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json, check_points, inside, within
+from conceptkit.converters import ReadOptions, _json, check_points, inside, peek, within
 from conceptkit.schemas import load as load_schema
 from pycocotools import mask as mask_utils
 
@@ -222,6 +225,15 @@ def _validate(data: Any, path: Path) -> None:
                 check(item, item_schema, f"$.{key}[{i}]")
 
 
+def looks_like_coco(path: Path) -> bool:
+    """True when the start of the JSON file ``path`` names the keys ``images``, ``annotations``
+    and ``categories`` (a peek at its first MiB; the file is read properly later)."""
+    head = peek(path)
+    return all(
+        re.search(rb'"%s"\s*:' % key, head) for key in (b"images", b"annotations", b"categories")
+    )
+
+
 def _files(src: Path) -> list[Path]:
     if src.is_file():
         return [src]
@@ -229,9 +241,19 @@ def _files(src: Path) -> list[Path]:
         found = sorted((src / "annotations").glob("instances_*.json")) or sorted(
             src.glob("instances_*.json")
         )
+        if not found:  # any name (labelme2coco writes annotations.json): found by content
+            found = [
+                p
+                for p in sorted((src / "annotations").glob("*.json")) + sorted(src.glob("*.json"))
+                if looks_like_coco(p)
+            ]
         if found:
             return within(src, found)
-        raise FormatError("no annotations/instances_*.json (nor instances_*.json) here", src)
+        raise FormatError(
+            "no COCO JSON here (annotations/instances_*.json, instances_*.json, or a .json "
+            "holding images, annotations and categories)",
+            src,
+        )
     raise FormatError("no such file or folder (expected a COCO instances .json or a folder)", src)
 
 
@@ -378,10 +400,48 @@ def _shapes(
     return out
 
 
+_NUMBER_TEXT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+
+
+def _cast(value: Any) -> Any:
+    """A string that spells a JSON number -> that number (int when it has no fraction)."""
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
+        number = float(value)
+        return int(value) if value.lstrip("-").isdigit() else number
+    if isinstance(value, list):
+        return [_cast(v) for v in value]
+    return value
+
+
+def cast_string_numbers(data: Any) -> Any:
+    """Azure ML's COCO: ids and numbers written as strings (``"id": "1"``) become numbers.
+
+    Only the numeric fields of ``images``, ``annotations`` (and their ``bbox`` and polygon
+    ``segmentation``) and ``categories`` are cast; a string that is not a number is left, for
+    the schema to name.
+    """
+    fields = {
+        "images": ("id", "width", "height"),
+        "annotations": ("id", "image_id", "category_id", "iscrowd", "area", "bbox", "segmentation"),
+        "categories": ("id",),
+    }
+    if not isinstance(data, dict):
+        return data
+    for key, names in fields.items():
+        for item in data.get(key, []) if isinstance(data.get(key), list) else []:
+            if isinstance(item, dict):
+                for name in names:
+                    if name in item:
+                        item[name] = _cast(item[name])
+    return data
+
+
 def _read_file(
     path: Path, options: ReadOptions, images_dir: Path | None
 ) -> Iterator[ImageAnnotation]:
     data = _json.load(path, "COCO instances JSON")
+    if options.extra.get("string_numbers"):
+        data = cast_string_numbers(data)
     _validate(data, path)
     raw_split, split = split_name(path.name)
     images = _Images(path, images_dir, raw_split)
