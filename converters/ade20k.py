@@ -61,6 +61,7 @@ class Names:
     by_instance: dict[tuple[int, int], str] = field(default_factory=dict)
     scene: str | None = None
     source: Path | None = None
+    by_number: bool = True
 
 
 def short_name(name: str) -> str:
@@ -75,7 +76,7 @@ def _whole(text: str) -> int | None:
 
 def read_atr(path: Path) -> Names:
     """The ``(part level, instance) -> name`` table of a 2016/2017 ``_atr.txt``."""
-    names = Names(source=path)
+    names = Names(source=path, by_number=False)
     for i, line in enumerate(read_text(path, what="attribute file"), 1):
         if not line.strip():
             continue
@@ -141,7 +142,7 @@ def level_shapes(rgb: np.ndarray, level: int, names: Names, png: Path, start: in
     r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
     category = "part" if level > 0 else None
     shapes: list[Shape] = []
-    if names.by_class or not names.by_instance:
+    if names.by_number:
         klass = (r // 10) * 256 + g
         key = klass * 256 + b
         for region in regions(key, set()):

@@ -209,7 +209,7 @@ def read_image(src: Path, files: dict[str, Path]) -> ImageAnnotation:
     (width, height), shapes = _from_json(path) if kind == "polygons.json" else _from_png(path, kind)
     match = _FILE.match(path.name)
     assert match is not None
-    gt_root = next(p for p in path.parents if p.name == match["gt"])
+    gt_root = next(p for p in path.parents if p.name == match["gt"])  # under src: see groups()
     rel = path.parent.relative_to(gt_root)
     name = f"{match['stem']}_leftImg8bit.png"
     base = gt_root.parent
@@ -228,14 +228,18 @@ def read_image(src: Path, files: dict[str, Path]) -> ImageAnnotation:
 
 
 def groups(src: Path) -> list[dict[str, Path]]:
-    """The ground-truth files of each image under ``src``, grouped by folder and stem, sorted."""
-    found: dict[tuple[str, str, str], dict[str, Path]] = {}
+    """The ground-truth files of each image under ``src`` (kind -> path), sorted by folder and
+    stem; where an image has both, the gtFine files are used, not the gtCoarse ones."""
+    found: dict[tuple[str, str, str], dict[str, dict[str, Path]]] = {}
     for path in files_under(src, "*_gt*_*"):
         match = _FILE.match(path.name)
-        if match is not None:
-            key = (path.parent.relative_to(src).as_posix(), match["stem"], match["gt"])
-            found.setdefault(key, {})[match["kind"]] = path
-    return [found[k] for k in sorted(found)]
+        folders = path.parent.relative_to(src).parts
+        if match is None or match["gt"] not in folders:
+            continue
+        at = len(folders) - 1 - folders[::-1].index(match["gt"])
+        key = ("/".join(folders[:at]), "/".join(folders[at + 1 :]), match["stem"])
+        found.setdefault(key, {}).setdefault(match["gt"], {})[match["kind"]] = path
+    return [found[k].get("gtFine") or found[k]["gtCoarse"] for k in sorted(found)]
 
 
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:

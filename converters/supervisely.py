@@ -14,8 +14,8 @@ class of ``meta.json`` when the project has one (the project's own class table).
 - ``bitmap``: ``bitmap.data`` = base64 of a zlib-compressed PNG (newer exports: the PNG
   itself), its top-left at ``bitmap.origin`` ``[x, y]``; a pixel is in when its alpha (RGBA) or
   its first channel is non-zero. The PNG's header (size within the limits and the image, from
-  the origin) is checked before it is decoded; the zlib stream is inflated only up to the limit
-  ``file_bytes``. -> a ``mask`` Shape (pixels exact).
+  the origin) is checked before it is decoded; the zlib stream is inflated only up to the most
+  bytes a PNG of the image's size can need. -> a ``mask`` Shape (pixels exact).
 - ``polygon``: ``points.exterior`` ``[[x, y], ...]`` and ``points.interior`` (holes). Without
   holes -> a ``polygon`` Shape; with holes -> a ``mask`` Shape: the exterior's pixels minus the
   pixels of each hole (both ``inclusive``, as Supervisely draws them).
@@ -42,7 +42,7 @@ import numpy as np
 from conceptkit.converters import ReadOptions, _json, check_points, inside, within
 from conceptkit.converters._masks import image_in
 
-from conceptkit import images, limits
+from conceptkit import images
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 from conceptkit.rasterize import shape_mask
@@ -53,18 +53,29 @@ EXAMPLE = "conceptkit convert supervisely my_project/ -o broden_supervisely"
 _KINDS = {"rectangle": "rectangle", "line": "linestrip", "point": "point", "polygon": "polygon"}
 
 
-def inflate(data: bytes, file: Path, place: str) -> bytes:
-    """The PNG of a bitmap's data: zlib-inflated (at most ``file_bytes``), or as is when it is
-    a PNG already."""
+def png_bound(size: tuple[int, int]) -> int:
+    """The most bytes a PNG of a bitmap inside an image of ``size`` (w, h) can need: RGBA 16-bit
+    stored without compression, a filter byte per row, and room for its chunks."""
+    w, h = size
+    return 8 * w * h + 2 * h + (1 << 16)
+
+
+def inflate(data: bytes, bound: int, file: Path, place: str) -> bytes:
+    """The PNG of a bitmap's data: zlib-inflated, or as is when it is a PNG already.
+
+    Inflation stops past ``bound`` bytes (:func:`png_bound`), so a zlib bomb costs no more."""
     if data.startswith(b"\x89PNG"):
         return data
-    limit = limits.get("file_bytes")
     try:
-        inflater = zlib.decompressobj()
-        out = inflater.decompress(data, limit + 1)
+        out = zlib.decompressobj().decompress(data, bound + 1)
     except zlib.error as exc:
         raise FormatError(f"bitmap data is neither zlib nor PNG ({exc})", file, place) from None
-    limits.check("file_bytes", len(out), file=file, place=place, what="the inflated bitmap")
+    if len(out) > bound:
+        raise FormatError(
+            f"bitmap data inflates past {bound:,} bytes, more than a PNG of the image can hold",
+            file,
+            place,
+        )
     return out
 
 
@@ -84,7 +95,7 @@ def decode_bitmap(
         raw = base64.b64decode(text, validate=False)
     except (ValueError, binascii.Error) as exc:
         raise FormatError(f"bitmap.data is not base64 ({exc})", file, f"{place}.data") from None
-    png = inflate(raw, file, f"{place}.data")
+    png = inflate(raw, png_bound(size), file, f"{place}.data")
     x0, y0 = int(origin[0]), int(origin[1])
     with images.open_image(png, file=file, place=f"{place}.data", what="bitmap") as im:
         w, h = im.size

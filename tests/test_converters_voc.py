@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conceptkit.converters import ReadOptions
-from conceptkit.converters import voc
+from conceptkit.converters import ReadOptions, voc
 from PIL import Image
 
 from conceptkit.cli import main
