@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from conceptkit import broden
 from conceptkit.validate import refs as refs_module
-from conceptkit.validate import validate
+from conceptkit.validate import summary, validate
 from conceptkit.validate.findings import Collector, finding
 from conceptkit.validate.refs import RefStore
 from conceptkit.validate.tables import convert
@@ -182,3 +184,24 @@ def test_orphan_scan_does_not_follow_a_link_loop(mini_broden: Path, tmp_path: Pa
     (data / "images" / "mini" / "loop").symlink_to(data / "images", target_is_directory=True)
     found = validate(data)
     assert [(f.code, f.file) for f in found] == [("W602", "images/mini/loop")]
+
+
+def test_plane_of_many_stray_values_is_counted_not_listed(
+    mini_broden: Path, tmp_path: Path
+) -> None:
+    """12,544 distinct unknown values in one plane: each counted once (first pixel, count),
+    200 listed, the rest summed; found by one sort, not one scan per value."""
+    data = tmp_path / "data"
+    shutil.copytree(mini_broden, data, copy_function=os.link)
+    plane = data / "images" / "mini" / "000003_object.png"
+    plane.unlink()
+    values = (1000 + np.arange(112 * 112, dtype=np.int32)).reshape(112, 112)
+    values[5, 7] = 1000  # 1000 twice, first at (0, 0); the value that was at (5, 7) is gone
+    broden.save_plane(values, plane)
+    found = validate(data, max_per_code=200)
+    e301 = [f for f in found if f.code == "E301"]
+    assert summary(found)["E301"] == 112 * 112 - 1
+    assert len(e301) == 201 and e301[-1].count == 112 * 112 - 1 - 200
+    first = next(f for f in e301 if f.detail and f.detail.startswith("pixel value 1000 "))
+    assert first.detail == "pixel value 1000 at (y=0, x=0), 2 pixels"
+    assert (first.file, first.line, first.column) == ("images/mini/000003_object.png", 4, "object")

@@ -107,7 +107,7 @@ def validate(
         out.emit("E101", "images/", "the images/ folder is missing")
     check_declared(out, t)
     known, members = t.members()
-    ctx = RowContext(images=str(images), known=known, members=members, files=images_ok)
+    ctx = RowContext(str(images), known, members, files=images_ok, max_per_code=max_per_code)
     with RefStore() as refs:
         idx = check_index(
             out,

@@ -139,6 +139,11 @@ class Collector:
         else:
             self.overflow[f.code] = self.overflow.get(f.code, 0) + 1
 
+    def skip(self, code: str, n: int) -> None:
+        """Count ``n`` findings of ``code`` known to be past the cap (not listed)."""
+        self.per_code[code] = self.per_code.get(code, 0) + n
+        self.overflow[code] = self.overflow.get(code, 0) + n
+
     def emit(
         self,
         code: str,

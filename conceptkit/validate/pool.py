@@ -42,6 +42,8 @@ class Tally:
         """Add the result of a chunk of ``n`` rows."""
         for f in res.findings:
             self.out.add(f)
+        for code, n in res.overflow.items():
+            self.out.skip(code, n)
         for k, v in res.frequency.items():
             self.frequency[k] = self.frequency.get(k, 0) + v
         for k, c in res.coverage.items():

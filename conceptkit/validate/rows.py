@@ -27,6 +27,7 @@ class RowContext:
     known: frozenset[int]
     members: dict[str, frozenset[int]]
     files: bool = True  # False when images/ is missing (reported once, E101)
+    max_per_code: int = 200  # findings of one code the collector lists (see ChunkResult)
 
 
 @dataclass
@@ -45,12 +46,34 @@ class RowCheck:
 
 @dataclass
 class ChunkResult:
-    """Findings and pixel statistics of a chunk of rows."""
+    """Findings and pixel statistics of a chunk of rows.
 
+    At most ``cap`` findings of a code are kept (the collector would list no more of them);
+    the rest are only counted in ``overflow``, so a plane with a million stray values costs a
+    count, not a million records.
+    """
+
+    cap: int = 200
     findings: list[Finding] = field(default_factory=list)
+    overflow: dict[str, int] = field(default_factory=dict)
     frequency: dict[tuple[str, int], int] = field(default_factory=dict)
     coverage: dict[tuple[str, int], float] = field(default_factory=dict)
     bad_planes: int = 0
+    _kept: dict[str, int] = field(default_factory=dict)
+
+    def full(self, code: str) -> bool:
+        """Whether no more findings of ``code`` are kept (count them with :meth:`skip`)."""
+        return self._kept.get(code, 0) >= self.cap
+
+    def skip(self, code: str, n: int = 1) -> None:
+        self.overflow[code] = self.overflow.get(code, 0) + n
+
+    def add(self, f: Finding) -> None:
+        if self.full(f.code):
+            self.skip(f.code)
+        else:
+            self._kept[f.code] = self._kept.get(f.code, 0) + 1
+            self.findings.append(f)
 
 
 def _locate(ctx: RowContext, line: int, column: str, rel: str) -> str | Finding:
@@ -83,22 +106,22 @@ def _image_size(path: str, what: str) -> tuple[int, int]:
     return h, w
 
 
-def _check_image(ctx: RowContext, row: RowCheck, f: list[Finding]) -> None:
+def _check_image(ctx: RowContext, row: RowCheck, out: ChunkResult) -> None:
     """E110/E104/E105/E202 for the row's image."""
     if not row.image:
         return
     ipath = _locate(ctx, row.line, "image", row.image)
     if isinstance(ipath, Finding):
-        f.append(ipath)
+        out.add(ipath)
         return
     rel = f"images/{row.image}"
     try:
         h, w = _image_size(ipath, rel)
     except ConceptkitError as exc:
-        f.append(_unreadable(exc, row.line, "image"))
+        out.add(_unreadable(exc, row.line, "image"))
         return
     if row.ih is not None and row.iw is not None and (h, w) != (row.ih, row.iw):
-        f.append(
+        out.add(
             finding(
                 "E202",
                 "index.csv",
@@ -115,17 +138,17 @@ def _read_plane(
     """The decoded plane ``p``, or None (E110/E104/E105 reported, counted as a bad plane)."""
     ppath = _locate(ctx, row.line, cat, p)
     if isinstance(ppath, Finding):
-        out.findings.append(ppath)
+        out.add(ppath)
         out.bad_planes += 1
         return None
     try:
         arr = broden.decode_plane(ppath, what=f"images/{p}")
     except ConceptkitError as exc:
-        out.findings.append(_unreadable(exc, row.line, cat))
+        out.add(_unreadable(exc, row.line, cat))
         out.bad_planes += 1
         return None
     if row.sh is not None and row.sw is not None and arr.shape != (row.sh, row.sw):
-        out.findings.append(
+        out.add(
             finding(
                 "E203",
                 "index.csv",
@@ -139,23 +162,38 @@ def _read_plane(
 
 
 def _check_pixels(
-    ctx: RowContext, row: RowCheck, cat: str, p: str, arr: np.ndarray, members: frozenset[int]
-) -> list[Finding]:
-    """E301/E302 for every pixel value of plane ``p`` (``arr``: (sh, sw) int) outside ``cat``."""
-    f: list[Finding] = []
-    for v in np.unique(arr).tolist():
+    ctx: RowContext,
+    row: RowCheck,
+    cat: str,
+    p: str,
+    arr: np.ndarray,
+    members: frozenset[int],
+    out: ChunkResult,
+) -> None:
+    """E301/E302 for every pixel value of plane ``p`` (``arr``: (sh, sw) int) outside ``cat``.
+
+    Each finding names the value's first pixel (row-major) and its pixel count; one sort of the
+    plane gives them all, however many distinct values it holds.
+    """
+    values = np.unique(arr)
+    if all(v == 0 or v in members for v in values.tolist()):
+        return
+    values, first, counts = np.unique(arr, return_index=True, return_counts=True)
+    width = arr.shape[1]
+    for v, i, npx in zip(values.tolist(), first.tolist(), counts.tolist()):
         if v == 0 or v in members:
             continue
-        y, x = (int(t) for t in np.argwhere(arr == v)[0])
-        npx = int(np.count_nonzero(arr == v))
+        code = "E301" if v not in ctx.known else "E302"
+        if out.full(code):
+            out.skip(code)
+            continue
+        y, x = divmod(i, width)
         detail = f"pixel value {v} at (y={y}, x={x}), {npx} pixels"
-        if v not in ctx.known:
-            code, message = "E301", f"label {v} is not in label.csv"
+        if code == "E301":
+            message = f"label {v} is not in label.csv"
         else:
-            code = "E302"
             message = f"label {v} is not a label of category {cat!r} (not in c_{cat}.csv)"
-        f.append(finding(code, f"images/{p}", message, line=row.line, column=cat, detail=detail))
-    return f
+        out.add(finding(code, f"images/{p}", message, line=row.line, column=cat, detail=detail))
 
 
 def _check_image_labels(
@@ -182,22 +220,29 @@ def _check_image_labels(
 
 
 def _add_stats(
-    out: ChunkResult, planes: dict[str, list[np.ndarray]], image_labels: dict[str, Sequence[int]]
+    ctx: RowContext,
+    out: ChunkResult,
+    planes: dict[str, list[np.ndarray]],
+    image_labels: dict[str, Sequence[int]],
 ) -> None:
-    """Add one image's statistics to ``out``, as :class:`broden.LabelStats` counts them."""
+    """Add one image's statistics to ``out``, as :class:`broden.LabelStats` counts them.
+
+    Only labels of their category are kept: the others are E301/E302/E303 findings and are
+    never compared, and a plane of a million stray values must not grow the tallies.
+    """
     stats = broden.LabelStats()
     stats.add_image(planes, image_labels)
-    for k, v in stats.frequency.items():
-        out.frequency[k] = out.frequency.get(k, 0) + v
-    for k, c in stats.coverage.items():
-        out.coverage[k] = out.coverage.get(k, 0.0) + c
+    for (cat, n), v in stats.frequency.items():
+        if n in ctx.members.get(cat, ()):
+            out.frequency[cat, n] = out.frequency.get((cat, n), 0) + v
+            out.coverage[cat, n] = out.coverage.get((cat, n), 0.0) + stats.coverage[cat, n]
 
 
 def check_row(ctx: RowContext, row: RowCheck, out: ChunkResult) -> None:
     """Check one row's files and pixels; accumulate its statistics into ``out``."""
     if not ctx.files:
         return
-    _check_image(ctx, row, out.findings)
+    _check_image(ctx, row, out)
     planes: dict[str, list[np.ndarray]] = {}
     image_labels: dict[str, Sequence[int]] = {}
     for cat, (paths, numbers) in row.cells.items():
@@ -207,22 +252,23 @@ def check_row(ctx: RowContext, row: RowCheck, out: ChunkResult) -> None:
             arr = _read_plane(ctx, row, cat, p, out)
             if arr is None or members is None:
                 continue  # a column without a category is reported once as E502
-            out.findings += _check_pixels(ctx, row, cat, p, arr, members)
+            _check_pixels(ctx, row, cat, p, arr, members, out)
             arrays.append(arr)
         if members is None:
             continue
-        out.findings += _check_image_labels(ctx, row, cat, numbers, members)
+        for f in _check_image_labels(ctx, row, cat, numbers, members):
+            out.add(f)
         if arrays:
             planes[cat] = arrays
         if numbers:
             image_labels[cat] = numbers
     if not row.duplicate:
-        _add_stats(out, planes, image_labels)
+        _add_stats(ctx, out, planes, image_labels)
 
 
 def check_chunk(ctx: RowContext, rows: Sequence[RowCheck]) -> ChunkResult:
     """Check a chunk of rows. Per-image coverages are added in row order, as LabelStats does."""
-    out = ChunkResult()
+    out = ChunkResult(cap=ctx.max_per_code)
     for row in rows:
         check_row(ctx, row, out)
     return out
