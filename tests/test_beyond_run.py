@@ -150,7 +150,7 @@ def test_segment_cli_files(run_dir: Path, tmp_path: Path) -> None:
     expected = _test_image(tmp_path / "probe.png")
     model = run_dir.parent / "model.pt"
     out = tmp_path / "maps"
-    args = [str(run_dir), str(tmp_path / "probe.png"), "-o", str(out), "--units"]
+    args = [str(run_dir), str(tmp_path / "probe.png"), "-o", str(out), "--no-embedding"]
     res = CliRunner().invoke(segment_cmd, [*args, "--arch", "test_beyond_run:build",
                                            "--model", str(model)], catch_exceptions=False)  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -250,3 +250,8 @@ def test_embed_cli_then_segment_uses_the_embedding(run_dir: Path, tmp_path: Path
                           model=build())  # fmt: skip
     agree = (maps[0].labels == expected).mean()
     assert agree > 0.97
+    again = tmp_path / "again"
+    args[2] = str(again)
+    res = CliRunner().invoke(embed_cmd, [*args, "--epochs", "300"], catch_exceptions=False)
+    for name in ("embed_feat.csv", "embed_feat.npz", "embed_similarity_feat.csv", "embed.json"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()  # deterministic

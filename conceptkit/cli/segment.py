@@ -18,7 +18,7 @@ from conceptkit.cli.chance import _model_opts
 _EPILOG = """\b
 Examples:
   conceptkit segment run/ photo.jpg street.png -o maps/
-  conceptkit segment run/ photo.jpg -o maps/ --layer layer3 --units   # ignore embeddings
+  conceptkit segment run/ photo.jpg -o maps/ --layer layer3 --no-embedding
   conceptkit segment run/ photo.jpg -o maps/ --embedding net2vec/embed_layer4.npz
 
 \b
@@ -40,7 +40,12 @@ Writes (OUT is built beside its target and renamed into place when complete):
     default=None,
     help="An embed_<layer>.npz (default: RUN/embed_<layer>.npz when it exists).",
 )
-@click.option("--units", "units_only", is_flag=True, help="Use detector units, not embeddings.")
+@click.option(
+    "--no-embedding",
+    "units_only",
+    is_flag=True,
+    help="Use the detector units even when RUN has embeddings.",
+)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="The run's dataset.")
 @click.option("--model", "model_spec", default=None, help="The run's model (default: its spec).")
 @click.option("--arch", default=None, help="Architecture of a bare state_dict (as for dissect).")
@@ -59,7 +64,7 @@ def segment(**opts: Any) -> None:
     from conceptkit.errors import UsageError
 
     if opts["units_only"] and opts["embedding"] is not None:
-        raise UsageError("--units and --embedding exclude each other")
+        raise UsageError("--no-embedding and --embedding exclude each other")
     embedding: Path | bool | None = False if opts["units_only"] else opts["embedding"]
     maps = segment_images(
         opts["run"],
