@@ -21,6 +21,7 @@ reader, as ``"module:function"`` strings imported on first use by :func:`get_rea
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,3 +291,136 @@ def peek(path: Path, size: int = 1 << 20) -> bytes:
             return f.read(size)
     except OSError:
         return b""
+
+
+# ----------------------------------------------------------------------------- format detection
+
+_JSON_MARKS: tuple[tuple[str, tuple[bytes, ...], str], ...] = (
+    ("via", (b'"_via_img_metadata"',), "a VIA project (_via_img_metadata)"),
+    ("via", (b'"shape_attributes"', b'"regions"'), "VIA regions with shape_attributes"),
+    ("vott", (b'"asset"', b'"regions"'), "a VoTT asset with regions"),
+    ("sagemaker", (b'"annotatedResult"',), "a crowd-html worker output (annotatedResult)"),
+    ("labelbox", (b'"External ID"',), "Labelbox v1 rows (External ID)"),
+    ("labelbox", (b'"data_row"', b'"projects"'), "Labelbox v2 rows (data_row, projects)"),
+    ("labelstudio", (b'"from_name"', b'"to_name"'), "Label Studio results (from_name, to_name)"),
+    ("labelstudio", (b'"completions"', b'"data"'), "Label Studio tasks (completions)"),
+    ("labelme", (b'"shapes"',), "a LabelMe JSON (shapes)"),
+)
+_LINE_MARKS: tuple[tuple[str, bytes, str], ...] = (
+    ("vertex", b'"imageGcsUri"', "Vertex AI lines (imageGcsUri)"),
+    ("vertex", b'"image_gcs_uri"', "Vertex AI lines (image_gcs_uri)"),
+    ("azure", b'"image_url"', "Azure ML lines (image_url, image_details)"),
+    ("sagemaker", b'"source-ref"', "a Ground Truth manifest (source-ref)"),
+    ("labelbox", b'"data_row"', "Labelbox NDJSON rows (data_row)"),
+)
+#: dataset folders recognised by what they hold: (format, paths that must exist, why)
+_FOLDER_MARKS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("cvat", ("annotations.xml",), "annotations.xml (CVAT for images)"),
+    ("cityscapes", ("gtFine",), "a gtFine/ folder (Cityscapes)"),
+    ("supervisely", ("meta.json",), "meta.json (Supervisely project)"),
+    ("voc", ("SegmentationClass",), "SegmentationClass/ (Pascal VOC)"),
+    ("voc", ("ImageSets/Segmentation",), "ImageSets/Segmentation/ (Pascal VOC)"),
+    ("ade20k", ("objectInfo150.csv",), "objectInfo150.csv (ADE20K)"),
+    ("ade20k", ("index_ade20k.pkl",), "index_ade20k.pkl (ADE20K)"),
+    ("camvid", ("label_colors.txt",), "label_colors.txt (CamVid)"),
+    ("camvid", ("class_dict.csv",), "class_dict.csv (CamVid)"),
+)
+
+
+def _json_format(path: Path) -> tuple[str, str] | None:
+    head = peek(path)
+    if path.name.endswith("-asset.json") or path.suffix.lower() == ".vott":
+        return "vott", f"{path.name} is a VoTT asset/project file"
+    if all(re.search(rb'"%s"\s*:' % k, head) for k in (b"images", b"annotations", b"categories")):
+        if re.search(rb'"(image_id|category_id)"\s*:\s*"', head):
+            return "azure", f"{path.name}: COCO keys with ids written as strings (Azure ML)"
+        return "coco", f"{path.name}: COCO keys (images, annotations, categories)"
+    for fmt, marks, why in _JSON_MARKS:
+        if all(m in head for m in marks):
+            return fmt, f"{path.name}: {why}"
+    return None
+
+
+def _lines_format(path: Path) -> tuple[str, str] | None:
+    first = peek(path, 1 << 16).lstrip().split(b"\n", 1)[0]
+    for fmt, mark, why in _LINE_MARKS:
+        if mark in first:
+            return fmt, f"{path.name}: {why}"
+    return None
+
+
+def _file_format(path: Path) -> tuple[str, str] | None:
+    suffix = path.suffix.lower()
+    if suffix == ".zip" or path.name == "annotations.xml":
+        return "cvat", f"{path.name}: a CVAT export"
+    if suffix == ".manifest":
+        return "sagemaker", f"{path.name}: a Ground Truth manifest"
+    if suffix in (".jsonl", ".ndjson"):
+        found = _lines_format(path)
+        if found is None and suffix == ".ndjson":
+            return "labelbox", f"{path.name}: NDJSON (Labelbox)"
+        return found
+    if suffix in (".json", ".vott"):
+        return _json_format(path)
+    if suffix == ".xml":
+        root = re.search(
+            rb"<([A-Za-z_][\w.-]*)[\s>]",
+            re.sub(rb"<\?.*?\?>|<!--.*?-->", b"", peek(path, 4096), flags=re.S),
+        )
+        if root is not None and root.group(1) == b"annotations":
+            return "cvat", f"{path.name}: XML root <annotations> (CVAT)"
+        return (
+            "labelme",
+            f"{path.name}: XML root <{(root.group(1) if root else b'?').decode()}> (LabelMe XML)",
+        )
+    return None
+
+
+def _folder_format(path: Path) -> tuple[str, str] | None:
+    for fmt, marks, why in _FOLDER_MARKS:
+        if all((path / m).exists() for m in marks):
+            return fmt, f"{path.name}/ holds {why}"
+    files = sorted(
+        p
+        for pattern in ("*.manifest", "*-asset.json", "*.vott", "*.jsonl", "*.ndjson", "*.json")
+        for p in path.glob(pattern)
+        if p.is_file() and not p.name.startswith(".")
+    )
+    files += sorted(p for p in (path / "annotations").glob("*.json") if p.is_file())
+    for p in files[:20]:
+        found = _file_format(p)
+        if found is not None:
+            return found
+    nested = sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))[:5]
+    for p in nested:
+        found = _json_format(p)
+        if found is not None:
+            return found
+    if any(path.rglob("*.xml")):
+        return "labelme", f"{path.name}/ holds .xml files (LabelMe XML)"
+    return None
+
+
+def detection(src: Path) -> tuple[str, str]:
+    """(format, why) for the export at ``src``, from its contents; UsageError when unclear.
+
+    Files by kind and a peek at their first bytes (JSON keys, the first JSON line, the XML root);
+    folders by what they hold (``annotations.xml``, ``gtFine/``, ``meta.json``, ...) and then by
+    their files. The reason names the file and what was recognised.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise UsageError("does not exist", file=src)
+    found = _file_format(src) if src.is_file() else _folder_format(src)
+    if found is None:
+        raise UsageError(
+            "cannot tell the export format",
+            file=src,
+            hint=f"name it: conceptkit convert FORMAT SRC, FORMAT one of {', '.join(sorted(READERS))}",
+        )
+    return found
+
+
+def detect(src: Path) -> str:
+    """The format name of the export at ``src`` (see :func:`detection`)."""
+    return detection(src)[0]

@@ -37,6 +37,8 @@ Splits: the image's ``subset`` attribute (project exports), else the file's subs
 empty -> ``train``, ``validation`` -> ``val``. Images: ``images/<subset>/<name>``, then
 ``images/<name>``, then ``<name>`` beside the XML, the first that exists (the first when none
 does: the pipeline reports the missing file). A name leading outside ``src`` is a FormatError.
+Keys: the image's file name; in a project export (images with a ``subset``)
+``<subset>/<file name>``, since subsets may reuse file names (:func:`image_key`).
 
 "CVAT for video 1.1" (``<track id label [group_id]>`` holding per-frame ``box``/``polygon``/...
 with ``frame outside keyframe``): the tracks are gathered (they are the annotation file itself),
@@ -115,6 +117,16 @@ def rotated_box(xtl: float, ytl: float, xbr: float, ybr: float, degrees: float) 
     t = np.deg2rad(degrees)
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     return (corners - [cx, cy]) @ rot.T + [cx, cy]
+
+
+def image_key(name: str, subset: str) -> str:
+    """The key of an image: its file name, prefixed ``<subset>/`` in project exports.
+
+    A project export's subsets may reuse file names (``images/Train/img0.jpg`` and
+    ``images/Test/img0.jpg`` are two images), so there an image is named by subset and file.
+    """
+    base = PurePosixPath(name.replace("\\", "/")).name
+    return f"{subset}/{base}" if subset else base
 
 
 def normalise_split(subset: str) -> str:
@@ -505,7 +517,7 @@ def _image(
     split = normalise_split(subset) if subset else source.split or normalise_split(meta.subset)
     image_path, image_data = source.image(name, subset, node.place)
     record = ImageAnnotation(
-        key=PurePosixPath(name.replace("\\", "/")).name,
+        key=image_key(name, subset),
         width=width,
         height=height,
         image_path=image_path,
