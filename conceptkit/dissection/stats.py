@@ -118,10 +118,10 @@ class TopQuantile:
             if width == 0:
                 return
             if width < vals.shape[1]:
-                # each unit's candidates first; the -inf filling is never among the k largest,
-                # since ``top`` already holds k finite values per unit
+                # the -inf filling is never among the k largest: ``top`` holds k finite values
                 vals = torch.where(above, vals, torch.full_like(vals, -math.inf))
-                vals = torch.topk(vals, width, dim=1, sorted=False).values
+                if 4 * width < vals.shape[1]:  # few candidates: keep only their columns
+                    vals = torch.topk(vals, width, dim=1, sorted=False).values
         self._pending.append(vals)
         self._pending_width += vals.shape[1]
         if self._pending_width > self.need:
