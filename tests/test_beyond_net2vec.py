@@ -78,3 +78,11 @@ def test_mixture_is_recovered_and_beats_every_unit() -> None:
         best = max(best, float(single.max()))
     assert best < le.iou[0] - 0.15
     assert le.single_iou[0] <= best
+
+
+def test_score_when_nothing_fires() -> None:
+    feats, cm = _layer()
+    w = np.zeros((C, 1))
+    sc = score(cm, feats, np.arange(N), np.array([0]), w, np.array([-1.0]), np.full(C, 1e9))
+    assert sc.pred.tolist() == [0] and sc.inter.tolist() == [0] and sc.unit_act.sum() == 0
+    assert sc.truth[0] == cm.truth[0] > 0

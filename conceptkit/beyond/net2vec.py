@@ -264,6 +264,8 @@ class Scores:
 
 def _up(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``(n, h, w)`` -> ``(n, S)`` upsampled bilinearly (``align_corners=False``)."""
+    if maps.shape[0] == 0:
+        return torch.zeros((0, size[0] * size[1]), dtype=maps.dtype)
     up = F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)
     return up.reshape(maps.shape[0], -1)
 
