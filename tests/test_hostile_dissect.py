@@ -224,29 +224,33 @@ def test_sigterm_mid_run_leaves_no_spill_folder(ws: Path, tmp_path: Path):
     assert tree_state(ws) == before
 
 
-def test_spill_folder_vanishing_mid_run_is_one_error(ws: Path, tmp_path: Path):
+@pytest.mark.parametrize("when", ["between the passes", "during pass 1"])
+def test_spill_folder_vanishing_mid_run_is_one_error(ws: Path, tmp_path: Path, when: str):
     spill = tmp_path / "spill"
     spill.mkdir()
 
-    def bar(desc: str, total: int) -> object:
-        if desc.startswith("pass 2"):  # a temp cleaner strikes between the passes
-            for folder in spill.iterdir():
-                shutil.rmtree(folder)
+    def clean() -> None:  # a temp cleaner strikes
+        for folder in spill.iterdir():
+            shutil.rmtree(folder)
 
-        class Bar:
-            def update(self, n: int = 1) -> None:
-                pass
+    class Bar:
+        def __init__(self, desc: str) -> None:
+            self.desc = desc
+            if desc.startswith("pass 2") and when == "between the passes":
+                clean()
 
-            def close(self) -> None:
-                pass
+        def update(self, n: int = 1) -> None:
+            if self.desc.startswith("pass 1") and when == "during pass 1" and n:
+                clean()
 
-        return Bar()
+        def close(self) -> None:
+            pass
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8))
     with pytest.raises(ConceptkitError, match="spill folder vanished") as exc:
         dissect(
             model, ws / "data", ["0"], cache_mem=0, spill_dir=spill, workers=0, batch_size=2,
-            progress=bar, device="cpu",
+            progress=lambda desc, total: Bar(desc), device="cpu",
         )  # fmt: skip
     assert exc.value.file is not None and exc.value.file.startswith(str(spill))
     assert "\n" not in str(exc.value)

@@ -46,10 +46,19 @@ class FeatureCache:
             return
         try:
             self._save(key, feats)
-        except OSError:
+        except (OSError, RuntimeError):  # disk full, unwritable: recompute the rest
             self.open = False
 
+    def _vanished(self, folder: Path) -> ConceptkitError:
+        return ConceptkitError(
+            "the feature spill folder vanished during the run (a temporary-file cleaner?); "
+            "rerun with --spill-dir on another disk, or --no-spill",
+            file=folder,
+        )
+
     def _save(self, key: int, feats: dict[str, torch.Tensor]) -> None:
+        if self._tmp is not None and not Path(self._tmp.name).is_dir():
+            raise self._vanished(Path(self._tmp.name))
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(
                 prefix="conceptkit-features-", dir=self.spill_dir, ignore_cleanup_errors=True
@@ -76,11 +85,7 @@ class FeatureCache:
                 feats: dict[str, torch.Tensor] = torch.load(item, weights_only=True)
                 item.unlink()
             except FileNotFoundError:
-                raise ConceptkitError(
-                    "the feature spill folder vanished during the run (a temporary-file "
-                    "cleaner?); rerun with --spill-dir on another disk, or --no-spill",
-                    file=item.parent,
-                ) from None
+                raise self._vanished(item.parent) from None
             return {n: f.to(torch.float32) for n, f in feats.items()}
         return item
 
