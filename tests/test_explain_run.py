@@ -111,6 +111,29 @@ def test_outputs_are_deterministic(run_dir: Path, tmp_path: Path) -> None:
     assert not list((tmp_path / "a").glob(".*tmp"))
 
 
+def test_one_or_several_workers_agree(run_dir: Path) -> None:
+    """The same answers (formulas, IoUs) from 1 and 3 processes, from the same features."""
+    from conceptkit.dissection.models import load_model
+    from conceptkit.explain import run as R
+
+    info = R.read_run(run_dir)
+    numbers, cats, _, _, nlab = R.concept_table(info.data)
+    cm = R.build_concept_masks(
+        R._label_items(info.data, 0), info.images, info.seg_size, numbers, cats, nlab
+    )
+    opts = ExplainSettings(max_length=3, units=list(range(0, 512, 37)))
+    store = R.compute_features(load_model(info.model_spec).module, info, ["layer4"], opts, print)
+    feats, thr = store["layer4"].array, R.thresholds(info, "layer4")
+    one = R.explain_layer(cm, feats, thr, "category", opts)
+    opts.workers = 3
+    many = R.explain_layer(cm, feats, thr, "category", opts)
+    store["layer4"].close()
+    assert [(u.unit, u.formula, u.iou, u.best_by_length) for u in one] == [
+        (u.unit, u.formula, u.iou, u.best_by_length) for u in many
+    ]
+    assert len(one) == 14
+
+
 def test_bad_inputs(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(LayoutError, match="results.json is missing"):
         explain(tmp_path)
