@@ -16,9 +16,9 @@ tools draw them):
 - ``point`` ``cx, cy`` -> ``point``.
 
 The label is a ``region_attributes`` value: the key ``options.extra["label_key"]`` when given,
-else the first of ``label``, ``name``, ``class``, ``type`` holding a non-empty string, else the
-only attribute holding a non-empty string; a checkbox attribute (an object ``{"a": true}``)
-gives its first true key. A region with no label is skipped with one warning.
+else the first of ``label``, ``name``, ``class``, ``type`` holding one, else the only attribute
+holding one; an attribute holds a label when it is a non-empty string or a checkbox (an object
+``{"a": true}``: its first true key). A region with no label is skipped with one warning.
 
 VIA records no image size: it is read from the image file's header (nothing is decoded), so the
 image must be there: ``filename`` is looked up beside the JSON (``<folder>/<name>``, then
@@ -58,22 +58,26 @@ EXAMPLE = "conceptkit convert via via_region_data.json -o broden/"
 _LABEL_KEYS = ("label", "name", "class", "type")
 
 
+def _value_label(value: Any) -> str | None:
+    """A label from one attribute value: a non-empty string, or a checkbox's first ticked key."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict):
+        ticked = [k for k, v in value.items() if v is True]
+        return str(ticked[0]) if ticked else None
+    return None
+
+
 def _label(attrs: dict[str, Any], options: ReadOptions) -> str | None:
     wanted = options.extra.get("label_key")
-    keys = [str(wanted)] if wanted is not None else list(_LABEL_KEYS)
-    for key in keys:
-        value = attrs.get(key)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, dict):
-            ticked = [k for k, v in value.items() if v is True]
-            if ticked:
-                return str(ticked[0])
-    if wanted is None:
-        texts = [v for v in attrs.values() if isinstance(v, str) and v]
-        if len(texts) == 1:
-            return texts[0]
-    return None
+    if wanted is not None:
+        return _value_label(attrs.get(str(wanted)))
+    for key in _LABEL_KEYS:
+        found = _value_label(attrs.get(key))
+        if found is not None:
+            return found
+    labels = [v for v in (_value_label(a) for a in attrs.values()) if v is not None]
+    return labels[0] if len(labels) == 1 else None
 
 
 def _coords(shape: dict[str, Any], keys: tuple[str, ...], file: Path, place: str) -> list[float]:

@@ -382,3 +382,49 @@ def test_file_name_escaping(tmp_path: Path) -> None:
     assert "$.images[0].file_name: file_name '../../etc/passwd' leads outside" in text
     doc["images"][0]["file_name"] = "/etc/passwd"
     assert "leads outside" in error_of(write(tmp_path, doc))
+
+
+# ----------------------------------------------------------------------------- found by content
+
+
+def _small_coco() -> dict:
+    return {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 20, "height": 10}],
+        "annotations": [
+            {
+                "id": 5,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": [0, 0, 10, 10],
+                "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            }
+        ],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+
+
+def test_a_coco_file_of_any_name_is_found_by_content(tmp_path: Path) -> None:
+    (tmp_path / "annotations.json").write_text(json.dumps(_small_coco()))  # labelme2coco's name
+    (tmp_path / "notes.json").write_text(json.dumps({"images": []}))  # not COCO: ignored
+    (rec,) = read_all(tmp_path)
+    assert rec.key == "a.jpg" and rec.shapes[0].label == "car" and rec.split == "train"
+    assert rasterize.shape_mask(rec.shapes[0], 10, 20).sum() == 100
+    (again,) = read_all(tmp_path / "annotations.json")  # the file itself as SRC
+    assert again.shapes[0].points.tolist() == rec.shapes[0].points.tolist()
+    assert reader.looks_like_coco(tmp_path / "annotations.json")
+    assert not reader.looks_like_coco(tmp_path / "notes.json")
+
+
+def test_string_numbers_only_when_asked(tmp_path: Path) -> None:
+    doc = _small_coco()
+    doc["images"][0]["id"] = "1"
+    doc["annotations"][0]["image_id"] = "1"
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(FormatError, match=r"\$\.images\[0\]"):
+        read_all(tmp_path)
+    (rec,) = read_all(tmp_path, extra={"string_numbers": True})
+    assert rec.shapes[0].instance == "5"
+    assert reader.cast_string_numbers(
+        {"images": [{"id": "7", "width": "1.5", "file_name": "9"}]}
+    ) == {"images": [{"id": 7, "width": 1.5, "file_name": "9"}]}

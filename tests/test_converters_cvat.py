@@ -379,3 +379,27 @@ def test_zip_declared_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "over the limit of 100" in text
     monkeypatch.setenv("CONCEPTKIT_LIMIT_ZIP_MEMBERS", "1")
     assert "the member count declares 2, over the limit of 1" in error_of(path)
+
+
+# ----------------------------------------------------------------------------- project subsets
+
+
+def test_project_subsets_may_reuse_file_names(tmp_path: Path) -> None:
+    body = """
+<image id="0" name="img0.jpg" subset="Train" width="20" height="10">
+  <box label="car" xtl="0" ytl="0" xbr="10" ybr="10" z_order="0"/>
+</image>
+<image id="1" name="img0.jpg" subset="Test" width="20" height="10">
+  <box label="car" xtl="10" ytl="0" xbr="20" ybr="10" z_order="0"/>
+</image>
+"""
+    (tmp_path / "annotations.xml").write_text(xml_doc(body, "<project><name>p</name></project>"))
+    for subset in ("Train", "Test"):
+        (tmp_path / "images" / subset).mkdir(parents=True)
+        (tmp_path / "images" / subset / "img0.jpg").write_bytes(b"jpg")
+    train, test = read_all(tmp_path)
+    assert (train.key, test.key) == ("Train/img0.jpg", "Test/img0.jpg")
+    assert (train.split, test.split) == ("train", "test")
+    assert train.image_path == tmp_path / "images" / "Train" / "img0.jpg"
+    assert test.image_path == tmp_path / "images" / "Test" / "img0.jpg"
+    assert reader.image_key("a\\b.png", "") == "b.png"
