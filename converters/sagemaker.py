@@ -78,8 +78,14 @@ def colour_shapes(
 ) -> list[Shape]:
     """One ``mask`` Shape per (label, colour) of ``table`` present in ``rgba`` ``(H, W, 4)``."""
     out: list[Shape] = []
-    for label, colour in table:
-        tight = tight_mask((rgba[..., :3] == colour).all(axis=-1))
+    rgb = rgba[..., :3].astype(np.uint32)
+    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    present = set(np.unique(packed).tolist())
+    for label, (r, g, b) in table:
+        code = (r << 16) | (g << 8) | b
+        if code not in present:
+            continue
+        tight = tight_mask(packed == code)
         if tight is None:
             continue
         patch, origin = tight
