@@ -107,22 +107,40 @@ def lookup(
     """``plane`` ``(H, W) int64`` with every value replaced by ``table[value]``.
 
     A value not in the table raises FormatError naming it (as a colour when ``describe``) and
-    the first pixel (row, column) holding it.
+    the first pixel (row, column) holding it. The table's values must fit in 15 bits.
     """
+    if plane.size and int(plane.min()) >= 0 and int(plane.max()) < 1 << 24:
+        # a look-up table over the values present (at most 2**24 entries of 2 bytes): one gather
+        top = int(plane.max())
+        lut = np.full(top + 1, -1, dtype=np.int16)
+        for key, value in table.items():
+            if 0 <= key <= top:
+                lut[key] = value
+        mapped = lut[plane].astype(np.int64)
+        missing = np.flatnonzero(mapped.reshape(-1) < 0)
+        if len(missing):
+            _refuse(plane, int(plane.reshape(-1)[missing[0]]), file, place, what, describe)
+        return mapped
     values, inverse = np.unique(plane, return_inverse=True)
-    mapped = np.empty(len(values), dtype=np.int64)
+    out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values.tolist()):
         if v not in table:
-            row, col = (int(c[0]) for c in np.nonzero(plane == v))
-            shown = describe_colour(v) if describe else str(v)
-            raise FormatError(
-                f"{what} has the value {shown} at pixel (row {row}, column {col}), "
-                "which its label table does not name",
-                file,
-                place,
-            )
-        mapped[i] = table[v]
-    return mapped[inverse].reshape(plane.shape)
+            _refuse(plane, v, file, place, what, describe)
+        out[i] = table[v]
+    return out[inverse].reshape(plane.shape)
+
+
+def _refuse(
+    plane: np.ndarray, value: int, file: Path, place: str, what: str, describe: bool
+) -> None:
+    row, col = (int(c[0]) for c in np.nonzero(plane == value))
+    shown = describe_colour(value) if describe else str(value)
+    raise FormatError(
+        f"{what} has the value {shown} at pixel (row {row}, column {col}), "
+        "which its label table does not name",
+        file,
+        place,
+    )
 
 
 def regions(plane: np.ndarray, skip: set[int]) -> Iterator[Region]:

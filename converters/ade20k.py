@@ -168,7 +168,9 @@ def level_shapes(rgb: np.ndarray, level: int, names: Names, png: Path, start: in
                 )
             )
         return shapes
-    ranks = np.unique(np.r_[0, b.reshape(-1)], return_inverse=True)[1][1:].reshape(b.shape)
+    present = np.bincount(b.reshape(-1), minlength=256) > 0
+    present[0] = True  # B = 0 is rank 0 whether or not it occurs
+    ranks = (np.cumsum(present) - 1)[b]
     for region in regions(ranks, set()):
         label = names.by_instance.get((level, region.value))
         if label is None:
