@@ -1,4 +1,4 @@
-"""ADE20K full dataset (2016/2017 ``_atr.txt`` and 2021 per-image JSON): objects and their parts.
+"""ADE20K (X_seg.png, X_parts_N.png with X_atr.txt or the 2021 X.json): objects and parts.
 
 Per image ``X.jpg`` (found by its ``X_seg.png``, anywhere under ``src``, sorted)::
 

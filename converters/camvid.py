@@ -1,4 +1,4 @@
-"""CamVid: colour masks (32 classes, ``label_colors.txt`` / ``class_dict.csv``) or SegNet's index masks (11).
+"""CamVid (colour masks with label_colors.txt / class_dict.csv, or SegNet index masks).
 
 Layout under ``src`` (the dataset root)::
 

@@ -1,4 +1,4 @@
-"""Cityscapes (gtFine / gtCoarse): instanceIds, labelIds, polygons.json or labelTrainIds, per image.
+"""Cityscapes (gtFine/gtCoarse instanceIds, labelIds, polygons.json, labelTrainIds).
 
 Layout under ``src`` (the dataset root)::
 

@@ -1,4 +1,4 @@
-"""Supervisely project export: per-image JSON with bitmaps (zlib PNG at an origin) and polygons with holes.
+"""Supervisely project (meta.json, <dataset>/ann/*.json: bitmaps, polygons with holes).
 
 Layout under ``src`` (the project root)::
 

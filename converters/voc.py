@@ -1,4 +1,4 @@
-"""Pascal VOC segmentation: SegmentationClass / SegmentationObject index PNGs, one concept per class.
+"""Pascal VOC segmentation (SegmentationClass/SegmentationObject PNGs, Annotations XML).
 
 Layout of a dataset root (``VOC2012/``, or labelme2voc's output)::
 

@@ -80,3 +80,9 @@ def test_cli_converts_and_validates(tmp_path: Path) -> None:
         assert run(["validate", str(out)]) == 0
         cats = [r.split(",")[0] for r in (out / "category.csv").read_text().splitlines()[1:]]
         assert cats == ["object", "part", "scene"]
+
+
+def test_description_and_example() -> None:
+    assert ade20k.__doc__ is not None
+    assert ade20k.__doc__.splitlines()[0] == ade20k.DESCRIPTION + "."
+    assert ade20k.EXAMPLE.startswith("conceptkit convert ade20k ")

@@ -69,3 +69,9 @@ def test_cli_converts_and_validates(tmp_path: Path) -> None:
     assert run(["convert", "camvid", str(FIX), "-o", str(out), "--min-images", "1"]) == 0
     assert run(["validate", str(out)]) == 0
     assert len((out / "label.csv").read_text().splitlines()) == 9
+
+
+def test_description_and_example() -> None:
+    assert camvid.__doc__ is not None
+    assert camvid.__doc__.splitlines()[0] == camvid.DESCRIPTION + "."
+    assert camvid.EXAMPLE.startswith("conceptkit convert camvid ")

@@ -85,3 +85,9 @@ def test_cli_converts_and_validates(tmp_path: Path) -> None:
     assert run(["validate", str(out)]) == 0
     labels = [r.split(",")[1] for r in (out / "label.csv").read_text().splitlines()[1:]]
     assert labels == ["person", "train", "truck", "wall"]
+
+
+def test_description_and_example() -> None:
+    assert cityscapes.__doc__ is not None
+    assert cityscapes.__doc__.splitlines()[0] == cityscapes.DESCRIPTION + "."
+    assert cityscapes.EXAMPLE.startswith("conceptkit convert cityscapes ")

@@ -118,3 +118,9 @@ def test_cli_converts_and_validates(tmp_path: Path) -> None:
             == 0
         )
         assert run(["validate", str(out)]) == 0
+
+
+def test_description_and_example() -> None:
+    assert supervisely.__doc__ is not None
+    assert supervisely.__doc__.splitlines()[0] == supervisely.DESCRIPTION + "."
+    assert supervisely.EXAMPLE.startswith("conceptkit convert supervisely ")

@@ -117,3 +117,9 @@ def test_cli_converts_and_validates(tmp_path: Path, name: str) -> None:
     assert run(["validate", str(out)]) == 0
     labels = (out / "label.csv").read_text().splitlines()[1:]
     assert [r.split(",")[1] for r in labels] == ["background", "bottle", "bus", "car", "person"]
+
+
+def test_description_and_example() -> None:
+    assert voc.__doc__ is not None
+    assert voc.__doc__.splitlines()[0] == voc.DESCRIPTION + "."
+    assert voc.EXAMPLE.startswith("conceptkit convert voc ")
