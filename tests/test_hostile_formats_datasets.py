@@ -10,15 +10,21 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conceptkit.converters import ReadOptions, get_reader
 from hostile import run_hostile
 from PIL import Image
+
+from conceptkit.errors import FormatError
 
 
 def huge_png(path: Path, width: int = 50_000, height: int = 50_000, mode: int = 2) -> bytes:
@@ -521,9 +527,6 @@ def test_keep_going_skips_the_bad_image(tmp_path: Path) -> None:
     cls[0:2, 0:2] = 12
     _png(src / "SegmentationClass" / "b.png", cls, "L")
     _png(src / "JPEGImages" / "b.jpg", np.zeros((4, 6, 3), np.uint8), "RGB")
-    import subprocess
-    import sys
-
     out = ws / "out"
     proc = subprocess.run(
         [
@@ -545,3 +548,32 @@ def test_keep_going_skips_the_bad_image(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "class index 42" in proc.stderr + proc.stdout
     assert [r.split(",")[0] for r in (out / "index.csv").read_text().splitlines()[1:]] == ["b.jpg"]
+
+
+FIXTURES = Path(__file__).parent / "data" / "fixtures" / "formats2"
+#: format -> (fixture root, the mask of its last image, relative to the root)
+LAST_MASK = {
+    "voc": ("voc/labelme", "SegmentationClass/2011_000025.png"),
+    "ade20k": ("ade20k/2020", "validation/2_seg.png"),
+    "cityscapes": (
+        "cityscapes/datumaro",
+        "gtFine/val/defaultcity/defaultcity_000001_000019_gtFine_instanceIds.png",
+    ),
+    "camvid": ("camvid/datumaro", "testannot/0001TP_008580.png"),
+    "supervisely": ("supervisely/instance", "ds/ann/dog3.jpg.json"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(LAST_MASK))
+def test_readers_stream(tmp_path: Path, fmt: str) -> None:
+    """The first image comes out before the last one is read: a broken last file is met only
+    when the reader gets to it."""
+    root, last = LAST_MASK[fmt]
+    src = tmp_path / "src"
+    shutil.copytree(FIXTURES / root, src)
+    (src / last).write_bytes(b"broken")
+    stream = get_reader(fmt)(src, ReadOptions())
+    first = next(iter(stream))
+    assert first.shapes
+    with pytest.raises(FormatError, match=Path(last).name):
+        list(stream)
