@@ -75,3 +75,34 @@ def test_description_and_example() -> None:
     assert camvid.__doc__ is not None
     assert camvid.__doc__.splitlines()[0] == camvid.DESCRIPTION + "."
     assert camvid.EXAMPLE.startswith("conceptkit convert camvid ")
+
+
+def test_converted_planes_equal_the_colour_masks_resampled(tmp_path: Path) -> None:
+    """End to end at --size 4: each plane is the colour mask with CamVid colours replaced by
+    label numbers, sampled to 2 x 2 by PIL's NEAREST (the image is stretched to 4 x 4)."""
+    colours = {(64, 128, 64): "animal", (192, 0, 128): "archway", (0, 128, 192): "bicyclist",
+               (0, 128, 64): "bridge", (192, 128, 64): "child", (128, 64, 128): "road",
+               (128, 128, 128): "sky", (128, 128, 0): "tree"}  # fmt: skip
+    out = tmp_path / "out"
+    assert (
+        run(["convert", "camvid", str(FIX), "-o", str(out), "--min-images", "1", "--size", "4"])
+        == 0
+    )
+    number = {
+        r.split(",")[1]: int(r.split(",")[0])
+        for r in (out / "label.csv").read_text().splitlines()[1:]
+    }
+    index = [r.split(",") for r in (out / "index.csv").read_text().splitlines()[1:]]
+    masks = {p.name: p for p in FIX.glob("*annot/*.png")}
+    for row in index:
+        rgb = np.asarray(Image.open(masks[row[0][: -len(".jpg")] + ".png"]).convert("RGB"))
+        numbers = np.array(
+            [[number.get(colours[tuple(int(c) for c in px)], 0) for px in line] for line in rgb],
+            np.uint8,
+        )
+        expected = np.asarray(
+            Image.fromarray(numbers, "L").resize((2, 2), Image.Resampling.NEAREST)
+        )
+        assert expected.any()
+        plane = np.asarray(Image.open(out / "images" / row[6]).convert("RGB")).astype(int)
+        np.testing.assert_array_equal(plane[..., 0] + 256 * plane[..., 1], expected)

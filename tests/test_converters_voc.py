@@ -123,3 +123,29 @@ def test_description_and_example() -> None:
     assert voc.__doc__ is not None
     assert voc.__doc__.splitlines()[0] == voc.DESCRIPTION + "."
     assert voc.EXAMPLE.startswith("conceptkit convert voc ")
+
+
+def test_converted_planes_equal_the_source_masks_resampled(tmp_path: Path) -> None:
+    """End to end at --size native: each object plane is the class mask with VOC indices
+    replaced by label numbers (void 255 -> 0), sampled to half size by PIL's NEAREST."""
+    out = tmp_path / "out"
+    args = ["convert", "voc", str(FIX), "-o", str(out), "--min-images", "1", "--size", "native"]
+    assert run(args) == 0
+    rows = [r.split(",") for r in (out / "label.csv").read_text().splitlines()[1:]]
+    number = {r[1]: int(r[0]) for r in rows}
+    names = [n.strip() for n in (FIX / "class_names.txt").read_text().splitlines()]
+    names[0] = "background"
+    lut = np.zeros(256, dtype=np.uint8)
+    for i, name in enumerate(names):
+        lut[i] = number.get(name, 0)
+    index = [r.split(",") for r in (out / "index.csv").read_text().splitlines()]
+    col = index[0].index("object")
+    for row in index[1:]:
+        stem = row[0][: -len(".jpg")]
+        sh, sw = int(row[4]), int(row[5])
+        cls = np.asarray(Image.open(FIX / "SegmentationClass" / f"{stem}.png"))
+        expected = np.asarray(
+            Image.fromarray(lut[cls], "L").resize((sw, sh), Image.Resampling.NEAREST)
+        )
+        rgb = np.asarray(Image.open(out / "images" / row[col]).convert("RGB")).astype(int)
+        np.testing.assert_array_equal(rgb[..., 0] + 256 * rgb[..., 1], expected)
