@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conceptkit.converters import ReadOptions
@@ -41,7 +42,7 @@ def test_jsonl_polygons_boxes_and_crowd(tmp_path: Path) -> None:
 
 def test_coco_with_string_numbers(tmp_path: Path) -> None:
     Image.new("RGB", (20, 10)).save(tmp_path / "a.jpg")
-    coco = {
+    coco: dict[str, Any] = {
         "images": [{"id": "1", "file_name": "a.jpg", "width": "20", "height": "10"}],
         "annotations": [
             {

@@ -51,7 +51,11 @@ def test_detects_the_real_exports(src: str, fmt: str) -> None:
 def test_detects_lines_coco_and_says_why(tmp_path: Path) -> None:
     (tmp_path / "v.jsonl").write_text(json.dumps({"imageGcsUri": "gs://a/b.jpg"}) + "\n")
     (tmp_path / "a.jsonl").write_text(json.dumps({"image_url": "x", "image_details": {}}) + "\n")
-    coco = {"images": [], "annotations": [{"image_id": "1"}], "categories": []}
+    coco: dict[str, list[dict[str, object]]] = {
+        "images": [],
+        "annotations": [{"image_id": "1"}],
+        "categories": [],
+    }
     (tmp_path / "annotations.json").write_text(json.dumps(coco))
     assert detection(tmp_path / "v.jsonl") == ("vertex", "v.jsonl: Vertex AI lines (imageGcsUri)")
     assert detect(tmp_path / "a.jsonl") == "azure"
