@@ -117,14 +117,14 @@ def read_colours(root: Path) -> tuple[tuple[str, tuple[int, int, int]], ...]:
         rows = [(i, line.split(",")) for i, line in enumerate(lines, 1) if line.strip()][1:]
     else:
         return COLOURS
-    table = []
+    table: list[tuple[str, tuple[int, int, int]]] = []
     for i, fields in rows:
-        rgb = [_byte(f) for f in fields[-3:]] if len(fields) >= 4 else []
+        rgb = [b for f in fields[-3:] if (b := _byte(f)) is not None] if len(fields) >= 4 else []
         name = " ".join(fields[:-3]).strip()
-        if len(rgb) != 3 or None in rgb or not name:
+        if len(rgb) != 3 or not name:
             raise FormatError("expected a name and three colour values 0-255", path, f"line {i}")
         table.append((name, (rgb[0], rgb[1], rgb[2])))
-    return tuple(table)  # type: ignore[arg-type]
+    return tuple(table)
 
 
 def _rebase(root: Path, text: str, list_file: Path, line: int) -> Path:

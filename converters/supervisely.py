@@ -43,14 +43,19 @@ from conceptkit.converters import ReadOptions, _json, check_points, inside, with
 from conceptkit.converters._masks import image_in
 
 from conceptkit import images
-from conceptkit.annotations import ImageAnnotation, Shape
+from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
 from conceptkit.errors import FormatError
 from conceptkit.rasterize import shape_mask
 
 DESCRIPTION = "Supervisely project (meta.json, <dataset>/ann/*.json: bitmaps, polygons with holes)"
 EXAMPLE = "conceptkit convert supervisely my_project/ -o broden_supervisely"
 
-_KINDS = {"rectangle": "rectangle", "line": "linestrip", "point": "point", "polygon": "polygon"}
+_KINDS: dict[str, ShapeKind] = {
+    "rectangle": "rectangle",
+    "line": "linestrip",
+    "point": "point",
+    "polygon": "polygon",
+}
 
 
 def png_bound(size: tuple[int, int]) -> int:
@@ -164,7 +169,7 @@ def _geometry(
             "points.interior must be a list of rings", file, f"{place}.points.interior"
         )
     holes = [_points(r, file, f"{place}.points.interior[{j}]", 3) for j, r in enumerate(interior)]
-    shape.kind = _KINDS[str(kind)]  # type: ignore[assignment]
+    shape.kind = _KINDS[str(kind)]
     shape.points = exterior[:2] if kind == "rectangle" else exterior
     if kind == "polygon" and holes:
         shape.kind = "mask"
