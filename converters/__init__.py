@@ -331,10 +331,10 @@ def _json_format(path: Path) -> tuple[str, str] | None:
     head = peek(path)
     if path.name.endswith("-asset.json") or path.suffix.lower() == ".vott":
         return "vott", f"{path.name} is a VoTT asset/project file"
-    if all(re.search(rb'"%s"\s*:' % k, head) for k in (b"images", b"annotations", b"categories")):
+    if all(re.search(rb'"%s"\s*:' % k, head) for k in (b"images", b"annotations")):
         if re.search(rb'"(image_id|category_id)"\s*:\s*"', head):
             return "azure", f"{path.name}: COCO keys with ids written as strings (Azure ML)"
-        return "coco", f"{path.name}: COCO keys (images, annotations, categories)"
+        return "coco", f"{path.name}: COCO keys (images, annotations)"
     for fmt, marks, why in _JSON_MARKS:
         if all(m in head for m in marks):
             return fmt, f"{path.name}: {why}"
@@ -416,7 +416,7 @@ def detection(src: Path) -> tuple[str, str]:
         raise UsageError(
             "cannot tell the export format",
             file=src,
-            hint=f"name it: conceptkit convert FORMAT SRC, FORMAT one of {', '.join(sorted(READERS))}",
+            hint=f"write FORMAT:PATH with FORMAT one of {', '.join(sorted(READERS))}",
         )
     return found
 
