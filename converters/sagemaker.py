@@ -21,11 +21,13 @@ whose ``type`` says what it is:
 Other types (classification, verification) are skipped. Several label attributes on one line
 are all read, in sorted order.
 
-**Crowd-html output** (``crowd-semantic-segmentation``, ``crowd-polygon``; a list of
+**Crowd-html output** (``crowd-semantic-segmentation``, ``crowd-instance-segmentation``,
+``crowd-polygon``; a list of
 ``{"annotatedResult": ...}`` or one such object, one per worker): the image is the file of the
 same stem beside the JSON (``.jpg``, ``.jpeg``, ``.png``); the size is
 ``inputImageProperties``. ``labeledImage.pngImageData`` (base64 PNG) is decoded by colour through
-``labelMappings`` (``{label: {"color": "#rrggbb"}}``); ``polygons[{label, vertices[{x, y}]}]``
+``labelMappings`` (``{label: {"color": "#rrggbb"}}``), or through ``instances``
+(``[{"color", "label"}]``: each colour one object, labels may repeat); ``polygons[{label, vertices[{x, y}]}]``
 are polygons in pixels. Only the first worker's result is read (a warning names the others).
 
 Pixels: ``convention = "inclusive"`` (the masks are pasted as they are).
@@ -74,9 +76,15 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 
 def colour_shapes(
-    rgba: np.ndarray, table: list[tuple[str, tuple[int, int, int]]], place: str
+    rgba: np.ndarray,
+    table: list[tuple[str, tuple[int, int, int]]],
+    place: str,
+    instances: bool = False,
 ) -> list[Shape]:
-    """One ``mask`` Shape per (label, colour) of ``table`` present in ``rgba`` ``(H, W, 4)``."""
+    """One ``mask`` Shape per (label, colour) of ``table`` present in ``rgba`` ``(H, W, 4)``.
+
+    ``instances``: each colour is one object (its ``instance`` is the colour, ``#rrggbb``).
+    """
     out: list[Shape] = []
     rgb = rgba[..., :3].astype(np.uint32)
     packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
@@ -90,7 +98,15 @@ def colour_shapes(
             continue
         patch, origin = tight
         out.append(
-            Shape(label=label, kind="mask", mask=patch, origin=origin, place=place, order=len(out))
+            Shape(
+                label=label,
+                kind="mask",
+                mask=patch,
+                origin=origin,
+                place=place,
+                order=len(out),
+                instance=f"#{code:06x}" if instances else None,
+            )
         )
     return out
 
@@ -264,22 +280,7 @@ def _crowd_mask(result: dict[str, Any], rec: ImageAnnotation, file: Path, place:
         png = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise FormatError("pngImageData is not base64", file, at) from None
-    mappings = mapping(result.get("labelMappings", {}), file, f"{place}.labelMappings")
-    table = [
-        (
-            label,
-            hex_colour(
-                text(
-                    mapping(v, file, f"{place}.labelMappings[{label!r}]").get("color"),
-                    file,
-                    f"{place}.labelMappings[{label!r}].color",
-                ),
-                file,
-                f"{place}.labelMappings[{label!r}]",
-            ),
-        )
-        for label, v in mappings.items()
-    ]
+    table = _crowd_table(result, file, place)
     rgba = read_mask_png(png, file, at, "labeledImage")
     if rgba.shape[1::-1] != (rec.width, rec.height):
         raise FormatError(
@@ -287,9 +288,33 @@ def _crowd_mask(result: dict[str, Any], rec: ImageAnnotation, file: Path, place:
             file,
             at,
         )
-    for shape in colour_shapes(rgba, table, at):
+    for shape in colour_shapes(rgba, table, at, instances="instances" in result):
         shape.order = len(rec.shapes)
         rec.shapes.append(shape)
+
+
+def _crowd_table(
+    result: dict[str, Any], file: Path, place: str
+) -> list[tuple[str, tuple[int, int, int]]]:
+    """(label, colour) pairs: ``instances`` (instance segmentation) or ``labelMappings``."""
+    if "instances" in result:
+        items = array(result["instances"], file, f"{place}.instances")
+        pairs = []
+        for k, item in enumerate(items):
+            at = f"{place}.instances[{k}]"
+            inst = mapping(item, file, at)
+            label = text(inst.get("label"), file, f"{at}.label")
+            pairs.append(
+                (label, hex_colour(text(inst.get("color"), file, f"{at}.color"), file, at))
+            )
+        return pairs
+    mappings = mapping(result.get("labelMappings", {}), file, f"{place}.labelMappings")
+    out = []
+    for label, value in mappings.items():
+        at = f"{place}.labelMappings[{label!r}]"
+        colour = text(mapping(value, file, at).get("color"), file, f"{at}.color")
+        out.append((label, hex_colour(colour, file, at)))
+    return out
 
 
 def _files(src: Path) -> list[Path]:

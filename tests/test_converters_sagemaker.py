@@ -75,3 +75,25 @@ def test_crowd_semantic_segmentation_and_polygon(tmp_path: Path) -> None:
     roof, tree = rec.shapes  # car's colour is absent
     assert rec.image_path == tmp_path / "worker.jpg" and "2 worker results" in warnings[0]
     assert roof.kind == "polygon" and tree.label == "tree" and tree.mask.sum() == 4
+
+
+def test_crowd_instance_segmentation(tmp_path: Path) -> None:
+    Image.new("RGB", (5, 4)).save(tmp_path / "w.png")
+    labels = np.zeros((4, 5, 3), dtype=np.uint8)
+    labels[0, 0:2] = (0x2C, 0xA0, 0x2C)
+    labels[3, 1:5] = (0x1F, 0x77, 0xB4)
+    instances = [{"color": "#2ca02c", "label": "Cat"}, {"color": "#1f77b4", "label": "Cat"}]
+    props = {"height": 4, "width": 5}
+    result = {
+        "annotatedResult": {
+            "inputImageProperties": props,
+            "instances": instances,
+            "labeledImage": {"pngImageData": _png(labels)},
+        }
+    }
+    (tmp_path / "w.json").write_text(json.dumps(result))
+    (rec,), _ = read_all(tmp_path)
+    first, second = rec.shapes
+    assert (first.label, second.label) == ("Cat", "Cat")
+    assert (first.instance, second.instance) == ("#2ca02c", "#1f77b4")
+    assert (first.mask.sum(), second.mask.sum(), second.origin) == (2, 4, (1, 3))
