@@ -97,7 +97,10 @@ def test_converted_planes_equal_the_colour_masks_resampled(tmp_path: Path) -> No
     for row in index:
         rgb = np.asarray(Image.open(masks[row[0][: -len(".jpg")] + ".png"]).convert("RGB"))
         numbers = np.array(
-            [[number.get(colours[tuple(int(c) for c in px)], 0) for px in line] for line in rgb],
+            [
+                [number.get(colours[(int(px[0]), int(px[1]), int(px[2]))], 0) for px in line]
+                for line in rgb
+            ],
             np.uint8,
         )
         expected = np.asarray(
