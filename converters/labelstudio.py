@@ -46,6 +46,7 @@ from conceptkit.converters import (
     base_name,
     check_points,
     image_size,
+    integer,
     local_image,
     mapping,
     number,
@@ -298,12 +299,13 @@ def _regions(
     return list(groups.values())
 
 
-def _declared(results: list[Any], file: Path) -> tuple[int, int] | None:
-    for item in results:
+def _declared(results: list[Any], file: Path, place: str) -> tuple[int, int] | None:
+    """``(original_width, original_height)`` of the first result that has them."""
+    for k, item in enumerate(results):
         if isinstance(item, dict) and "original_width" in item:
-            w = number(item["original_width"], file, "original_width")
-            h = number(item.get("original_height"), file, "original_height")
-            return int(w), int(h)
+            w = integer(item["original_width"], file, f"{place}[{k}].original_width")
+            h = integer(item.get("original_height"), file, f"{place}[{k}].original_height")
+            return w, h
     return None
 
 
@@ -357,7 +359,7 @@ def _task(
         )
     name = base_name(ref, file, f"{place}.data")
     image_path = local_image(file.parent, name, file, f"{place}.data")
-    size = _declared(results, file) or image_size(image_path, file, f"{place}.data")
+    size = _declared(results, file, rplace) or image_size(image_path, file, f"{place}.data")
     w, h = size
     check_size(w, h, file=file, place=rplace)
     record = ImageAnnotation(key=name, width=w, height=h, image_path=image_path, source=str(file))
