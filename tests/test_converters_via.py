@@ -110,3 +110,29 @@ def test_real_via2_export() -> None:
     # the circle of radius 160 about (193, 650), boundary included (PIL ellipse)
     area = shape_mask(circle, 2187, 2187).sum()
     assert abs(area - np.pi * 160**2) < 2 * np.pi * 160 + 10
+
+
+def test_via2_project_file_and_unknown_shape(tmp_path: Path) -> None:
+    Image.new("RGB", (30, 30)).save(tmp_path / "c.jpg")
+    regions = [
+        {
+            "shape_attributes": {
+                "name": "polyline",
+                "all_points_x": [0, 10],
+                "all_points_y": [5, 5],
+            },
+            "region_attributes": {"label": "lane"},
+        },
+        {"shape_attributes": {"name": "extreme_rectangle"}, "region_attributes": {"label": "x"}},
+    ]
+    project = {
+        "_via_settings": {},
+        "_via_img_metadata": {"c.jpg9": {"filename": "c.jpg", "size": 9, "regions": regions}},
+    }
+    (tmp_path / "project.json").write_text(json.dumps(project))
+    (rec,), warnings = read_all(tmp_path)
+    (lane,) = rec.shapes
+    assert lane.kind == "linestrip" and lane.points.tolist() == [[0, 5], [10, 5]]
+    assert (
+        "unknown shape" in warnings[0] and "_via_img_metadata['c.jpg9'].regions[1]" in warnings[0]
+    )
