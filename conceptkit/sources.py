@@ -15,13 +15,12 @@ A *source* is one annotator's export (a folder, a ``.zip`` or a file), written a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from conceptkit.annotations import ImageAnnotation
-from conceptkit.converters import READERS, ReadOptions, get_reader
+from conceptkit.converters import READERS, ReadOptions, detection, get_reader
 from conceptkit.errors import FormatError, UsageError
 
 
@@ -42,69 +41,23 @@ def parse_source(text: str) -> tuple[str | None, Path]:
     return None, Path(text)
 
 
-def _json_keys(path: Path) -> set[str]:
-    """Top-level keys of a JSON object file (empty when it is not one)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    return set(data) if isinstance(data, dict) else set()
-
-
-def _is_coco(path: Path) -> bool:
-    return {"images", "annotations"} <= _json_keys(path)
-
-
-def _is_labelme_json(path: Path) -> bool:
-    return "shapes" in _json_keys(path)
-
-
-def _file_format(path: Path) -> str | None:
-    suffix = path.suffix.lower()
-    if suffix == ".zip" or path.name == "annotations.xml":
-        return "cvat"
-    if suffix == ".json":
-        if _is_coco(path):
-            return "coco"
-        if _is_labelme_json(path):
-            return "labelme"
-    if suffix == ".xml":
-        return "labelme"
-    return None
-
-
-def _folder_format(path: Path) -> str | None:
-    if (path / "annotations.xml").is_file():
-        return "cvat"
-    jsons = sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
-    for p in jsons[:5]:
-        if _is_labelme_json(p):
-            return "labelme"
-        if _is_coco(p):
-            return "coco"
-    if any(path.rglob("*.xml")):
-        return "labelme"
-    return None
-
-
 def detect_format(path: Path) -> str:
-    """The format of the export at ``path``, from its contents; UsageError when unclear.
+    """The format of the export at ``path``, from its contents (:func:`conceptkit.converters.detection`)."""
+    return detection(path)[0]
 
-    A ``.zip`` or ``annotations.xml`` -> cvat; a COCO instances ``.json`` -> coco; a LabelMe
-    ``.json`` or any ``.xml`` -> labelme. A folder: ``annotations.xml`` in it -> cvat, else the
-    first of its (up to five, sorted) ``.json`` files that is LabelMe or COCO, else labelme when
-    it holds any ``.xml``.
+
+def choose_format(fmt: str, paths: Sequence[Path]) -> tuple[str, str | None]:
+    """``(format, why)``: FORMAT as given (why None), or for ``auto`` the one every SRC has.
+
+    UsageError when the SRCs are of different formats or one cannot be told.
     """
-    if not path.exists():
-        raise UsageError("does not exist", file=path)
-    found = _file_format(path) if path.is_file() else _folder_format(path)
-    if found is None:
-        raise UsageError(
-            "cannot tell the export format",
-            file=path,
-            hint=f"write FORMAT:PATH with FORMAT one of {', '.join(sorted(READERS))}",
-        )
-    return found
+    if fmt.lower() != "auto":
+        return fmt, None
+    found = [detection(p) for p in paths]
+    kinds = sorted({f for f, _ in found})
+    if len(kinds) != 1:
+        raise UsageError(f"the SRCs are of different formats ({', '.join(kinds)}); name FORMAT")
+    return kinds[0], found[0][1]
 
 
 def resolve_sources(texts: Sequence[str], formats: Sequence[str] = ()) -> list[Source]:

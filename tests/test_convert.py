@@ -582,3 +582,49 @@ def test_a_reader_forcing_a_category_the_layout_cannot_hold_is_refused(
     with pytest.raises(FormatError, match=r"g.json: \$.shapes\[0\]: category '../up' must be"):
         convert("fake", [src], tmp_path / "o", ConvertOptions(min_images=1))
     assert not (tmp_path / "o").exists() and not (tmp_path / "up.png").exists()
+
+
+def test_cvat_project_subsets_reusing_file_names_convert(tmp_path: Path) -> None:
+    """images/Train/img0.jpg and images/Test/img0.jpg are two images (issue 14's failure)."""
+    from PIL import Image
+
+    meta = "<meta><project><name>p</name></project></meta>"
+    body = "".join(
+        f'<image id="{i}" name="img0.jpg" subset="{sub}" width="20" height="10">'
+        f'<box label="car" xtl="{x0}" ytl="0" xbr="{x0 + 10}" ybr="10" z_order="0"/></image>'
+        for i, (sub, x0) in enumerate((("Train", 0), ("Test", 10)))
+    )
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "annotations.xml").write_text(
+        f'<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version>{meta}{body}</annotations>'
+    )
+    for sub in ("Train", "Test"):
+        (src / "images" / sub).mkdir(parents=True)
+        Image.new("RGB", (20, 10), (9, 9, 9)).save(src / "images" / sub / "img0.jpg")
+    out = tmp_path / "data"
+    summary = convert("cvat", [src], out, ConvertOptions(min_images=1, size=None))
+    assert summary.images == 2
+    rows = broden.read_index(out)
+    assert sorted(r.image for r in rows) == ["Test_img0.jpg", "img0.jpg"]
+    assert sorted(r.split for r in rows) == ["test", "train"]
+    # each image keeps its own box: the car covers the left half of Train's, the right of Test's
+    by_name = {r.image: r for r in rows}
+    left = broden.decode_plane(out / "images" / by_name["img0.jpg"].planes["object"][0])
+    right = broden.decode_plane(out / "images" / by_name["Test_img0.jpg"].planes["object"][0])
+    assert left[:, :5].all() and not left[:, 15:].any()
+    assert right[:, 15:].all() and not right[:, :5].any()
+
+
+def test_convert_auto_detects_and_says_what_it_chose(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conceptkit.cli import cli
+
+    src = Path(__file__).resolve().parents[1] / "examples" / "data" / "cvat"
+    result = CliRunner().invoke(
+        cli, ["convert", "auto", str(src), "-o", str(tmp_path / "out"), "--min-images", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "format: cvat (" in result.output
+    assert (tmp_path / "out" / "index.csv").is_file()

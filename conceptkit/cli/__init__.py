@@ -24,7 +24,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": (
         "conceptkit.cli.convert",
         "convert",
-        "Turn LabelMe/CVAT/COCO exports into a Broden folder.",
+        "Turn annotation-tool exports and segmentation datasets into a Broden folder.",
+    ),
+    "formats": (
+        "conceptkit.cli.formats",
+        "formats",
+        "List the export formats conceptkit reads, or detect the format of SRC.",
     ),
     "validate": (
         "conceptkit.cli.validate",

@@ -11,6 +11,7 @@ import click
 from conceptkit.cli._strict import StrictInt
 from conceptkit.convert._options import MAX_SIZE, MAX_WORKERS
 from conceptkit.errors import UsageError
+from conceptkit.sources import choose_format
 
 
 def _size(value: str) -> int | None:
@@ -114,13 +115,18 @@ def convert(
     """Turn annotation exports into a Broden-layout concept dataset.
 
     FORMAT is labelme (LabelMe JSON and MIT LabelMe XML, searched recursively), cvat
-    ("CVAT for images 1.1" folder or .zip) or coco (instances JSON with its image folder).
+    ("CVAT for images 1.1" folder or .zip), coco (any COCO JSON, file or folder), an
+    annotation tool's export (labelstudio, via (also Make Sense), vott, labelbox, sagemaker
+    (also Mechanical Turk crowd outputs), vertex, azure), a segmentation dataset (voc, ade20k,
+    cityscapes, supervisely, camvid: point at the dataset root), or auto (detected from the
+    content; the choice is printed). `conceptkit formats` lists them with examples.
     Several SRCs are several annotators: images they share are compared (agreement report in
     OUT/consistency/) and merged with --consensus.
 
     \b
     Examples:
       conceptkit convert labelme my_export/                 # -> my_export_broden/, 224 x 224
+      conceptkit convert auto project-1-export.json -o data # detects Label Studio
       conceptkit convert labelme my_export/ -o data --size native --workers 4
       conceptkit convert coco instances.json --images val2017/ -o data --size 227 --fit crop
       conceptkit convert cvat task.zip -o data --concepts concepts.csv --min-images 3
@@ -170,6 +176,9 @@ def convert(
         bars.append(bar)
         return bar.update
 
+    fmt, why = choose_format(fmt, list(srcs))
+    if why is not None:
+        click.echo(f"format: {fmt} ({why})", err=True)
     try:
         summary = run(fmt, list(srcs), out, options, progress=progress)
     finally:

@@ -52,6 +52,7 @@ from conceptkit.convert._pipeline import (
 from conceptkit.converters import get_reader
 from conceptkit.errors import FormatError, UsageError
 from conceptkit.outdir import atomic_dir, check_target, refuse_overlap
+from conceptkit.sources import choose_format
 
 __all__ = [
     "JPEG_QUALITY",
@@ -73,6 +74,7 @@ def _inputs(fmt: str, srcs: Sequence[str | Path], opts: ConvertOptions) -> Input
         if not p.exists():
             raise UsageError("does not exist", file=p)
     check_options(opts)
+    fmt, _ = choose_format(fmt, paths)
     return Inputs(fmt=fmt, reader=get_reader(fmt), paths=paths, opts=opts)
 
 

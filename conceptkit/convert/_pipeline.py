@@ -264,14 +264,19 @@ def number_labels(
 _UNSAFE = re.compile(r"[;\x00-\x1f\x7f]")
 
 
-def image_name(key: str) -> str:
+def image_name(key: str, qualified: bool = False) -> str:
     """The output file name of an image: its key's stem (any folders dropped) + ``.jpg``.
 
+    ``qualified``: keep the key's folders in the name (``Train/img0`` -> ``Train_img0.jpg``),
+    for keys whose bare stems collide (CVAT project subsets reusing file names).
     Every ``;`` and control character (newline, tab, ...) of the stem becomes ``_``, so the
     image's planes (``<stem>_<category>.png``) stay one item each in index.csv; two images whose
-    names become the same are refused (:func:`make_jobs`).
+    names still become the same are refused (:func:`make_jobs`).
     """
-    stem = PurePosixPath(key.replace("\\", "/")).stem or "image"
+    path = PurePosixPath(key.replace("\\", "/"))
+    stem = path.stem or "image"
+    if qualified:
+        stem = "_".join([*path.parent.parts, stem])
     return f"{_UNSAFE.sub('_', stem)}.jpg"
 
 
@@ -293,6 +298,8 @@ def make_jobs(
         ann = merged.get(ann.key, ann)
         done.add(ann.key)
         name = image_name(ann.key)
+        if used_names.get(name, ann.key) != ann.key:
+            name = image_name(ann.key, qualified=True)
         if used_names.setdefault(name, ann.key) != ann.key:
             raise FormatError(
                 f"images {used_names[name]!r} and {ann.key!r} both become {name}", ann.source
