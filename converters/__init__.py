@@ -259,28 +259,28 @@ def tight_mask(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]] | None:
 def json_lines(path: Path, what: str) -> Iterator[tuple[int, object]]:
     """``(line number, parsed value)`` of each non-blank line of the JSON Lines file ``path``.
 
-    The file goes through the same checks as :func:`_json.load` (size, encoding); a line that
+    The file goes through the same checks as :func:`jsonfile.load` (size, encoding); a line that
     is not JSON, or uses ``NaN``/``Infinity``, is a FormatError at ``line N``.
     """
     import json
 
-    from conceptkit.converters import _json
+    from conceptkit import jsonfile
 
-    raw = _json._read(path, what)
-    body = _json._text(raw, path)
+    raw = jsonfile._read(path, what)
+    body = jsonfile._text(raw, path)
     for n, line in enumerate(body.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_constant=_json._refuse_constant)
-        except _json._Constant as exc:
+            value = json.loads(line, parse_constant=jsonfile._refuse_constant)
+        except jsonfile._Constant as exc:
             raise FormatError(
                 f"malformed JSON: {exc} is not a JSON number", path, f"line {n}"
             ) from None
         except (ValueError, RecursionError) as exc:
             reason = getattr(exc, "msg", "nested too deeply or an integer too long")
             raise FormatError(f"malformed JSON: {reason}", path, f"line {n}") from None
-        limits.check("json_depth", _json.depth(line.encode()), file=path, place=f"line {n}")
+        limits.check("json_depth", jsonfile.depth(line.encode()), file=path, place=f"line {n}")
         yield n, value
 
 

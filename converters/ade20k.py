@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json
+from conceptkit.converters import ReadOptions
 from conceptkit.converters._masks import (
     files_under,
     image_in,
@@ -41,6 +41,7 @@ from conceptkit.converters._masks import (
     regions,
 )
 
+from conceptkit import jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 
@@ -95,7 +96,7 @@ def read_atr(path: Path) -> Names:
 
 def read_json(path: Path) -> Names:
     """The ``class number -> name`` table (and the scene) of a 2021 per-image JSON."""
-    data = _json.load(path, "ADE20K JSON")
+    data = jsonfile.load(path, "ADE20K JSON")
     ann = data.get("annotation") if isinstance(data, dict) else None
     objects = ann.get("object") if isinstance(ann, dict) else None
     if not isinstance(objects, list):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json, check_points
+from conceptkit.converters import ReadOptions, check_points
 from conceptkit.converters._masks import (
     files_under,
     image_in,
@@ -43,6 +43,7 @@ from conceptkit.converters._masks import (
     regions,
 )
 
+from conceptkit import jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 from conceptkit.images import check_size
@@ -187,7 +188,7 @@ def _polygon(obj: Any, i: int, path: Path) -> Shape | None:
 
 
 def _from_json(path: Path) -> tuple[tuple[int, int], list[Shape]]:
-    data = _json.load(path, "Cityscapes polygons JSON")
+    data = jsonfile.load(path, "Cityscapes polygons JSON")
     if not isinstance(data, dict):
         raise FormatError("expected an object {imgHeight, imgWidth, objects}", path, "$")
     w, h = data.get("imgWidth"), data.get("imgHeight")

@@ -62,10 +62,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json, check_points, inside, peek, within
+from conceptkit.converters import ReadOptions, check_points, inside, peek, within
 from conceptkit.schemas import load as load_schema
 from pycocotools import mask as mask_utils
 
+from conceptkit import jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 from conceptkit.images import check_size
@@ -439,7 +440,7 @@ def cast_string_numbers(data: Any) -> Any:
 def _read_file(
     path: Path, options: ReadOptions, images_dir: Path | None
 ) -> Iterator[ImageAnnotation]:
-    data = _json.load(path, "COCO instances JSON")
+    data = jsonfile.load(path, "COCO instances JSON")
     if options.extra.get("string_numbers"):
         data = cast_string_numbers(data)
     _validate(data, path)

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 from conceptkit.converters import (
     ReadOptions,
-    _json,
     array,
     base_name,
     check_points,
@@ -51,6 +50,7 @@ from conceptkit.converters import (
     within,
 )
 
+from conceptkit import jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 from conceptkit.images import check_size
@@ -223,7 +223,7 @@ def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         for n, value in json_lines(path, "Labelbox NDJSON"):
             yield f"line {n}", mapping(value, path, f"line {n}")
         return
-    data = _json.load(path, "Labelbox JSON")
+    data = jsonfile.load(path, "Labelbox JSON")
     rows = [data] if isinstance(data, dict) else array(data, path, "$")
     for i, row in enumerate(rows):
         yield f"$[{i}]", mapping(row, path, f"$[{i}]")

@@ -19,7 +19,7 @@ What becomes of a LabelMe file:
   header, after EXIF orientation (labelme applies it before annotating).
 
 Limits (:mod:`conceptkit.limits`), checked before anything is allocated: the file's size and
-nesting depth (:mod:`conceptkit.converters._json`; ``NaN``/``Infinity`` are not JSON), the
+nesting depth (:mod:`conceptkit.jsonfile`; ``NaN``/``Infinity`` are not JSON), the
 declared or header image size and every mask PNG's header (:func:`conceptkit.images.open_image`),
 every coordinate (finite and within ``image_side``, mask boxes included) and vertex count.
 Annotation files found in SRC that are symbolic links leading out of it are refused.
@@ -36,9 +36,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, cast
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json, check_points, inside, within
+from conceptkit.converters import ReadOptions, check_points, inside, within
 
-from conceptkit import images
+from conceptkit import images, jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
 from conceptkit.errors import FormatError
 
@@ -231,7 +231,7 @@ def _image(data: dict[str, Any], path: Path, src_root: Path, options: ReadOption
 
 def read_file(path: Path, src_root: Path, options: ReadOptions) -> ImageAnnotation:
     """Read one LabelMe JSON file into an :class:`ImageAnnotation`."""
-    data = _json.load(path)
+    data = jsonfile.load(path)
     check_schema(data, path)
     image_data, image_path, width, height = _image(data, path, src_root, options)
     key = PurePosixPath(data["imagePath"].replace("\\", "/")).name

@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 from conceptkit.converters import (
     ReadOptions,
-    _json,
     array,
     base_name,
     check_points,
@@ -55,7 +54,7 @@ from conceptkit.converters import (
     within,
 )
 
-from conceptkit import limits
+from conceptkit import jsonfile, limits
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 from conceptkit.images import check_size
@@ -391,7 +390,7 @@ def _files(src: Path) -> list[Path]:
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per annotated task of the Label Studio export(s) at ``src``."""
     for path in _files(Path(src)):
-        data = _json.load(path, "Label Studio JSON")
+        data = jsonfile.load(path, "Label Studio JSON")
         tasks = [data] if isinstance(data, dict) else array(data, path, "$")
         for i, item in enumerate(tasks):
             place = "$" if isinstance(data, dict) else f"$[{i}]"

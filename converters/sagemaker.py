@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 from conceptkit.converters import (
     ReadOptions,
-    _json,
     array,
     base_name,
     check_points,
@@ -61,6 +60,7 @@ from conceptkit.converters import (
     within,
 )
 
+from conceptkit import jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 from conceptkit.images import check_size
@@ -335,7 +335,7 @@ def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     for path in _files(Path(src)):
         if path.suffix.lower() == ".json":
             try:
-                rec = _crowd(_json.load(path, "crowd-html output JSON"), path, options)
+                rec = _crowd(jsonfile.load(path, "crowd-html output JSON"), path, options)
             except FormatError as exc:
                 if not options.keep_going:
                     raise

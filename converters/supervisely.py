@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, _json, check_points, inside, within
+from conceptkit.converters import ReadOptions, check_points, inside, within
 from conceptkit.converters._masks import image_in
 
-from conceptkit import images
+from conceptkit import images, jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape, ShapeKind
 from conceptkit.errors import FormatError
 from conceptkit.rasterize import shape_mask
@@ -207,7 +207,7 @@ def read_file(
     path: Path, src: Path, classes: set[str] | None, warn: Callable[[str], None]
 ) -> ImageAnnotation:
     """The annotation of one ``ann/<image>.json``."""
-    data = _json.load(path, "Supervisely annotation")
+    data = jsonfile.load(path, "Supervisely annotation")
     size = _size(data, path)
     objects = data.get("objects", [])
     if not isinstance(objects, list):
@@ -258,7 +258,7 @@ def read_meta(src: Path) -> set[str] | None:
     path = src / "meta.json"
     if not path.exists():
         return None
-    data = _json.load(path, "Supervisely meta")
+    data = jsonfile.load(path, "Supervisely meta")
     classes = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(classes, list):
         raise FormatError("classes must be a list", path, "$.classes")

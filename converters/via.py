@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 from conceptkit.converters import (
     ReadOptions,
-    _json,
     array,
     base_name,
     check_points,
@@ -47,6 +46,7 @@ from conceptkit.converters import (
     within,
 )
 
+from conceptkit import jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 
@@ -195,7 +195,7 @@ def _files(src: Path) -> list[Path]:
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per image of the VIA / Make Sense export(s) at ``src``."""
     for path in _files(Path(src)):
-        for place, entry in _entries(_json.load(path, "VIA JSON"), path):
+        for place, entry in _entries(jsonfile.load(path, "VIA JSON"), path):
             try:
                 record = _image(entry, path, place, options)
             except FormatError as exc:

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from conceptkit.converters import (
     ReadOptions,
-    _json,
     array,
     base_name,
     check_points,
@@ -38,6 +37,7 @@ from conceptkit.converters import (
     within,
 )
 
+from conceptkit import jsonfile
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.errors import FormatError
 from conceptkit.images import check_size
@@ -124,7 +124,7 @@ def _asset(doc: dict[str, Any], file: Path, place: str, options: ReadOptions) ->
 
 
 def _documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    data = mapping(_json.load(path, "VoTT JSON"), path, "$")
+    data = mapping(jsonfile.load(path, "VoTT JSON"), path, "$")
     if "asset" in data:
         return [("$", data)]
     assets = mapping(data.get("assets", {}), path, "$.assets")

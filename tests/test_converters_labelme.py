@@ -329,7 +329,7 @@ def test_fast_schema_check_agrees_with_jsonschema() -> None:
 
 
 def test_json_depth_scan_ignores_brackets_in_strings() -> None:
-    from conceptkit.converters._json import depth
+    from conceptkit.jsonfile import depth
 
     cases = {
         b"5": 0,
@@ -344,7 +344,7 @@ def test_json_depth_scan_ignores_brackets_in_strings() -> None:
 def test_json_documents_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conceptkit.converters._json import load
+    from conceptkit.jsonfile import load
 
     def error(raw: bytes) -> str:
         path = tmp_path / "a.json"

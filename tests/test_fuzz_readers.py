@@ -484,7 +484,7 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(value=JSON_VALUES, ascii_only=st.booleans())
 def test_json_depth_scan_equals_the_parsed_depth(value: Any, ascii_only: bool) -> None:
-    from conceptkit.converters._json import depth
+    from conceptkit.jsonfile import depth
 
     raw = json.dumps(value, ensure_ascii=ascii_only).encode()
     assert depth(raw) == true_depth(value)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from conceptkit.converters._json import load as load_json
 from conceptkit.errors import LayoutError
 from conceptkit.images import check_size
+from conceptkit.jsonfile import load as load_json
 from conceptkit.report.arrays import load_npy, load_npz
 
 # Category colours (matplotlib's tab10), by category order; pages and plots share them.
