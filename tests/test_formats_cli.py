@@ -64,7 +64,9 @@ def test_detects_lines_coco_and_says_why(tmp_path: Path) -> None:
     (tmp_path / "annotations.json").write_text(json.dumps(coco))
     assert detect(tmp_path / "annotations.json") == "coco"
     result = CliRunner().invoke(formats, [str(tmp_path / "annotations.json")])
-    assert result.exit_code == 0 and result.output.startswith("coco\t(annotations.json: COCO keys (images, annotations)")
+    assert result.exit_code == 0 and result.output.startswith(
+        "coco\t(annotations.json: COCO keys (images, annotations)"
+    )
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(UsageError, match="cannot tell the export format"):
         detect(tmp_path / "x.txt")
