@@ -89,7 +89,15 @@ def run_hostile(
     error line must contain (the file's name, the place: line, JSON path, XML element).
     """
     tmp = Path(tempfile.mkdtemp(prefix="hostile-tmp-", dir=workspace.parent))
-    full_env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1", **(env or {})}
+    # torch keeps its own persistent compile cache (torchinductor_<user>/) in TMPDIR: not ours
+    inductor = workspace.parent / "hostile-torchinductor"
+    full_env = {
+        **os.environ,
+        "TMPDIR": str(tmp),
+        "PYTHONUNBUFFERED": "1",
+        "TORCHINDUCTOR_CACHE_DIR": str(inductor),
+        **(env or {}),
+    }
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         full_env.pop(key, None)
     before = tree_state(workspace)
