@@ -1,63 +1,123 @@
-"""Capture the outputs of several modules, named by dotted path, in one forward pass.
+"""Capture the outputs of several layers, named by dotted path, in one forward pass.
 
 ``layer4``, ``layer4.1.conv2`` and ``features.18`` all work: the names are those of
 ``model.named_modules()``, at any depth (NetDissect-Lite could only hook top-level modules),
 looked up by :func:`~conceptkit.dissection.models.layers.resolve_layer` (an unknown name is a
-UsageError that lists close names).
+UsageError that lists close names). A name that is no module but a node of the model's traced
+graph (``layer4.1.add``, :mod:`~conceptkit.dissection.nodes`) is taken from the graph instead;
+then every layer comes from the graph, in the same single forward pass.
+
+Each output goes through a reader that makes it ``(B, C, h, w)``: by default the
+:class:`~conceptkit.dissection.tokens.LayerReader` chosen from the first output's shape (a
+transformer block's ``(B, N, C)`` tokens become the patch grid, channels-last maps are
+permuted); ``readers`` can give any callable ``(output, (H, W) of the input) -> (B, C, h, w)``.
+TorchScript modules cannot be hooked: that is a one-line ModelLoadError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from conceptkit.dissection.models.layers import resolve_layer
-from conceptkit.errors import UsageError
+from conceptkit.dissection.nodes import NodeExtractor
+from conceptkit.dissection.tokens import layer_reader
+from conceptkit.errors import ModelLoadError, UsageError
+
+Reader = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
+"""``reader(output, (H, W) of the model input) -> (B, C, h, w)``."""
+
+
+def _first_tensor(output: Any) -> Any:
+    if isinstance(output, (tuple, list)):
+        return next((o for o in output if isinstance(o, torch.Tensor)), None)
+    if isinstance(output, Mapping) and "last_hidden_state" in output:  # a Hugging Face output
+        return output["last_hidden_state"]
+    return output
 
 
 class FeatureHooks:
-    """Forward hooks that store each named module's output tensor in :attr:`features`.
+    """Forward hooks that store each named layer's output tensor in :attr:`features`.
 
-    Use as a context manager; the hooks are removed on exit. After ``model(x)``,
-    ``features[name]`` is a copy of that module's output ``(B, C, h, w)`` (detached, safe from
-    later in-place ops). A module that returns a tuple contributes its first tensor.
+    Use as a context manager; the hooks are removed on exit. After :meth:`run`,
+    ``features[name]`` is a copy of that layer's output (detached, safe from later in-place
+    ops). A module that returns a tuple contributes its first tensor. ``grid`` fixes the token
+    grid ``(h, w)`` of every token layer; ``readers`` replaces the default reader per layer.
     """
 
-    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        names: Sequence[str],
+        readers: Mapping[str, Reader] | None = None,
+        grid: tuple[int, int] | None = None,
+    ) -> None:
+        if isinstance(model, torch.jit.ScriptModule):
+            raise ModelLoadError(
+                "cannot hook the layers of a TorchScript module (scripted code has no forward "
+                "hooks); load its state_dict with --arch, or the eager model, instead"
+            )
         self.names = list(names)
         self.features: dict[str, torch.Tensor] = {}
+        self.readers: dict[str, Reader] = dict(readers or {})
+        self.grid = grid
+        self._model = model
         self._handles: list[Any] = []
+        modules = dict(model.named_modules())
+        self.extractor: NodeExtractor | None = None
+        if any(n not in modules for n in self.names):
+            self._node_layers(model, modules)
+            return
         for name in self.names:
             module = resolve_layer(model, name)
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
 
+    def _node_layers(self, model: nn.Module, modules: Mapping[str, nn.Module]) -> None:
+        """Take every layer from the traced graph; an unknown name lists close module names."""
+        try:
+            self.extractor = NodeExtractor(model, self.names)
+        except UsageError:
+            for name in self.names:
+                if name not in modules:
+                    resolve_layer(model, name)  # raises with close module names
+            raise
+
     def _make_hook(self, name: str) -> Any:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            out = output
-            if isinstance(out, (tuple, list)):
-                out = next((o for o in out if isinstance(o, torch.Tensor)), None)
-            if not isinstance(out, torch.Tensor) or out.dim() != 4:
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(output)
+            out = _first_tensor(output)
+            if not isinstance(out, torch.Tensor):
                 raise UsageError(
-                    f"layer {name!r} gives {shape}, expected a (B, C, h, w) feature map",
-                    hint="dissect convolutional layers",
+                    f"layer {name!r} gives {type(output).__name__}, expected a (B, C, h, w) "
+                    "feature map or (B, N, C) tokens",
+                    hint="dissect convolutional layers or transformer blocks",
                 )
             # a copy: a later in-place op (ReLU(inplace=True) after a conv) must not change it
             self.features[name] = out.detach().clone()
 
         return hook
 
+    def _read(self, name: str, out: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
+        reader = self.readers.get(name)
+        if reader is None:
+            reader = layer_reader(self._model, name, tuple(out.shape), self.grid)
+            self.readers[name] = reader
+        return reader(out, input_hw)
+
     def run(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Forward ``x`` once and return ``{name: (B, C, h, w)}`` for every hooked layer."""
-        self.features = {}
-        model(x)
+        """Forward ``x: (B, 3, H, W)`` once; ``{name: (B, C, h, w)}`` for every layer."""
+        input_hw = (int(x.shape[-2]), int(x.shape[-1]))
+        if self.extractor is not None:
+            self.features = {n: t.detach() for n, t in self.extractor(x).items()}
+        else:
+            self.features = {}
+            model(x)
         missing = [n for n in self.names if n not in self.features]
         if missing:
             raise UsageError(f"layer(s) {', '.join(missing)} were not called in the forward pass")
-        return {n: self.features[n] for n in self.names}
+        return {n: self._read(n, self.features[n], input_hw) for n in self.names}
 
     def remove(self) -> None:
         for h in self._handles:
