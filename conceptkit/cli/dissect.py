@@ -45,9 +45,17 @@ Writes into OUT (atomically; --force replaces an existing OUT):
 
 \b
 Memory: pass 1 keeps the probed layers' features (float32, exact) for pass 2 so that it needs
-no second forward: up to --cache-mem in memory, the rest in a temporary folder (--spill-dir,
-deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4). With --no-spill the
-second pass re-runs the forward for what did not fit (about 1.8x slower, no disk).
+no second forward, layer by layer: the last layers up to --cache-mem in memory, the next up to
+--cache-disk (auto: half the free space, 2 GB kept free) in a temporary folder (--spill-dir,
+deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4, 1.5 MB with
+layer1..layer4), and pass 2 re-runs the forward, stopped after them, for the first layers that
+fit neither. The choice is logged in one line ("cache: ..."). --no-spill: no disk.
+
+\b
+Speed: the forward runs under torch.inference_mode with the loader's workers decoding ahead;
+--channels-last auto (on CUDA) lays conv nets out channels-last; --autocast bf16|fp16 runs
+the forward in reduced precision (faster on GPUs, but it changes the activations and so the
+results).
 
 \b
 Resume: statistics are checkpointed to OUT.partial/ every --checkpoint-every batches; rerun
@@ -58,11 +66,11 @@ named and the run starts fresh). OUT.partial/ is removed once OUT is written.
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, option: str = "--cache-mem") -> int:
     """``2GB``, ``512MiB``, ``1.5g``, ``0`` -> bytes (K/M/G/T powers of 1024)."""
     m = _SIZE.match(text)
     if not m:
-        raise UsageError(f"--cache-mem {text!r} is not a size (e.g. 2GB, 512MB, 0)")
+        raise UsageError(f"{option} {text!r} is not a size (e.g. 2GB, 512MB, 0)")
     unit = (m.group(2) or "b").lower()[0]
     power = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit]
     return int(float(m.group(1)) * 1024**power)
@@ -157,6 +165,9 @@ def _settings(opts: dict[str, Any]) -> DissectSettings:
             spill=not opts["no_spill"],
             spill_dir=opts["spill_dir"],
             spill_dtype=opts["spill_dtype"],
+            cache_disk=None
+            if opts["cache_disk"] == "auto"
+            else parse_size(opts["cache_disk"], "--cache-disk"),
         ),
         run=RunSettings(
             batch_size=opts["batch_size"],
@@ -164,6 +175,8 @@ def _settings(opts: dict[str, Any]) -> DissectSettings:
             checkpoint_every=max(1, opts["checkpoint_every"]),
             resume=not opts["no_resume"],
             shard=opts["shard"],
+            autocast=opts["autocast"],
+            channels_last=opts["channels_last"],
         ),
     )
 
@@ -254,6 +267,12 @@ def _bar(desc: str, total: int) -> Any:
     help="Features kept in memory between the passes (the rest spill to disk).",
 )
 @click.option(
+    "--cache-disk",
+    default="auto",
+    show_default=True,
+    help="Disk the spilled features may take (auto: half the free space, 2 GB kept free).",
+)
+@click.option(
     "--spill-dir",
     type=click.Path(path_type=Path),
     default=None,
@@ -268,6 +287,19 @@ def _bar(desc: str, total: int) -> Any:
     default="float32",
     show_default=True,
     help="Disk format of spilled features (float16: half the disk, not bit-exact).",
+)
+@click.option(
+    "--autocast",
+    type=click.Choice(["bf16", "fp16"]),
+    default=None,
+    help="Reduced-precision forward (faster on GPUs; changes the activations and results).",
+)
+@click.option(
+    "--channels-last",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Channels-last layout for conv nets (auto: on CUDA only).",
 )
 @click.option(
     "--nproc",

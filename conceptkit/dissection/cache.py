@@ -1,15 +1,24 @@
-"""The feature cache between the two passes of a dissection.
+"""The feature cache between the two passes of a dissection, and the policy that sizes it.
 
 Pass 1 puts each batch's features (``{layer: (B, C, h, w)}``) here so that pass 2 needs no
-second forward: in memory up to a byte budget (float32, exact), then as ``torch.save`` files
-in a temporary folder (``conceptkit-features-*``) that :meth:`FeatureCache.close` deletes. The
-first batch that fits nowhere (or a disk error) closes the cache; batches not in it are
-recomputed in pass 2.
+second forward for them. :func:`plan_cache` decides, per layer, where its features wait:
+``memory`` (float32, exact, within the memory budget), ``disk`` (``torch.save`` files in a
+temporary folder ``conceptkit-features-*`` that :meth:`FeatureCache.close` deletes, within
+the disk budget) or ``recompute`` (pass 2 re-runs the forward, stopped after the last such
+layer). The layers the forward reaches first are the ones recomputed: re-running the
+forward up to them is the cheapest part of it, and they are the largest.
+
+The plan is a prediction; the cache keeps to the budgets batch by batch: a batch whose layer
+fits neither in memory nor on disk (budget spent, the disk's free space below the reserve,
+a write error) is recomputed for that layer in pass 2.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,37 +26,167 @@ import torch
 from conceptkit.dissection.settings import CacheSettings
 from conceptkit.errors import ConceptkitError
 
+DISK_SHARE = 0.5
+"""``--cache-disk auto``: at most this share of the free space where the spill goes ..."""
+DISK_RESERVE = 2 << 30
+"""... and never closer than this to a full disk (checked again as the spill grows)."""
+RECHECK_BYTES = 256 << 20
+"""The free space is checked again after this many bytes written."""
+
+WHERE = ("memory", "disk", "recompute")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Where one layer's features wait for pass 2, and how many bytes that takes."""
+
+    name: str
+    where: str
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """One :class:`LayerPlan` per layer, in the forward's order, and the budgets it met."""
+
+    layers: tuple[LayerPlan, ...]
+    mem_budget: int
+    disk_budget: int
+
+    def where(self, name: str) -> str:
+        return next(p.where for p in self.layers if p.name == name)
+
+    def line(self) -> str:
+        """The plan in one log line, e.g. ``cache: layer1 recompute (802 MB > disk budget
+        20 MB), layer2 disk 401 MB, layer3+layer4 memory 301 MB``."""
+        parts: list[str] = []
+        for where in ("recompute", "disk", "memory"):
+            group = [p for p in self.layers if p.where == where]
+            if not group:
+                continue
+            names = "+".join(p.name for p in group)
+            size = _fmt(sum(p.nbytes for p in group))
+            if where == "recompute":
+                parts.append(
+                    f"{names} recompute ({size} > memory budget {_fmt(self.mem_budget)} + "
+                    f"disk budget {_fmt(self.disk_budget)}; pass 2 forwards up to "
+                    f"{group[-1].name})"
+                )
+            else:
+                parts.append(f"{names} {where} {size}")
+        return "cache: " + ", ".join(parts)
+
+
+def _fmt(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _assign(
+    sizes: Sequence[tuple[str, int]], mem: int, disk: int, disk_ratio: float
+) -> list[LayerPlan] | None:
+    """Every layer of ``sizes`` (name, float32 bytes) in memory or on disk, the last ones
+    (the smallest, usually) first into memory; None when they do not all fit."""
+    plans: list[LayerPlan] = []
+    for name, nbytes in reversed(sizes):
+        on_disk = int(nbytes * disk_ratio)
+        if nbytes <= mem:
+            mem -= nbytes
+            plans.append(LayerPlan(name, "memory", nbytes))
+        elif on_disk <= disk:
+            disk -= on_disk
+            plans.append(LayerPlan(name, "disk", on_disk))
+        else:
+            return None
+    return plans[::-1]
+
+
+def plan_cache(
+    sizes: Sequence[tuple[str, int]],
+    mem_budget: int,
+    disk_budget: int,
+    disk_ratio: float = 1.0,
+) -> CachePlan:
+    """Where each layer's features wait for pass 2.
+
+    ``sizes``: ``(layer, float32 bytes of its features over the whole run)`` in the order the
+    forward reaches the layers; ``disk_ratio``: bytes on disk per float32 byte (0.5 for a
+    float16 spill). The shortest prefix of layers is recomputed such that all the others fit:
+    each of them, last first, in memory while the memory budget lasts, else on disk while
+    the disk budget lasts. Pure: sizes in, choice out.
+    """
+    for k in range(len(sizes) + 1):
+        rest = _assign(sizes[k:], max(0, mem_budget), max(0, disk_budget), disk_ratio)
+        if rest is not None:
+            head = [LayerPlan(name, "recompute", n) for name, n in sizes[:k]]
+            return CachePlan(tuple(head + rest), mem_budget, disk_budget)
+    raise AssertionError("an empty suffix always fits")
+
+
+def disk_budget(settings: CacheSettings) -> int:
+    """Bytes the spill may take: 0 without spill, ``cache_disk`` when given, else
+    :data:`DISK_SHARE` of the free space where the spill goes, less :data:`DISK_RESERVE`."""
+    if not settings.spill:
+        return 0
+    if settings.cache_disk is not None:
+        return max(0, settings.cache_disk)
+    free = shutil.disk_usage(spill_root(settings)).free
+    return max(0, min(int(free * DISK_SHARE), free - DISK_RESERVE))
+
+
+def spill_root(settings: CacheSettings) -> Path:
+    return (
+        Path(settings.spill_dir) if settings.spill_dir is not None else Path(tempfile.gettempdir())
+    )
+
 
 class FeatureCache:
-    """Pass-1 features of this rank's batches, keyed by batch number (see the module)."""
+    """Pass-1 features of this rank's batches, keyed by batch number and layer (see the
+    module). :meth:`plan` it once the feature shapes are known, before the first :meth:`put`."""
 
     def __init__(self, settings: CacheSettings) -> None:
+        self.settings = settings
         self.mem = max(0, settings.cache_mem)
-        self.spill = settings.spill
-        self.spill_dir = settings.spill_dir
         self.spill_dtype = torch.float16 if settings.spill_dtype == "float16" else torch.float32
+        self.disk_budget = 0
         self.used = 0
         self.disk = 0
-        self.batches: dict[int, dict[str, torch.Tensor] | Path] = {}
-        self.open = True
+        self.layout: CachePlan | None = None
+        self.batches: dict[int, dict[str, torch.Tensor | Path]] = {}
+        self.disk_ok = True
+        self._since_check = 0
+        self._order: list[str] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
-    def put(self, key: int, feats: dict[str, torch.Tensor]) -> None:
-        """Keep batch ``key``'s features (copied), in memory or on disk, while there is room."""
-        if not self.open:
-            return
-        size = sum(f.numel() * 4 for f in feats.values())
-        if self.used + size <= self.mem:
-            self.batches[key] = {n: f.to("cpu", torch.float32, copy=True) for n, f in feats.items()}
-            self.used += size
-            return
-        if not self.spill:
-            self.open = False
-            return
-        try:
-            self._save(key, feats)
-        except (OSError, RuntimeError):  # disk full, unwritable: recompute the rest
-            self.open = False
+    def plan(self, shapes: Mapping[str, Sequence[int]], n_images: int) -> CachePlan:
+        """Decide each layer's place from its feature shape ``(C, h, w)`` (``shapes`` in the
+        forward's order) and this rank's image count."""
+        sizes = [(n, n_images * 4 * _numel(s)) for n, s in shapes.items()]
+        self.disk_budget = disk_budget(self.settings)
+        ratio = 0.5 if self.spill_dtype == torch.float16 else 1.0
+        self.layout = plan_cache(sizes, self.mem, self.disk_budget, ratio)
+        self._order = [n for n, _ in sizes]
+        return self.layout
+
+    def put(self, key: int, feats: Mapping[str, torch.Tensor]) -> None:
+        """Keep batch ``key``'s features (copied) where the plan says, while there is room."""
+        if self.layout is None:
+            raise RuntimeError("the feature cache was not planned")
+        slot: dict[str, torch.Tensor | Path] = {}
+        for name, f in feats.items():
+            where = self.layout.where(name)
+            size = f.numel() * 4
+            if where == "memory" and self.used + size <= self.mem:
+                slot[name] = f.to("cpu", torch.float32, copy=True)
+                self.used += size
+            elif where != "recompute":
+                path = self._save(key, name, f)
+                if path is not None:
+                    slot[name] = path
+        if slot:
+            self.batches[key] = slot
 
     def _vanished(self, folder: Path) -> ConceptkitError:
         return ConceptkitError(
@@ -56,17 +195,38 @@ class FeatureCache:
             file=folder,
         )
 
-    def _save(self, key: int, feats: dict[str, torch.Tensor]) -> None:
+    def _room(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit the disk budget and leave the reserve free."""
+        if not self.disk_ok or self.disk + size > self.disk_budget:
+            return False
+        self._since_check += size
+        if self._tmp is None or self._since_check >= RECHECK_BYTES:
+            self._since_check = 0
+            free = shutil.disk_usage(spill_root(self.settings)).free
+            self.disk_ok = free - size >= DISK_RESERVE
+        return self.disk_ok
+
+    def _save(self, key: int, name: str, f: torch.Tensor) -> Path | None:
+        """One layer of one batch on disk; None when it does not fit (recomputed instead)."""
+        if not self._room(f.numel() * self.spill_dtype.itemsize):
+            return None
         if self._tmp is not None and not Path(self._tmp.name).is_dir():
             raise self._vanished(Path(self._tmp.name))
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(
-                prefix="conceptkit-features-", dir=self.spill_dir, ignore_cleanup_errors=True
-            )
-        path = Path(self._tmp.name) / f"{key:06d}.pt"
-        torch.save({n: f.to("cpu", self.spill_dtype) for n, f in feats.items()}, path)
-        self.batches[key] = path
+        try:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(
+                    prefix="conceptkit-features-",
+                    dir=self.settings.spill_dir,
+                    ignore_cleanup_errors=True,
+                )
+            index = self._order.index(name)
+            path = Path(self._tmp.name) / f"{key:06d}-{index:03d}.pt"
+            torch.save(f.to("cpu", self.spill_dtype), path)
+        except (OSError, RuntimeError):  # disk full, unwritable: recompute the rest
+            self.disk_ok = False
+            return None
         self.disk += path.stat().st_size
+        return path
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -74,20 +234,30 @@ class FeatureCache:
     def __contains__(self, key: int) -> bool:
         return key in self.batches
 
-    def in_memory(self, key: int) -> bool:
-        return key in self.batches and not isinstance(self.batches[key], Path)
+    def complete(self, key: int, layers: Sequence[str]) -> bool:
+        """Whether every layer of batch ``key`` is cached (pass 2 needs no forward for it)."""
+        return key in self.batches and all(n in self.batches[key] for n in layers)
+
+    def counts(self, keys: Sequence[int], name: str) -> tuple[int, int]:
+        """``(in memory, on disk)`` among batches ``keys`` for layer ``name``."""
+        items = [self.batches[k][name] for k in keys if name in self.batches.get(k, {})]
+        disk = sum(1 for it in items if isinstance(it, Path))
+        return len(items) - disk, disk
 
     def take(self, key: int) -> dict[str, torch.Tensor]:
-        """Batch ``key``'s features (float32), released from the cache."""
-        item = self.batches.pop(key)
-        if isinstance(item, Path):
-            try:
-                feats: dict[str, torch.Tensor] = torch.load(item, weights_only=True)
-                item.unlink()
-            except FileNotFoundError:
-                raise self._vanished(item.parent) from None
-            return {n: f.to(torch.float32) for n, f in feats.items()}
-        return item
+        """Batch ``key``'s cached layers (float32; possibly not all), released from the cache."""
+        out: dict[str, torch.Tensor] = {}
+        for name, item in self.batches.pop(key, {}).items():
+            if isinstance(item, Path):
+                try:
+                    f: torch.Tensor = torch.load(item, weights_only=True)
+                    item.unlink()
+                except FileNotFoundError:
+                    raise self._vanished(item.parent) from None
+                out[name] = f.to(torch.float32)
+            else:
+                out[name] = item
+        return out
 
     def close(self) -> None:
         """Drop every batch and delete the spill folder."""
@@ -95,3 +265,10 @@ class FeatureCache:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for v in shape:
+        n *= int(v)
+    return n

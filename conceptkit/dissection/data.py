@@ -200,21 +200,32 @@ def _collate_guarded(
     return wire
 
 
-def loader(ds: BrodenDataset, batches: Sequence[tuple[int, int]], workers: int) -> Iterator[Batch]:
+def loader(
+    ds: BrodenDataset,
+    batches: Sequence[tuple[int, int]],
+    workers: int,
+    *,
+    pin_memory: bool = False,
+    prefetch: int = 4,
+) -> Iterator[Batch]:
     """Batches (:class:`Batch`) for exactly the row ranges ``batches``, in order, read by
-    ``workers`` DataLoader worker processes (0: in this process). The first bad image or plane
-    raises its error here, the same with or without workers."""
+    ``workers`` DataLoader worker processes (0: in this process), each ``prefetch`` batches
+    ahead so that decoding overlaps the forward; ``pin_memory`` for a CUDA device. The first
+    bad image or plane raises its error here, the same with or without workers."""
     dl = torch.utils.data.DataLoader(
         _Guarded(ds),
         batch_sampler=[list(range(a, b)) for a, b in batches],
         num_workers=workers,
         collate_fn=_collate_guarded,
         persistent_workers=False,
+        prefetch_factor=prefetch if workers > 0 else None,
     )
     for wire in dl:
         if isinstance(wire, ConceptkitError):
             raise wire
         t = {k: None if a is None else torch.from_numpy(a) for k, a in wire.items()}
+        if pin_memory:
+            t = {k: None if a is None else a.pin_memory() for k, a in t.items()}
         rows = t["rows"]
         if rows is None:
             raise RuntimeError("a batch without row numbers")

@@ -258,6 +258,84 @@ def _check_finite(feats: Mapping[str, torch.Tensor], model_file: str | None) -> 
             )
 
 
+class _Stop(Exception):
+    """Raised by a hook once the forward has reached every layer it was asked for."""
+
+
+def _module(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _noter(name: str, fired: list[str]) -> Any:
+    def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
+        fired.append(name)
+
+    return hook
+
+
+def _stopper(name: str, fired: set[str], wanted: set[str]) -> Any:
+    def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
+        fired.add(name)
+        if fired >= wanted:
+            raise _Stop
+
+    return hook
+
+
+def _run_until(
+    model: nn.Module, hooks: FeatureHooks, x: torch.Tensor, only: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """``hooks``' features of the layers ``only``, the forward of ``x: (B, 3, H, W)`` stopped
+    once it has passed all of them (the whole forward when one is not a module)."""
+    mods = {n: _module(model, n) for n in only}
+    if any(m is None for m in mods.values()):
+        feats = hooks.run(model, x)
+        return {n: feats[n] for n in only}
+    fired: set[str] = set()
+    handles = [
+        m.register_forward_hook(_stopper(n, fired, set(only)))
+        for n, m in mods.items()
+        if m is not None
+    ]
+    try:
+        feats = hooks.run(model, x)
+    except _Stop:
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        return {n: hooks._read(n, hooks.features[n], hw) for n in only}
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: feats[n] for n in only}
+
+
+def _use_channels_last(model: nn.Module, dev: torch.device, choice: str) -> bool:
+    """Channels-last for conv nets: ``on``, ``off``, or ``auto`` (on CUDA only, where it is
+    faster; on the CPU the float32 path stays the tested, bit-stable one)."""
+    if choice == "off" or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return False
+    return choice == "on" or dev.type == "cuda"
+
+
+@contextmanager
+def _autocast(dev: torch.device, kind: str | None) -> Iterator[None]:
+    if kind is None:
+        yield
+        return
+    dtype = torch.bfloat16 if kind == "bf16" else torch.float16
+    with torch.autocast(device_type=dev.type, dtype=dtype):
+        yield
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
 class _NoBar:
     def update(self, n: int = 1) -> None:
         pass
@@ -306,6 +384,10 @@ class Dissection:
         self.ctx = run.dist_ctx or DistContext()
         self.labels = LabelSpace.of(self.ds)
         self.model = model.to(self.dev).eval()
+        self.channels_last = _use_channels_last(self.model, self.dev, run.channels_last)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.order: list[str] = list(self.layers)
         self.batches = shard_batches(
             len(self.ds), run.batch_size, self.ctx.rank, self.ctx.world, run.shard
         )
@@ -353,6 +435,12 @@ class Dissection:
             "device": self.dev.type,
             "spill_dtype": self.settings.cache.spill_dtype,
         }
+
+    def _plan_cache(self, shape_of: Mapping[str, Sequence[int]]) -> None:
+        """Plan the feature cache for this rank's images, layers in the forward's order."""
+        rows = sum(b - a for a, b in self.batches)
+        plan = self.cache.plan({n: shape_of[n] for n in self.order}, rows)
+        self.say(plan.line())
 
     def _setup(self, shape_of: Mapping[str, Sequence[int]]) -> None:
         """Create every layer's statistics from its feature shape ``(C, h, w)``."""
@@ -443,12 +531,47 @@ class Dissection:
         finally:
             bar.close()
 
-    def _forward(self, images: torch.Tensor | None, hooks: FeatureHooks) -> dict[str, torch.Tensor]:
+    def _forward(
+        self, images: torch.Tensor | None, hooks: FeatureHooks, only: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{layer: (B, C, h, w) float32}``; with ``only``, those layers, the forward stopped
+        after the last of them where the layers are modules."""
         if images is None:
             raise RuntimeError("a batch without images reached the forward pass")
         self.work["forward"] += 1
-        with torch.inference_mode():
-            return hooks.run(self.model, self.prep(images.to(self.dev, non_blocking=True)))
+        x = self.prep(images.to(self.dev, non_blocking=True))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        run = self.settings.run
+        with torch.inference_mode(), _autocast(self.dev, run.autocast):
+            if only is None or hooks.extractor is not None:
+                feats = hooks.run(self.model, x)
+            else:
+                feats = _run_until(self.model, hooks, x, only)
+        if run.autocast is not None:
+            feats = {n: f.float() for n, f in feats.items()}
+        return feats
+
+    def _record_order(
+        self, hooks: FeatureHooks, images: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """The first forward, noting the order in which it reaches the layers."""
+        fired: list[str] = []
+        handles = []
+        if hooks.extractor is None:
+            for name in self.layers:
+                mod = _module(self.model, name)
+                if mod is not None:
+                    handles.append(mod.register_forward_hook(_noter(name, fired)))
+        try:
+            feats = self._forward(images, hooks)
+        finally:
+            for h in handles:
+                h.remove()
+        seen = list(dict.fromkeys(fired))
+        if sorted(seen) == sorted(self.layers):
+            self.order = seen
+        return feats
 
     def _label_batch(self, batch: Batch) -> LabelBatch:
         if batch.planes is None or batch.image_labels is None:
@@ -465,12 +588,16 @@ class Dissection:
         ds = self.ds.with_options(load_images=True, load_planes=self.one_pass)
         desc = "dissect" if self.one_pass else "pass 1/2 forward"
         with self._bar(desc, start) as bar:
-            for j, batch in enumerate(loader(ds, self.batches[start:], self.workers), start):
-                feats = self._forward(batch.images, hooks)
+            for j, batch in enumerate(self._loader(ds, start), start):
                 if j == start:
+                    feats = self._record_order(hooks, batch.images)
                     _check_finite(feats, (self.settings.run.model_info or {}).get("spec"))
+                else:
+                    feats = self._forward(batch.images, hooks)
                 if not self.stats:
                     self._setup({n: f.shape[1:] for n, f in feats.items()})
+                if j == start and not self.one_pass:
+                    self._plan_cache({n: f.shape[1:] for n, f in feats.items()})
                 lb = self._label_batch(batch) if self.one_pass else None
                 for name, f in feats.items():
                     self.stats[name].add_pass1(f, batch.rows, lb)
@@ -489,17 +616,18 @@ class Dissection:
             self.stats[name].finish_quantile()
         start = self._resume(2)
         self._note_cache(start)
-        cached = [j for j in range(start, len(self.batches)) if j in self.cache]
+        cached = [j for j in range(start, len(self.batches)) if self.cache.complete(j, self.layers)]
         skip = {r for j in cached for r in range(*self.batches[j])}
         ds = self.ds.with_options(load_images=True, load_planes=True, skip_images=skip)
         with self._bar("pass 2/2 tally", start) as bar:
-            for j, batch in enumerate(loader(ds, self.batches[start:], self.workers), start):
-                feats = (
-                    self.cache.take(j) if j in self.cache else self._forward(batch.images, hooks)
-                )
+            for j, batch in enumerate(self._loader(ds, start), start):
+                feats = self.cache.take(j)
+                missing = [n for n in self.order if n not in feats]
+                if missing:
+                    feats.update(self._forward(batch.images, hooks, missing))
                 lb = self._label_batch(batch)
-                for name, f in feats.items():
-                    self.stats[name].tally.add(f, self.stats[name].fixed(), lb)
+                for name in self.layers:
+                    self.stats[name].tally.add(feats[name], self.stats[name].fixed(), lb)
                 self.work["pass2"] += 1
                 self._checkpoint(2, j + 1)
                 bar.update(len(batch.rows))
@@ -510,19 +638,26 @@ class Dissection:
 
     def _note_cache(self, start: int) -> None:
         cache = self.cache
-        todo = len(self.batches) - start
-        cached = [j for j in range(start, len(self.batches)) if j in cache]
-        mem_b = sum(1 for j in cached if cache.in_memory(j))
+        keys = list(range(start, len(self.batches)))
+        parts = []
+        for name in self.order:
+            mem, disk = cache.counts(keys, name)
+            parts.append(f"{name} {mem} memory / {disk} disk / {len(keys) - mem - disk} recompute")
         self.say(
-            f"feature cache: {mem_b} of {todo} batches in memory "
-            f"({cache.used / 2**20:.0f} MiB of --cache-mem {cache.mem / 2**20:.0f} MiB), "
-            f"{len(cached) - mem_b} on disk as {self.settings.cache.spill_dtype} "
-            f"({cache.disk / 2**20:.0f} MiB), "
-            f"{todo - len(cached)} recomputed in pass 2"
+            f"feature cache (batches): {', '.join(parts)}; "
+            f"{cache.used / 2**20:.0f} MiB of --cache-mem {cache.mem / 2**20:.0f} MiB, "
+            f"{cache.disk / 2**20:.0f} MiB on disk as {self.settings.cache.spill_dtype} "
+            f"(budget {cache.disk_budget / 2**20:.0f} MiB)"
         )
+
+    def _loader(self, ds: BrodenDataset, start: int) -> Iterator[Batch]:
+        return loader(ds, self.batches[start:], self.workers, pin_memory=self.dev.type == "cuda")
 
     def run(self) -> DissectResult:
         """Both passes (one with fixed thresholds), then the result."""
+        threads = torch.get_num_threads()
+        if self.workers > 0 and self.dev.type == "cpu":
+            torch.set_num_threads(_available_cores())  # decoding is in the worker processes
         try:
             with FeatureHooks(self.model, self.layers) as hooks:
                 self.pass1(hooks)
@@ -530,6 +665,7 @@ class Dissection:
                     self.pass2(hooks)
         finally:
             self.cache.close()
+            torch.set_num_threads(threads)
         w = self.work
         self.say(
             f"work done: pass 1 {w['pass1']} batches, "

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 DEFAULT_CACHE_MEM = 256 << 20  # features kept in memory between the passes; the rest spill to disk
 UNIONS = ("category", "global")
 SPILL_DTYPES = ("float32", "float16")
+AUTOCASTS = (None, "bf16", "fp16")
+CHANNELS_LAST = ("auto", "on", "off")
 
 ProgressFactory = Callable[[str, int], Any]
 """``progress(desc, total)`` returns a bar with ``update(n)`` and ``close()``."""
@@ -77,18 +79,24 @@ class ScienceSettings:
 class CacheSettings:
     """The feature cache between the passes.
 
-    ``cache_mem`` bytes of float32 features stay in memory; past it they go to a temporary
-    folder under ``spill_dir`` (default: the system's) as ``spill_dtype`` (``float32``: exact;
-    ``float16``: half the disk, pass-2 masks may differ at the threshold), or, with
-    ``spill=False``, pass 2 re-runs the forward for the rest.
+    ``cache_mem`` bytes of float32 features stay in memory; past it up to ``cache_disk``
+    bytes (None: a safe share of the free space there, see
+    :func:`conceptkit.dissection.cache.disk_budget`) go to a temporary folder under
+    ``spill_dir`` (default: the system's) as ``spill_dtype`` (``float32``: exact;
+    ``float16``: half the disk, pass-2 masks may differ at the threshold); for the layers
+    that fit neither (all of them past memory with ``spill=False``) pass 2 re-runs the
+    forward, stopped after the last of them (:mod:`conceptkit.dissection.cache`).
     """
 
     cache_mem: int = DEFAULT_CACHE_MEM
+    cache_disk: int | None = None
     spill: bool = True
     spill_dir: str | Path | None = None
     spill_dtype: str = "float32"
 
     def check(self) -> None:
+        if self.cache_mem < 0 or (self.cache_disk is not None and self.cache_disk < 0):
+            raise UsageError("cache budgets must be 0 or more bytes")
         if self.spill_dtype not in SPILL_DTYPES:
             raise UsageError(f"spill dtype must be float32 or float16, not {self.spill_dtype!r}")
 
@@ -104,7 +112,10 @@ class RunSettings:
     ``dist_ctx`` (from :func:`conceptkit.dissection.distributed.setup`) makes the run one rank
     of several, taking its ``shard`` of the batches. ``progress`` makes progress bars; ``log``
     receives one-line notes; ``model_info`` gives ``spec``/``description``/``fingerprint``
-    for results.json.
+    for results.json. ``autocast`` (``bf16``/``fp16``, default None: float32) runs the
+    forward in reduced precision: faster on GPUs, but it changes the activations and so the
+    results. ``channels_last`` (``auto``: on CUDA only; ``on``; ``off``) lays out conv nets'
+    tensors channels-last (same values within float tolerance).
     """
 
     batch_size: int = 64
@@ -118,8 +129,14 @@ class RunSettings:
     progress: ProgressFactory | None = None
     log: Callable[[str], None] | None = None
     model_info: Mapping[str, Any] | None = None
+    autocast: str | None = None
+    channels_last: str = "auto"
 
     def check(self) -> None:
+        if self.autocast not in AUTOCASTS:
+            raise UsageError(f"--autocast must be bf16 or fp16, not {self.autocast!r}")
+        if self.channels_last not in CHANNELS_LAST:
+            raise UsageError(f"--channels-last must be auto, on or off, not {self.channels_last!r}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.workers is not None and self.workers < 0:

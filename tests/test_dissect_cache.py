@@ -1,0 +1,140 @@
+"""The feature-cache policy (sizes in, choice out) and the cache end to end with tiny budgets:
+whichever mix of memory, disk and recompute is chosen, the output files are byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from test_dissect_run import seeded_resnet18
+
+from conceptkit.dissection.cache import FeatureCache, plan_cache
+from conceptkit.dissection.settings import CacheSettings
+
+GB = 1 << 30
+# ResNet-18 at 224 px, float32 bytes per image: layer1..layer4
+R18 = {"layer1": 64 * 56 * 56 * 4, "layer2": 128 * 28 * 28 * 4, "layer3": 256 * 14 * 14 * 4}
+R18["layer4"] = 512 * 7 * 7 * 4
+BRODEN = 63305
+
+
+@pytest.fixture
+def small_broden(mini_slice) -> Path:
+    """The first 24 images of mini_broden."""
+    return mini_slice(24)
+
+
+def _sizes(n: int) -> list[tuple[str, int]]:
+    return [(name, per * n) for name, per in R18.items()]
+
+
+def _where(plan) -> dict[str, str]:
+    return {p.name: p.where for p in plan.layers}
+
+
+def test_plan_broden_on_a_small_machine() -> None:
+    # 256 MB memory, 20 GB disk: layer4 (6.3 GB) and layer3 (12.7 GB) on disk, layer1 and
+    # layer2 (25 GB, 51 GB) recomputed; the forward is re-run only up to layer2
+    plan = plan_cache(_sizes(BRODEN), 256 << 20, 20 * GB)
+    assert _where(plan) == {
+        "layer1": "recompute",
+        "layer2": "recompute",
+        "layer3": "disk",
+        "layer4": "disk",
+    }
+    assert plan.layers[2].nbytes == R18["layer3"] * BRODEN
+    line = plan.line()
+    assert line.startswith("cache: layer1+layer2 recompute (")
+    assert "forwards up to layer2" in line and "layer3+layer4 disk 17.7 GB" in line
+
+
+def test_plan_memory_first_for_the_last_layers() -> None:
+    plan = plan_cache(_sizes(BRODEN), 7 * GB, 30 * GB)
+    # layer4 (5.9 GiB) in memory, layer3 (11.8 GiB) on disk, layer2 (23.6 GiB) no longer fits
+    assert _where(plan) == {
+        "layer1": "recompute",
+        "layer2": "recompute",
+        "layer3": "disk",
+        "layer4": "memory",
+    }
+    plan = plan_cache(_sizes(BRODEN), 7 * GB, 40 * GB)
+    assert _where(plan)["layer2"] == "disk" and _where(plan)["layer1"] == "recompute"
+    assert "layer3+layer2" not in plan.line() and "layer2+layer3 disk" in plan.line()
+
+
+def test_plan_everything_cached_or_nothing() -> None:
+    sizes = _sizes(2000)  # 3.0 GB in all
+    assert set(_where(plan_cache(sizes, 4 * GB, 0)).values()) == {"memory"}
+    assert set(_where(plan_cache(sizes, 0, 4 * GB)).values()) == {"disk"}
+    assert set(_where(plan_cache(sizes, 0, 0)).values()) == {"recompute"}
+    # float16 spill: half the bytes on disk, so layer1..layer4 (3.0 GB) fit in 1.6 GB
+    half = plan_cache(sizes, 0, int(1.6 * GB), disk_ratio=0.5)
+    assert set(_where(half).values()) == {"disk"}
+    assert half.layers[0].nbytes == R18["layer1"] * 2000 // 2
+    assert set(_where(plan_cache(sizes, 0, int(1.6 * GB))).values()) == {"disk", "recompute"}
+
+
+def test_plan_exact_fit_boundaries() -> None:
+    sizes = [("a", 100), ("b", 10)]
+    assert _where(plan_cache(sizes, 110, 0)) == {"a": "memory", "b": "memory"}
+    assert _where(plan_cache(sizes, 109, 0)) == {"a": "recompute", "b": "memory"}
+    assert _where(plan_cache(sizes, 10, 100)) == {"a": "disk", "b": "memory"}
+    assert _where(plan_cache(sizes, 9, 110)) == {"a": "disk", "b": "disk"}
+    assert _where(plan_cache(sizes, 9, 109)) == {"a": "recompute", "b": "disk"}
+    assert _where(plan_cache(sizes, 9, 9)) == {"a": "recompute", "b": "recompute"}
+
+
+def test_cache_keeps_to_the_disk_budget_batch_by_batch(tmp_path: Path) -> None:
+    cache = FeatureCache(CacheSettings(cache_mem=0, cache_disk=10_000, spill_dir=tmp_path))
+    shapes = {"a": (2, 4, 4), "b": (1, 2, 2)}  # 128 B and 16 B per image
+    plan = cache.plan(shapes, n_images=20)  # a: 2560 B, b: 320 B -> both on disk
+    assert _where(plan) == {"a": "disk", "b": "disk"}
+    cache.disk_budget = 300  # the budget shrinks below the plan: later writes recompute
+    feats = {"a": torch.arange(64.0).reshape(2, 2, 4, 4), "b": torch.ones(2, 1, 2, 2)}
+    cache.put(0, feats)  # a (256 B) fits; with its file written, b (32 B) no longer does
+    assert cache.counts([0], "a") == (0, 1) and cache.counts([0], "b") == (0, 0)
+    assert not cache.complete(0, ["a", "b"])
+    got = cache.take(0)
+    assert set(got) == {"a"} and torch.equal(got["a"], feats["a"])
+    assert not list(Path(next(tmp_path.iterdir())).iterdir())  # taken: its file is gone
+    cache.close()
+    assert not list(tmp_path.iterdir())
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    pats = ("tally_*.csv", "quantile_*.npy", "topn_*.npz")
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for pat in pats
+        for p in sorted(folder.glob(pat))
+    }
+
+
+@pytest.mark.parametrize(
+    "budgets",
+    [
+        ("0", "0"),  # everything recomputed, forward stopped after layer2
+        ("0", "auto"),  # everything on disk
+        ("100KB", "300KB"),  # layer4 in memory, layer3 on disk, layer1+2 recomputed
+        ("1KB", "700KB"),  # partly on disk, then recompute batch by batch
+    ],
+)
+def test_results_identical_whatever_the_cache_mix(
+    small_broden: Path, tmp_path: Path, budgets: tuple[str, str]
+) -> None:
+    from conceptkit.cli import main
+
+    weights = tmp_path / "r18.pth"
+    torch.save(seeded_resnet18().state_dict(), weights)
+    base = ["dissect", "--model", str(weights), "--arch", "resnet18", "--data", str(small_broden)]
+    for layer in ("layer1", "layer2", "layer3", "layer4"):
+        base += ["--layer", layer]
+    base += ["--workers", "0", "--batch-size", "8", "--no-report", "--top-n", "3"]
+    main([*base, "-o", str(tmp_path / "ref"), "--cache-mem", "1GB"])
+    mem, disk = budgets
+    out = tmp_path / "mix"
+    main([*base, "-o", str(out), "--cache-mem", mem, "--cache-disk", disk])
+    ref = _hashes(tmp_path / "ref")
+    assert len(ref) == 12 and _hashes(out) == ref
