@@ -403,14 +403,14 @@ def test_fingerprint(r18: nn.Module) -> None:
 def test_layers_resnet18() -> None:
     model = load_model("torchvision:resnet18:none").module
     layers = {info.name: info for info in list_layers(model)}
-    assert layers["conv1"] == LayerInfo("conv1", "Conv2d", (1, 64, 112, 112))
+    assert layers["conv1"] == LayerInfo("conv1", "Conv2d", (1, 64, 112, 112), "map")
     assert layers["maxpool"].out_shape == (1, 64, 56, 56)
     assert layers["layer1"].out_shape == (1, 64, 56, 56)
     assert layers["layer2"].out_shape == (1, 128, 28, 28)
     assert layers["layer3.1.conv2"].out_shape == (1, 256, 14, 14)
-    assert layers["layer4"] == LayerInfo("layer4", "Sequential", (1, 512, 7, 7))
+    assert layers["layer4"] == LayerInfo("layer4", "Sequential", (1, 512, 7, 7), "map")
     assert layers["avgpool"].out_shape == (1, 512, 1, 1)
-    assert layers["fc"].out_shape == (1, 1000)
+    assert layers["fc"].out_shape == (1, 1000) and layers["fc"].read == "-"
     assert "" not in layers and len(layers) == len(list(model.named_modules())) - 1
     assert default_layers(model) == ["layer4"]
     assert isinstance(model, tvm.ResNet)

@@ -53,12 +53,14 @@ def _clone_outputs(graph: fx.Graph) -> None:
 class NodeExtractor:
     """``extractor(x)`` -> ``{name: output}`` of the graph nodes ``names`` of ``model``.
 
+    A module name among ``names`` gives the output of that module's last node (its output).
+
     Shares ``model``'s parameters (a traced copy of its forward, not of its weights).
     """
 
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
         self.names = list(names)
-        known = set(graph_nodes(model))
+        known = set(graph_nodes(model)) | {n for n, _ in model.named_modules() if n}
         unknown = [n for n in self.names if n not in known]
         if unknown:
             raise UsageError(

@@ -8,6 +8,11 @@ Three kinds, all mapping ``(B, 3, H, W) uint8`` RGB to ``(B, 3, H, W) float32``:
   rounds: the subtraction in float64 stored as float32, then a float32 division. Needed to
   reproduce its numbers.
 - custom: ``(x / 255 - mean) / std`` with a user mean/std on the 0..1 scale.
+
+With ``input_size=N`` (``--input-size``) every kind then resizes the batch to ``N x N``
+(bilinear, antialiased, ``align_corners=False``) for models that need another size than the
+dataset's images (a ViT at 224 on a 227 Broden, Inception at 299); the runner upsamples the
+activation maps to the label planes as always.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from conceptkit.errors import UsageError
 
@@ -38,9 +44,17 @@ class Preprocess:
     std: tuple[float, float, float]
     scale: float = 255.0
     reference: bool = False
+    input_size: int | None = None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """``images: (B, 3, H, W) uint8`` -> ``(B, 3, H, W) float32``."""
+        """``images: (B, 3, H, W) uint8`` -> ``(B, 3, S, S) float32`` (S = input_size, or H, W)."""
+        x = self._normalise(images)
+        if self.input_size is None or tuple(x.shape[-2:]) == (self.input_size, self.input_size):
+            return x
+        size = (self.input_size, self.input_size)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         dev = images.device
         if self.reference:
             mean64 = torch.tensor(self.mean, dtype=torch.float64, device=dev).view(1, 3, 1, 1)
@@ -59,13 +73,19 @@ def get_preprocess(
     name: str = "imagenet",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    input_size: int | None = None,
 ) -> Preprocess:
-    """Build a :class:`Preprocess` by name; ``mean``/``std`` (0..1 scale) override imagenet's."""
+    """Build a :class:`Preprocess` by name; ``mean``/``std`` (0..1 scale) override imagenet's;
+    ``input_size`` resizes to ``input_size x input_size`` after normalising."""
+    if input_size is not None and not 1 <= input_size <= 4096:
+        raise UsageError(f"--input-size must lie between 1 and 4096, not {input_size}")
     if name == "netdissect":
         if mean is not None or std is not None:
             raise UsageError("--mean/--std cannot be combined with --preprocess netdissect")
         d = NETDISSECT_DIVISOR
-        return Preprocess("netdissect", NETDISSECT_MEAN, (d, d, d), scale=1.0, reference=True)
+        return Preprocess(
+            "netdissect", NETDISSECT_MEAN, (d, d, d), 1.0, reference=True, input_size=input_size
+        )
     if name != "imagenet":
         raise UsageError(f"unknown preprocessing {name!r}; expected imagenet or netdissect")
     m = tuple(float(v) for v in (mean if mean is not None else IMAGENET_MEAN))
@@ -75,4 +95,5 @@ def get_preprocess(
     if any(v <= 0 for v in s):
         raise UsageError("--std values must be positive")
     custom = mean is not None or std is not None
-    return Preprocess("custom" if custom else "imagenet", m, s)  # type: ignore[arg-type]
+    kind = "custom" if custom else "imagenet"
+    return Preprocess(kind, m, s, input_size=input_size)  # type: ignore[arg-type]

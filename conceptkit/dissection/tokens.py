@@ -109,11 +109,13 @@ class LayerReader:
     patch: tuple[int, int] | None = None
     grid: tuple[int, int] | None = None
 
-    def describe(self) -> str:
-        """One short phrase for ``--list-layers``: ``map``, ``tokens: 1 prefix + 14x14``."""
+    def describe(self, input_hw: tuple[int, int] | None = None) -> str:
+        """One short phrase for ``--list-layers``: ``map``, ``tokens: 1 prefix + 14x14``
+        (the grid at ``input_hw``, else the patch size)."""
         if self.kind != "tokens":
             return self.kind.replace("_", "-")
-        grid = f"{self.grid[0]}x{self.grid[1]}" if self.grid else None
+        at = self.grid_for(input_hw) if input_hw is not None else self.grid
+        grid = f"{at[0]}x{at[1]}" if at else None
         patch = f"patch {self.patch[0]}x{self.patch[1]}" if self.patch else "no patch size"
         return f"tokens: {self.prefix} prefix + {grid or patch}"
 

@@ -16,8 +16,11 @@ forward pass; :func:`resolve_layer` is the one lookup of a name (the hooks use i
 So resnet -> ``layer4`` (it finishes after ``layer4.1``), mobilenet_v2 / vgg / densenet /
 efficientnet -> ``features``, alexnet -> ``features`` (its 6x6 ``avgpool`` holds no conv),
 inception_v3 -> ``Mixed_7c``, googlenet -> ``inception5b``, deeplabv3_resnet50 ->
-``backbone.layer4``. Known weak: vit picks ``conv_proj`` (the patch embedding, the only 4-D map)
-and swin's ``features`` returns channels-last ``(N, H, W, C)``, which the rule cannot tell apart.
+``backbone.layer4``. Before that rule, two families: a transformer (the longest list of
+same-typed blocks returning ``(N, T, C)`` tokens: torchvision ``encoder.layers``, timm
+``blocks``, Hugging Face ``layers``) gets four evenly spaced blocks, a ConvNeXt its stages.
+Known weak: swin's ``features`` returns channels-last ``(N, H, W, C)`` maps, not tokens, and
+falls to the convolutional rule.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from conceptkit.dissection import tokens
 from conceptkit.dissection.models._text import names, one_line
 from conceptkit.errors import ModelLoadError, UsageError
 
@@ -39,12 +43,14 @@ class LayerInfo:
     """One named module and what it returned in the dummy forward pass.
 
     out_shape: the output tensor's shape, e.g. ``(1, 512, 7, 7)``; None when the module returned
-    something other than a tensor or was not called.
+    something other than a tensor or was not called. read: how the dissection turns it into a
+    map (:meth:`~conceptkit.dissection.tokens.LayerReader.describe`), ``-`` when it cannot.
     """
 
     name: str
     type: str
     out_shape: tuple[int, ...] | None
+    read: str = "-"  # how dissection reads it: map, channels-last, tokens: 1 prefix + 14x14
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
@@ -122,12 +128,20 @@ def _trace(model: nn.Module, input_size: int) -> _Trace:
     return _Trace(shapes, finished, int(out.shape[1]) if dense else None)
 
 
-def list_layers(model: nn.Module, input_size: int = 224) -> list[LayerInfo]:
+def _read(model: nn.Module, name: str, shape: tuple[int, ...] | None, size: int, grid: Any) -> str:
+    if shape is None or len(shape) not in (3, 4):
+        return "-"
+    return tokens.layer_reader(model, name, shape, grid).describe((size, size))
+
+
+def list_layers(
+    model: nn.Module, input_size: int = 224, grid: tuple[int, int] | None = None
+) -> list[LayerInfo]:
     """Every named module (definition order) with its output shape for a (1, 3, S, S) input.
 
     Shapes come from one no-grad forward pass with forward hooks. out_shape is None for a module
     that returned a non-tensor (tuple, dict) or was not called. For a TorchScript module, which
-    cannot be hooked, every out_shape is None.
+    cannot be hooked, every out_shape is None. ``read`` says how each would be dissected.
     """
     try:
         shapes = _trace(model, input_size).shapes
@@ -142,6 +156,7 @@ def list_layers(model: nn.Module, input_size: int = 224) -> list[LayerInfo]:
             if not isinstance(mod, torch.jit.ScriptModule)
             else mod.original_name,
             shapes.get(name),
+            _read(model, name, shapes.get(name), input_size, grid),
         )
         for name, mod in model.named_modules()
         if name
@@ -152,12 +167,55 @@ def _has_conv(mod: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in mod.modules())
 
 
-def default_layers(model: nn.Module, input_size: int = 224) -> list[str]:
-    """The last convolutional stage, by the rule in the module docstring, as a one-name list.
+def evenly_spaced(n: int, k: int = 4) -> list[int]:
+    """``k`` of ``n`` block indices, evenly spaced and ending at the last: 12 -> 2, 5, 8, 11."""
+    k = min(k, n)
+    return [round(n * (j + 1) / k) - 1 for j in range(k)]
 
-    Raises ModelLoadError when no candidate returns a 4-D map with H, W > 1.
+
+def _token_blocks(model: nn.Module, tr: _Trace) -> list[str]:
+    """The longest list of same-typed blocks that all return ``(B, N, C)`` tokens, evenly spaced."""
+    best: list[str] = []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, nn.Sequential | nn.ModuleList) or len(mod) < 2:
+            continue
+        kids = [f"{name}.{sub}" if name else sub for sub, _ in mod.named_children()]
+        same = len({type(c) for c in mod.children()}) == 1
+        shapes = [tr.shapes.get(k) for k in kids]
+        if same and all(s is not None and len(s) == 3 for s in shapes) and len(kids) > len(best):
+            best = kids
+    return [best[i] for i in evenly_spaced(len(best))] if best else []
+
+
+def _convnext_stages(model: nn.Module) -> list[str]:
+    """A ConvNeXt's stages: timm ``stages.0..3``, torchvision's ``features`` of CNBlocks."""
+    if "ConvNeXt" not in type(model).__name__:
+        return []
+    stages = getattr(model, "stages", None)
+    if isinstance(stages, nn.Sequential | nn.ModuleList):
+        return [f"stages.{i}" for i in range(len(stages))]
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        return []
+    return [
+        f"features.{i}"
+        for i, child in enumerate(features)
+        if isinstance(child, nn.Sequential)
+        and all(type(b).__name__ == "CNBlock" for b in child.children())
+    ]
+
+
+def default_layers(model: nn.Module, input_size: int = 224) -> list[str]:
+    """The default layers: by family, else the last convolutional stage (module docstring).
+
+    A transformer (a list of blocks returning ``(B, N, C)`` tokens) gets four evenly spaced
+    blocks (3, 6, 9, 12 of 12), a ConvNeXt its stages. Otherwise the rule above gives one
+    name; ModelLoadError when no candidate returns a 4-D map with H, W > 1.
     """
     tr = _trace(model, input_size)
+    family = _token_blocks(model, tr) or _convnext_stages(model)
+    if family:
+        return family
 
     def is_map(name: str) -> bool:
         s = tr.shapes.get(name)

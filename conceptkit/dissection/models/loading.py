@@ -14,6 +14,9 @@ fingerprint of its weights. The forms of ``spec``:
 ``torchvision:NAME[:WEIGHTS]``
     torchvision's own weights from its cache (``torch.hub.get_dir()/checkpoints``), never
     downloaded; ``WEIGHTS`` defaults to ``DEFAULT``; ``none`` means random initialisation.
+``timm:NAME[:WEIGHTS]``, ``hf:PATH[:none]``
+    timm and Hugging Face transformers models, local weights only
+    (:mod:`~conceptkit.dissection.models.hub`).
 ``PATH`` to a pickled ``nn.Module``
     only with ``trust_pickle=True``: unpickling runs code from the file. Every other load uses
     ``torch.load(weights_only=True)``, after :mod:`~conceptkit.dissection.models.untrusted` has
@@ -40,7 +43,7 @@ import torch
 from torch import nn
 
 from conceptkit.dissection.models import architecture as A
-from conceptkit.dissection.models import untrusted
+from conceptkit.dissection.models import hub, untrusted
 from conceptkit.dissection.models._text import one_line
 from conceptkit.errors import ModelLoadError
 
@@ -407,7 +410,14 @@ def load_model(
 
     Raises ModelLoadError (one-line message, ``file=spec``) on every failure.
     """
-    if spec.startswith("torchvision:"):
+    if spec.startswith(("timm:", "hf:")):
+        if arch is not None:
+            raise ModelLoadError("--arch does not go with a timm: or hf: model", file=spec)
+        if spec.startswith("timm:"):
+            model, description = hub.load_timm(spec, num_classes)
+        else:
+            model, description = hub.load_hf(spec)
+    elif spec.startswith("torchvision:"):
         if arch is not None:
             raise ModelLoadError("--arch does not go with a torchvision:NAME model", file=spec)
         model, description = _load_torchvision(spec, num_classes)
