@@ -112,17 +112,27 @@ def _hashes(folder: Path) -> dict[str, str]:
     }
 
 
+L34 = 24 * (R18["layer3"] + R18["layer4"])  # bytes of layer3+layer4 over small_broden
+
+
 @pytest.mark.parametrize(
-    "budgets",
+    ("mem", "disk", "plan", "note"),
     [
-        ("0", "0"),  # everything recomputed, forward stopped after layer2
-        ("0", "auto"),  # everything on disk
-        ("100KB", "300KB"),  # layer4 in memory, layer3 on disk, layer1+2 recomputed
-        ("1KB", "700KB"),  # partly on disk, then recompute batch by batch
+        ("0", "0", "layer1+layer2+layer3+layer4 recompute", "layer1 0 memory / 0 disk / 3"),
+        ("0", "auto", "layer1+layer2+layer3+layer4 disk", "layer1 0 memory / 3 disk / 0"),
+        ("3MB", "6MB", "layer3 disk 4.6 MB, layer4 memory 2.3 MB", "layer4 3 memory / 0 disk"),
+        # planned to fit exactly; the files' headers overflow it: the last batch recomputed
+        ("1KB", str(L34), "layer3+layer4 disk 6.9 MB", "layer4 0 memory / 2 disk / 1 recompute"),
     ],
 )
 def test_results_identical_whatever_the_cache_mix(
-    small_broden: Path, tmp_path: Path, budgets: tuple[str, str]
+    small_broden: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mem: str,
+    disk: str,
+    plan: str,
+    note: str,
 ) -> None:
     from conceptkit.cli import main
 
@@ -133,8 +143,10 @@ def test_results_identical_whatever_the_cache_mix(
         base += ["--layer", layer]
     base += ["--workers", "0", "--batch-size", "8", "--no-report", "--top-n", "3"]
     main([*base, "-o", str(tmp_path / "ref"), "--cache-mem", "1GB"])
-    mem, disk = budgets
+    assert "layer1+layer2+layer3+layer4 memory" in capsys.readouterr().err
     out = tmp_path / "mix"
     main([*base, "-o", str(out), "--cache-mem", mem, "--cache-disk", disk])
+    err = capsys.readouterr().err
+    assert plan in err and note in err, err
     ref = _hashes(tmp_path / "ref")
     assert len(ref) == 12 and _hashes(out) == ref
