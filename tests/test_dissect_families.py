@@ -14,6 +14,7 @@ from conceptkit.dissection.hooks import FeatureHooks
 from conceptkit.dissection.models import default_layers, list_layers, load_model
 from conceptkit.dissection.preprocess import get_preprocess
 from conceptkit.dissection.run import dissect
+from conceptkit.errors import ModelLoadError
 
 pytest.importorskip("torchvision")
 
@@ -97,3 +98,67 @@ def test_missing_weights_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "vit"}')
     with pytest.raises(Exception, match="put model.safetensors into"):
         load_model(f"hf:{tmp_path}")
+
+
+def test_torchvision_swin_stages_are_channels_last(mini_slice: Callable[[int], Path]) -> None:
+    model: Any = load_model("torchvision:swin_t:none").module
+    stages = default_layers(model)
+    assert stages == ["features.1", "features.3", "features.5", "features.7"]
+    reads = {i.name: i.read for i in list_layers(model)}
+    assert reads["features.7"] == "channels-last" and reads["features.0.0"] == "map"
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad(), FeatureHooks(model, ["features.7"]) as hooks:
+        got = hooks.run(model, x)["features.7"]
+        raw = model.features(x)  # (1, 7, 7, 768)
+    torch.testing.assert_close(got, raw.permute(0, 3, 1, 2))
+    _check(_dissect(model, mini_slice(3), ["features.7"]), {"features.7": (768, (7, 7))})
+
+
+def test_timm_weights_from_a_local_file(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    src = timm.create_model("resnet10t", pretrained=False)
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    loaded = load_model(f"timm:resnet10t:{tmp_path / 'w.safetensors'}")
+    assert loaded.description == "resnet10t from timm with weights from w.safetensors"
+    for key, value in src.state_dict().items():
+        assert torch.equal(loaded.module.state_dict()[key], value), key
+    with pytest.raises(
+        ModelLoadError, match="are not in the Hugging Face cache .* never downloads"
+    ):
+        _no_cache(tmp_path)
+    with pytest.raises(ModelLoadError, match="timm has no model 'resnet10'; did you mean"):
+        load_model("timm:resnet10")
+
+
+def _no_cache(tmp_path: Path) -> None:
+    """``timm:NAME`` with an empty Hugging Face cache (HF_HUB_CACHE read per look-up)."""
+    import huggingface_hub.constants as hc
+
+    old = hc.HF_HUB_CACHE
+    hc.HF_HUB_CACHE = str(tmp_path / "empty-cache")
+    try:
+        load_model("timm:resnet10t")
+    finally:
+        hc.HF_HUB_CACHE = old
+
+
+def test_hugging_face_weights_from_the_folder(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+    )
+    torch.manual_seed(3)
+    src = transformers.ViTModel(cfg)
+    src.save_pretrained(tmp_path / "vit", safe_serialization=True)
+    loaded = load_model(f"hf:{tmp_path / 'vit' / 'config.json'}")
+    for key, value in src.state_dict().items():
+        assert torch.equal(loaded.module.state_dict()[key], value), key
+    assert loaded.description == f"ViT from {tmp_path / 'vit'} (model.safetensors)"

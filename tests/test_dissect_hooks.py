@@ -66,3 +66,22 @@ def test_preprocess_arithmetic():
     torch.testing.assert_close(custom(img)[0, :, 0, 0], torch.tensor([-1.0, 128 / 127.5 - 1, 1.0]))
     with pytest.raises(UsageError):
         get_preprocess("netdissect", mean=[0.5, 0.5, 0.5])
+
+
+def test_preprocess_input_size_resizes_after_normalising():
+    # a ramp of 10 grey levels per column: 0, 10, ..., 70
+    img = (torch.arange(8) * 10).to(torch.uint8).view(1, 1, 1, 8).expand(2, 3, 8, 8)
+    prep = get_preprocess("imagenet", input_size=4)
+    resized = prep(img)
+    assert resized.shape == (2, 3, 4, 4)
+    mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std).view(1, 3, 1, 1)
+    grey = (resized * std + mean) * 255  # back on the 0..255 scale
+    # output column j covers input columns 2j, 2j+1: its centre is 2j + 0.5, and the symmetric
+    # (antialiased) filter keeps a ramp a ramp away from the border: 25 and 45 at j = 1, 2
+    torch.testing.assert_close(grey[..., 1], torch.full((2, 3, 4), 25.0), atol=1e-3, rtol=0)
+    torch.testing.assert_close(grey[..., 2], torch.full((2, 3, 4), 45.0), atol=1e-3, rtol=0)
+    same = get_preprocess("netdissect", input_size=8)
+    torch.testing.assert_close(same(img), get_preprocess("netdissect")(img))
+    with pytest.raises(UsageError, match="--input-size must lie between 1 and 4096"):
+        get_preprocess("imagenet", input_size=0)

@@ -18,9 +18,9 @@ efficientnet -> ``features``, alexnet -> ``features`` (its 6x6 ``avgpool`` holds
 inception_v3 -> ``Mixed_7c``, googlenet -> ``inception5b``, deeplabv3_resnet50 ->
 ``backbone.layer4``. Before that rule, two families: a transformer (the longest list of
 same-typed blocks returning ``(N, T, C)`` tokens: torchvision ``encoder.layers``, timm
-``blocks``, Hugging Face ``layers``) gets four evenly spaced blocks, a ConvNeXt its stages.
-Known weak: swin's ``features`` returns channels-last ``(N, H, W, C)`` maps, not tokens, and
-falls to the convolutional rule.
+``blocks``, Hugging Face ``layers``) gets four evenly spaced blocks, a ConvNeXt or Swin
+(torchvision, timm) its stages; Swin's channels-last ``(N, H, W, C)`` stage outputs are read
+by :mod:`~conceptkit.dissection.tokens`.
 """
 
 from __future__ import annotations
@@ -187,13 +187,18 @@ def _token_blocks(model: nn.Module, tr: _Trace) -> list[str]:
     return [best[i] for i in evenly_spaced(len(best))] if best else []
 
 
-def _convnext_stages(model: nn.Module) -> list[str]:
-    """A ConvNeXt's stages: timm ``stages.0..3``, torchvision's ``features`` of CNBlocks."""
-    if "ConvNeXt" not in type(model).__name__:
+_STAGE_BLOCKS = frozenset({"CNBlock", "SwinTransformerBlock", "SwinTransformerBlockV2"})
+
+
+def _hierarchical_stages(model: nn.Module) -> list[str]:
+    """A ConvNeXt's or Swin's stages: timm ``stages.*`` / ``layers.*``, torchvision's
+    ``features.*`` made of CNBlocks or Swin blocks."""
+    if not type(model).__name__.startswith(("ConvNeXt", "SwinTransformer")):
         return []
-    stages = getattr(model, "stages", None)
-    if isinstance(stages, nn.Sequential | nn.ModuleList):
-        return [f"stages.{i}" for i in range(len(stages))]
+    for attr in ("stages", "layers"):
+        stages = getattr(model, attr, None)
+        if isinstance(stages, nn.Sequential | nn.ModuleList):
+            return [f"{attr}.{i}" for i in range(len(stages))]
     features = getattr(model, "features", None)
     if not isinstance(features, nn.Sequential):
         return []
@@ -201,7 +206,7 @@ def _convnext_stages(model: nn.Module) -> list[str]:
         f"features.{i}"
         for i, child in enumerate(features)
         if isinstance(child, nn.Sequential)
-        and all(type(b).__name__ == "CNBlock" for b in child.children())
+        and all(type(b).__name__ in _STAGE_BLOCKS for b in child.children())
     ]
 
 
@@ -209,11 +214,11 @@ def default_layers(model: nn.Module, input_size: int = 224) -> list[str]:
     """The default layers: by family, else the last convolutional stage (module docstring).
 
     A transformer (a list of blocks returning ``(B, N, C)`` tokens) gets four evenly spaced
-    blocks (3, 6, 9, 12 of 12), a ConvNeXt its stages. Otherwise the rule above gives one
+    blocks (3, 6, 9, 12 of 12), a ConvNeXt or Swin its stages. Otherwise the rule above gives one
     name; ModelLoadError when no candidate returns a 4-D map with H, W > 1.
     """
     tr = _trace(model, input_size)
-    family = _token_blocks(model, tr) or _convnext_stages(model)
+    family = _token_blocks(model, tr) or _hierarchical_stages(model)
     if family:
         return family
 
