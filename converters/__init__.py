@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from conceptkit import limits
 from conceptkit.annotations import ImageAnnotation
 from conceptkit.errors import FormatError, UsageError
+
+T = TypeVar("T")
 
 
 def _ignore(message: str) -> None:
@@ -116,6 +118,72 @@ def within(src: Path, files: list[Path]) -> list[Path]:
         if not inside(src, path):
             raise FormatError(f"is a symbolic link leading outside SRC ({src})", path)
     return files
+
+
+def export_files(src: Path, patterns: tuple[str, ...], what: str, expected: str) -> list[Path]:
+    """The export files at ``src``: ``src`` itself when it is a file, else, in the folder ``src``,
+    the sorted files matching the first of ``patterns`` that matches any (each checked by
+    :func:`within`).
+
+    FormatError ``no <what> here`` for a folder without one, ``no such file or folder (expected
+    <expected>)`` when ``src`` is neither.
+    """
+    if src.is_file():
+        return [src]
+    if src.is_dir():
+        for pattern in patterns:
+            found = sorted(p for p in src.glob(pattern) if p.is_file())
+            if found:
+                return within(src, found)
+        raise FormatError(f"no {what} here", src)
+    raise FormatError(f"no such file or folder (expected {expected})", src)
+
+
+def each_record(
+    items: Iterable[T],
+    build: Callable[[T], ImageAnnotation | None],
+    options: ReadOptions,
+    skipped: str,
+    annotator: str | None = None,
+) -> Iterator[ImageAnnotation]:
+    """``build(item)`` for each of ``items``, the records that are not None.
+
+    A FormatError from ``build`` propagates, or under ``options.keep_going`` is reported as
+    ``"<error><skipped>"`` through ``options.warn`` and the item skipped (errors raised while
+    iterating ``items`` always propagate). Each record gets ``annotator`` when it is given.
+    """
+    for item in items:
+        try:
+            record = build(item)
+        except FormatError as exc:
+            if not options.keep_going:
+                raise
+            options.warn(f"{exc}{skipped}")
+            continue
+        if record is None:
+            continue
+        if annotator is not None:
+            record.annotator = annotator
+        yield record
+
+
+def line_records(
+    path: Path,
+    what: str,
+    build: Callable[[dict[str, Any], Path, str], ImageAnnotation],
+    options: ReadOptions,
+) -> Iterator[ImageAnnotation]:
+    """``build(line, path, "line N")`` for each line of the JSON Lines file ``path`` (an object).
+
+    Through :func:`each_record`: under ``keep_going`` a bad line is skipped (``; line skipped``);
+    each record's annotator is the name of the folder holding ``path``.
+    """
+
+    def one(item: tuple[int, object]) -> ImageAnnotation:
+        place = f"line {item[0]}"
+        return build(mapping(item[1], path, place), path, place)
+
+    return each_record(json_lines(path, what), one, options, "; line skipped", path.parent.name)
 
 
 def check_points(points: np.ndarray, file: str | Path, place: str) -> None:

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from conceptkit.converters import ReadOptions
+from conceptkit.converters import ReadOptions, each_record
 from conceptkit.converters._masks import (
     files_under,
     image_in,
@@ -245,12 +246,4 @@ def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     segs = files_under(src, f"*{_SUFFIX}")
     if not segs:
         raise FormatError(f"holds no ADE20K *{_SUFFIX} file", src)
-    for seg in segs:
-        try:
-            ann = read_image(src, seg)
-        except FormatError as exc:
-            if not options.keep_going:
-                raise
-            options.warn(f"{exc} (skipped)")
-            continue
-        yield ann
+    yield from each_record(segs, partial(read_image, src), options, " (skipped)")

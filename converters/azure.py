@@ -28,7 +28,7 @@ from conceptkit.converters import (
     check_points,
     coco,
     integer,
-    json_lines,
+    line_records,
     local_image,
     mapping,
     number,
@@ -138,13 +138,4 @@ def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
         )
         return
     for path in files:
-        for n, value in json_lines(path, "Azure ML JSONL"):
-            try:
-                rec = _line(mapping(value, path, f"line {n}"), path, f"line {n}")
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; line skipped")
-                continue
-            rec.annotator = path.parent.name
-            yield rec
+        yield from line_records(path, "Azure ML JSONL", _line, options)

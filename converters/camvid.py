@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from conceptkit.converters import ReadOptions, inside
+from conceptkit.converters import ReadOptions, each_record, inside
 from conceptkit.converters._masks import (
     colour_codes,
     files_under,
@@ -205,14 +205,11 @@ def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     found = pairs(src)
     if not found:
         raise FormatError("holds no CamVid list file (train.txt) nor <name>annot/ folder", src)
-    for image, mask, split, where in found:
-        try:
-            if not inside(src, mask):
-                raise FormatError(f"mask {mask.name!r} points outside SRC ({src})", src, where)
-            ann = read_image(src, image, mask, split, colours, names)
-        except FormatError as exc:
-            if not options.keep_going:
-                raise
-            options.warn(f"{exc} (skipped)")
-            continue
-        yield ann
+
+    def one(pair: tuple[Path, Path, str, str]) -> ImageAnnotation:
+        image, mask, split, where = pair
+        if not inside(src, mask):
+            raise FormatError(f"mask {mask.name!r} points outside SRC ({src})", src, where)
+        return read_image(src, image, mask, split, colours, names)
+
+    yield from each_record(found, one, options, " (skipped)")

@@ -29,11 +29,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, check_points
+from conceptkit.converters import ReadOptions, check_points, each_record
 from conceptkit.converters._masks import (
     files_under,
     image_in,
@@ -251,12 +252,4 @@ def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     found = groups(src)
     if not found:
         raise FormatError("holds no Cityscapes *_gtFine_* ground truth", src)
-    for files in found:
-        try:
-            ann = read_image(src, files)
-        except FormatError as exc:
-            if not options.keep_going:
-                raise
-            options.warn(f"{exc} (skipped)")
-            continue
-        yield ann
+    yield from each_record(found, partial(read_image, src), options, " (skipped)")

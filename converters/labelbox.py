@@ -28,6 +28,7 @@ masks are (0,0,0,0) / (255,255,255,255)). Pixels: ``convention = "inclusive"``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from conceptkit.converters import (
     array,
     base_name,
     check_points,
+    each_record,
     image_size,
     inside,
     integer,
@@ -229,6 +231,12 @@ def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"$[{i}]", mapping(row, path, f"$[{i}]")
 
 
+def _row(path: Path, item: tuple[str, dict[str, Any]]) -> ImageAnnotation:
+    """The record of one ``(place, row)`` of the Labelbox file ``path`` (v2 rows have data_row)."""
+    place, row = item
+    return _v2_row(row, path, place) if "data_row" in row else _v1_row(row, path, place)
+
+
 def _files(src: Path) -> list[Path]:
     if src.is_file():
         return [src]
@@ -245,14 +253,6 @@ def _files(src: Path) -> list[Path]:
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per row of the Labelbox export(s) at ``src``."""
     for path in _files(Path(src)):
-        for place, row in _rows(path):
-            try:
-                v2 = "data_row" in row
-                record = _v2_row(row, path, place) if v2 else _v1_row(row, path, place)
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; row skipped")
-                continue
-            record.annotator = path.parent.name
-            yield record
+        yield from each_record(
+            _rows(path), partial(_row, path), options, "; row skipped", path.parent.name
+        )

@@ -44,6 +44,8 @@ from conceptkit.converters import (
     array,
     base_name,
     check_points,
+    each_record,
+    export_files,
     image_size,
     integer,
     local_image,
@@ -51,7 +53,6 @@ from conceptkit.converters import (
     number,
     text,
     tight_mask,
-    within,
 )
 
 from conceptkit import jsonfile, limits
@@ -376,31 +377,24 @@ def _task(
     return record
 
 
-def _files(src: Path) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if src.is_dir():
-        found = within(src, sorted(p for p in src.glob("*.json") if p.is_file()))
-        if found:
-            return found
-        raise FormatError("no Label Studio export (*.json) here", src)
-    raise FormatError("no such file or folder (expected a Label Studio export .json)", src)
+def _file(path: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
+    """The records of the annotated tasks of the Label Studio JSON file ``path``."""
+    data = jsonfile.load(path, "Label Studio JSON")
+    tasks = [data] if isinstance(data, dict) else array(data, path, "$")
+    places = ["$"] if isinstance(data, dict) else [f"$[{i}]" for i in range(len(tasks))]
+    return each_record(
+        zip(places, tasks),
+        lambda item: _task(mapping(item[1], path, item[0]), path, item[0], options),
+        options,
+        "; task skipped",
+        path.parent.name,
+    )
 
 
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per annotated task of the Label Studio export(s) at ``src``."""
-    for path in _files(Path(src)):
-        data = jsonfile.load(path, "Label Studio JSON")
-        tasks = [data] if isinstance(data, dict) else array(data, path, "$")
-        for i, item in enumerate(tasks):
-            place = "$" if isinstance(data, dict) else f"$[{i}]"
-            try:
-                record = _task(mapping(item, path, place), path, place, options)
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; task skipped")
-                continue
-            if record is not None:
-                record.annotator = path.parent.name
-                yield record
+    found = export_files(
+        Path(src), ("*.json",), "Label Studio export (*.json)", "a Label Studio export .json"
+    )
+    for path in found:
+        yield from _file(path, options)

@@ -47,17 +47,18 @@ from conceptkit.converters import (
     array,
     base_name,
     check_points,
+    each_record,
+    export_files,
     hex_colour,
     image_size,
     integer,
-    json_lines,
+    line_records,
     local_image,
     mapping,
     number,
     read_mask_png,
     text,
     tight_mask,
-    within,
 )
 
 from conceptkit import jsonfile
@@ -318,39 +319,21 @@ def _crowd_table(
 
 
 def _files(src: Path) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if src.is_dir():
-        found = sorted(p for p in src.glob("*.manifest") if p.is_file()) or sorted(
-            p for p in src.glob("*.json") if p.is_file()
-        )
-        if found:
-            return within(src, found)
-        raise FormatError("no *.manifest (nor crowd-html *.json) here", src)
-    raise FormatError("no such file or folder (expected an output.manifest)", src)
+    return export_files(
+        src, ("*.manifest", "*.json"), "*.manifest (nor crowd-html *.json)", "an output.manifest"
+    )
 
 
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per manifest line (or crowd-html output file) at ``src``."""
     for path in _files(Path(src)):
         if path.suffix.lower() == ".json":
-            try:
-                rec = _crowd(jsonfile.load(path, "crowd-html output JSON"), path, options)
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; file skipped")
-                continue
-            rec.annotator = path.parent.name
-            yield rec
+            yield from each_record(
+                [path],
+                lambda p: _crowd(jsonfile.load(p, "crowd-html output JSON"), p, options),
+                options,
+                "; file skipped",
+                path.parent.name,
+            )
             continue
-        for n, value in json_lines(path, "SageMaker manifest"):
-            try:
-                rec = _manifest_line(mapping(value, path, f"line {n}"), path, f"line {n}")
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; line skipped")
-                continue
-            rec.annotator = path.parent.name
-            yield rec
+        yield from line_records(path, "SageMaker manifest", _manifest_line, options)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conceptkit.converters import ReadOptions, check_points, inside, within
+from conceptkit.converters import ReadOptions, check_points, each_record, inside, within
 from conceptkit.converters._masks import image_in
 
 from conceptkit import images, jsonfile
@@ -286,14 +286,10 @@ def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     files = _files(src)
     if not files:
         raise FormatError("holds no <dataset>/ann/*.json", src)
-    for path in files:
-        try:
-            if not inside(src, path):
-                raise FormatError(f"leads outside SRC ({src})", path)
-            ann = read_file(path, src, classes, options.warn)
-        except FormatError as exc:
-            if not options.keep_going:
-                raise
-            options.warn(f"{exc} (skipped)")
-            continue
-        yield ann
+
+    def one(path: Path) -> ImageAnnotation:
+        if not inside(src, path):
+            raise FormatError(f"leads outside SRC ({src})", path)
+        return read_file(path, src, classes, options.warn)
+
+    yield from each_record(files, one, options, " (skipped)")

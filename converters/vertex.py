@@ -33,14 +33,14 @@ from conceptkit.converters import (
     array,
     base_name,
     check_points,
+    export_files,
     image_size,
-    json_lines,
+    line_records,
     local_image,
     mapping,
     number,
     read_mask_png,
     text,
-    within,
 )
 from conceptkit.converters.sagemaker import colour_shapes
 
@@ -162,26 +162,10 @@ def _line(line: dict[str, Any], file: Path, place: str) -> ImageAnnotation:
 
 
 def _files(src: Path) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if src.is_dir():
-        found = sorted(p for p in src.glob("*.jsonl") if p.is_file())
-        if found:
-            return within(src, found)
-        raise FormatError("no Vertex AI *.jsonl here", src)
-    raise FormatError("no such file or folder (expected a Vertex AI .jsonl)", src)
+    return export_files(src, ("*.jsonl",), "Vertex AI *.jsonl", "a Vertex AI .jsonl")
 
 
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per line of the Vertex AI JSONL file(s) at ``src``."""
     for path in _files(Path(src)):
-        for n, value in json_lines(path, "Vertex AI JSONL"):
-            try:
-                rec = _line(mapping(value, path, f"line {n}"), path, f"line {n}")
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; line skipped")
-                continue
-            rec.annotator = path.parent.name
-            yield rec
+        yield from line_records(path, "Vertex AI JSONL", _line, options)

@@ -38,12 +38,13 @@ from conceptkit.converters import (
     array,
     base_name,
     check_points,
+    each_record,
+    export_files,
     image_size,
     local_image,
     mapping,
     number,
     text,
-    within,
 )
 
 from conceptkit import jsonfile
@@ -181,27 +182,18 @@ def _image(entry: dict[str, Any], file: Path, place: str, options: ReadOptions) 
     return record
 
 
-def _files(src: Path) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if src.is_dir():
-        found = within(src, sorted(p for p in src.glob("*.json") if p.is_file()))
-        if found:
-            return found
-        raise FormatError("no VIA export (*.json) here", src)
-    raise FormatError("no such file or folder (expected a VIA .json export)", src)
+def _file(path: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
+    """The records of the VIA JSON file ``path``."""
+    return each_record(
+        _entries(jsonfile.load(path, "VIA JSON"), path),
+        lambda item: _image(item[1], path, item[0], options),
+        options,
+        "; image skipped",
+        path.parent.name,
+    )
 
 
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per image of the VIA / Make Sense export(s) at ``src``."""
-    for path in _files(Path(src)):
-        for place, entry in _entries(jsonfile.load(path, "VIA JSON"), path):
-            try:
-                record = _image(entry, path, place, options)
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; image skipped")
-                continue
-            record.annotator = path.parent.name
-            yield record
+    for path in export_files(Path(src), ("*.json",), "VIA export (*.json)", "a VIA .json export"):
+        yield from _file(path, options)

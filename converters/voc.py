@@ -33,10 +33,11 @@ the limits and the image size before their pixels are decoded.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from conceptkit.converters import ReadOptions, within
+from conceptkit.converters import ReadOptions, each_record, within
 from conceptkit.converters._masks import (
     colour_codes,
     files_under,
@@ -204,6 +205,13 @@ def _object_shapes(
     return shapes
 
 
+def _read_key(
+    root: Path, names: tuple[str, ...], split_of: dict[str, str], key: str
+) -> ImageAnnotation:
+    """:func:`read_image` of ``key`` in its split (``train`` when no list names it)."""
+    return read_image(root, key, names, split_of.get(key, "train"))
+
+
 def read_image(root: Path, key: str, names: tuple[str, ...], split: str) -> ImageAnnotation:
     """The annotation of image ``key`` of the VOC root ``root``."""
     class_png = root / "SegmentationClass" / f"{key}.png"
@@ -272,12 +280,9 @@ def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     for root in found:
         names = class_names(root)
         split_of = splits(root)
-        for key in _keys(root):
-            try:
-                ann = read_image(root, key, names, split_of.get(key, "train"))
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc} (skipped)")
-                continue
-            yield ann
+        yield from each_record(
+            _keys(root),
+            partial(_read_key, root, names, split_of),
+            options,
+            " (skipped)",
+        )

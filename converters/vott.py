@@ -29,12 +29,13 @@ from conceptkit.converters import (
     array,
     base_name,
     check_points,
+    each_record,
+    export_files,
     integer,
     local_image,
     mapping,
     number,
     text,
-    within,
 )
 
 from conceptkit import jsonfile
@@ -137,27 +138,26 @@ def _documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _files(src: Path) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if src.is_dir():
-        for pattern in ("*-asset.json", "*-export.json", "*.vott"):
-            found = sorted(p for p in src.glob(pattern) if p.is_file())
-            if found:
-                return within(src, found)
-        raise FormatError("no VoTT *-asset.json, *-export.json or .vott file here", src)
-    raise FormatError("no such file or folder (expected a VoTT export)", src)
+    return export_files(
+        src,
+        ("*-asset.json", "*-export.json", "*.vott"),
+        "VoTT *-asset.json, *-export.json or .vott file",
+        "a VoTT export",
+    )
+
+
+def _file(path: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
+    """The records of the assets of the VoTT file ``path``."""
+    return each_record(
+        _documents(path),
+        lambda item: _asset(item[1], path, item[0], options),
+        options,
+        "; asset skipped",
+        path.parent.name,
+    )
 
 
 def read(src: Path, options: ReadOptions) -> Iterator[ImageAnnotation]:
     """Yield one ImageAnnotation per asset with regions of the VoTT export at ``src``."""
     for path in _files(Path(src)):
-        for place, doc in _documents(path):
-            try:
-                record = _asset(doc, path, place, options)
-            except FormatError as exc:
-                if not options.keep_going:
-                    raise
-                options.warn(f"{exc}; asset skipped")
-                continue
-            record.annotator = path.parent.name
-            yield record
+        yield from _file(path, options)
