@@ -44,6 +44,8 @@ def test_thresholds_from_names_the_source():
         ({"batch_size": 0}, "--batch-size must be at least 1"),
         ({"workers": -1}, "--workers must be 0 or more"),
         ({"spill_dtype": "int8"}, "float32 or float16"),
+        ({"cache_disk": -1}, "cache budgets must be 0 or more"),
+        ({"autocast": "fp8"}, "--autocast must be bf16 or fp16"),
     ],
 )
 def test_bad_settings_are_usage_errors(options, message):

@@ -388,6 +388,7 @@ class Dissection:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.order: list[str] = list(self.layers)
+        self.stoppable = False  # whether pass 2 may stop the forward early (see _record_order)
         self.batches = shard_batches(
             len(self.ds), run.batch_size, self.ctx.rank, self.ctx.world, run.shard
         )
@@ -544,7 +545,7 @@ class Dissection:
             x = x.contiguous(memory_format=torch.channels_last)
         run = self.settings.run
         with torch.inference_mode(), _autocast(self.dev, run.autocast):
-            if only is None or hooks.extractor is not None:
+            if only is None or hooks.extractor is not None or not self.stoppable:
                 feats = hooks.run(self.model, x)
             else:
                 feats = _run_until(self.model, hooks, x, only)
@@ -571,6 +572,8 @@ class Dissection:
         seen = list(dict.fromkeys(fired))
         if sorted(seen) == sorted(self.layers):
             self.order = seen
+        # a layer called twice in one forward: its hook keeps the last call, so no early stop
+        self.stoppable = sorted(fired) == sorted(self.layers)
         return feats
 
     def _label_batch(self, batch: Batch) -> LabelBatch:
@@ -731,10 +734,11 @@ def dissect(
     ``top_n=10``, ``union="category"``, ``preprocess="imagenet"`` (or ``netdissect``, or a
     :class:`~conceptkit.dissection.preprocess.Preprocess`), ``mean``, ``std``,
     ``thresholds`` (a mapping ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy``:
-    one pass, no quantile); ``cache_mem=256 MiB``, ``spill=True``, ``spill_dir``,
-    ``spill_dtype="float32"``; ``batch_size=64``, ``workers``, ``device``,
-    ``checkpoint_dir``, ``checkpoint_every=50``, ``resume=True``, ``dist_ctx``,
-    ``shard="strided"``, ``progress``, ``log``, ``model_info``. ``settings`` gives them as a
+    one pass, no quantile); ``cache_mem=256 MiB``, ``cache_disk`` (None: auto),
+    ``spill=True``, ``spill_dir``, ``spill_dtype="float32"``; ``batch_size=64``, ``workers``,
+    ``device``, ``checkpoint_dir``, ``checkpoint_every=50``, ``resume=True``, ``dist_ctx``,
+    ``shard="strided"``, ``progress``, ``log``, ``model_info``, ``autocast`` (None, ``bf16``,
+    ``fp16``: changes the activations), ``channels_last="auto"``. ``settings`` gives them as a
     :class:`~conceptkit.dissection.settings.DissectSettings` (``options`` then override it).
     """
     base = settings if settings is not None else DissectSettings()
