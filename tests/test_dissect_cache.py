@@ -150,3 +150,36 @@ def test_results_identical_whatever_the_cache_mix(
     assert plan in err and note in err, err
     ref = _hashes(tmp_path / "ref")
     assert len(ref) == 12 and _hashes(out) == ref
+
+
+class _Usage:
+    def __init__(self, free: int) -> None:
+        self.total, self.used, self.free = 100 * GB, 0, free
+
+
+def test_auto_disk_budget_is_a_safe_share_of_the_free_space(monkeypatch, tmp_path: Path) -> None:
+    import conceptkit.dissection.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda _p: _Usage(45 * GB))
+    assert cache_mod.disk_budget(CacheSettings(spill_dir=tmp_path)) == int(22.5 * GB)
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda _p: _Usage(3 * GB))
+    assert cache_mod.disk_budget(CacheSettings(spill_dir=tmp_path)) == 1 * GB  # 2 GB kept free
+    assert cache_mod.disk_budget(CacheSettings(spill=False)) == 0
+    assert cache_mod.disk_budget(CacheSettings(cache_disk=5 * GB)) == 5 * GB
+
+
+def test_spill_stops_when_the_free_space_falls_below_the_reserve(monkeypatch, tmp_path: Path):
+    import conceptkit.dissection.cache as cache_mod
+
+    free = [10 * GB]
+    monkeypatch.setattr(cache_mod.shutil, "disk_usage", lambda _p: _Usage(free[0]))
+    monkeypatch.setattr(cache_mod, "RECHECK_BYTES", 1)  # check before every write
+    cache = FeatureCache(CacheSettings(cache_mem=0, cache_disk=GB, spill_dir=tmp_path))
+    cache.plan({"a": (1, 2, 2)}, n_images=8)
+    feats = {"a": torch.ones(2, 1, 2, 2)}
+    cache.put(0, feats)
+    free[0] = cache_mod.DISK_RESERVE  # another program filled the disk
+    cache.put(1, feats)
+    cache.put(2, feats)
+    assert cache.counts([0, 1, 2], "a") == (0, 1) and 1 not in cache and 2 not in cache
+    cache.close()
