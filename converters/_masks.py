@@ -146,10 +146,11 @@ def _refuse(
 def regions(plane: np.ndarray, skip: set[int]) -> Iterator[Region]:
     """The region of every distinct value of ``plane`` ``(H, W)`` not in ``skip``, by value.
 
-    One stable sort of the flat plane groups the pixels of each value; each region's patch is
-    the tight box around its pixels.
+    One stable sort of the flat plane groups the pixels of each value, in reading order: the
+    first and last pixel of a value give its rows; one comparison over those rows gives its
+    columns and its patch (the tight box around its pixels).
     """
-    height, width = plane.shape
+    width = plane.shape[1]
     flat = plane.reshape(-1)
     order = np.argsort(flat, kind="stable")
     ordered = flat[order]
@@ -159,11 +160,11 @@ def regions(plane: np.ndarray, skip: set[int]) -> Iterator[Region]:
         value = int(ordered[start])
         if value in skip:
             continue
-        idx = order[start:end]
-        ys, xs = np.divmod(idx, width)
-        y0, x0 = int(ys.min()), int(xs.min())
-        mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), dtype=bool)
-        mask[ys - y0, xs - x0] = True
+        y0, y1 = int(order[start]) // width, int(order[end - 1]) // width
+        band = plane[y0 : y1 + 1] == value
+        cols = np.flatnonzero(band.any(axis=0))
+        x0 = int(cols[0])
+        mask = np.ascontiguousarray(band[:, x0 : int(cols[-1]) + 1])
         yield Region(value, mask, (x0, y0), end - start)
 
 

@@ -141,16 +141,16 @@ def _first_pixel(plane: np.ndarray, value: int) -> str:
 
 def level_shapes(rgb: np.ndarray, level: int, names: Names, png: Path, start: int) -> list[Shape]:
     """The Shapes of one level's PNG ``(H, W, 3) uint8`` (level 0 = objects, N = part level N)."""
-    r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
+    # int32 holds every key below (at most 25 * 2**16 + 2**16 - 1) and sorts faster than int64
+    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
     category = "part" if level > 0 else None
     shapes: list[Shape] = []
     if names.by_number:
         klass = (r // 10) * 256 + g
         key = klass * 256 + b
-        for region in regions(key, set()):
+        # keys below 256 are class 0 (unlabelled): never a region
+        for region in regions(key, set(range(256))):
             number, blue = divmod(region.value, 256)
-            if number == 0:
-                continue
             label = names.by_class.get(number)
             if label is None:
                 raise FormatError(
