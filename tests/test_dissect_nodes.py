@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from conceptkit.dissection.hooks import FeatureHooks
+from conceptkit.dissection.hooks import FeatureHooks, check_layers
 from conceptkit.dissection.nodes import graph_nodes
 from conceptkit.dissection.run import dissect
 from conceptkit.errors import ModelLoadError, UsageError
@@ -68,8 +68,10 @@ def test_node_layer_dissects(mini_slice: Callable[[int], Path]) -> None:
 
 def test_unknown_names_and_torchscript_are_one_line() -> None:
     model = _resnet()
+    check_layers(model, ["layer4.1.add", "layer3"])
+    assert not model.layer3._forward_hooks
     with pytest.raises(UsageError, match=r"no layer 'layer4.1.ad'; close matches"):
-        FeatureHooks(model, ["layer4.1.ad"])
+        check_layers(model, ["layer4.1.ad"])
     scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)))
     with pytest.raises(ModelLoadError, match="cannot hook the layers of a TorchScript module"):
         FeatureHooks(scripted, ["0"])

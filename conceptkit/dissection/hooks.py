@@ -129,3 +129,9 @@ class FeatureHooks:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def check_layers(model: nn.Module, names: Sequence[str]) -> None:
+    """Raise the one-line error :class:`FeatureHooks` would give for ``names`` (an unknown
+    name with close matches, a TorchScript model), before any work starts; hooks nothing."""
+    FeatureHooks(model, names).remove()

@@ -3,6 +3,8 @@
 - :mod:`~conceptkit.dissection.models.loading`      ``load_model(spec, ...)``: state_dicts and
   checkpoints with ``--arch``, TorchScript, ``torchvision:NAME[:WEIGHTS]``, trusted pickles;
   ``fingerprint`` of the weights.
+- :mod:`~conceptkit.dissection.models.hub`          ``timm:NAME[:WEIGHTS]`` and ``hf:PATH[:none]``
+  (optional extras; local weights only).
 - :mod:`~conceptkit.dissection.models.architecture` which torchvision architecture a bare
   state_dict fits (``detect_arch``), from key/shape signatures built on the meta device.
 - :mod:`~conceptkit.dissection.models.layers`       ``list_layers``, ``default_layers`` and
