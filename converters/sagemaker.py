@@ -82,19 +82,21 @@ def colour_shapes(
     place: str,
     instances: bool = False,
 ) -> list[Shape]:
-    """One ``mask`` Shape per (label, colour) of ``table`` present in ``rgba`` ``(H, W, 4)``.
+    """One ``mask`` Shape per (label, colour) of ``table`` present in ``rgba`` ``(H, W, 4) uint8``.
 
     ``instances``: each colour is one object (its ``instance`` is the colour, ``#rrggbb``).
     """
     out: list[Shape] = []
-    rgb = rgba[..., :3].astype(np.uint32)
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    present = set(np.unique(packed).tolist())
+    # each pixel's bytes r, g, b, a read as one little-endian uint32: r | g << 8 | b << 16 (no copy)
+    packed = np.ascontiguousarray(rgba, dtype=np.uint8).view("<u4")[..., 0] & 0xFFFFFF
+    # a long table is first narrowed to the colours present (a short one: one comparison each)
+    present = set(np.unique(packed).tolist()) if len(table) > 32 else None
     for label, (r, g, b) in table:
         code = (r << 16) | (g << 8) | b
-        if code not in present:
+        key = r | (g << 8) | (b << 16)
+        if present is not None and key not in present:
             continue
-        tight = tight_mask(packed == code)
+        tight = tight_mask(packed == key)
         if tight is None:
             continue
         patch, origin = tight
