@@ -16,7 +16,8 @@ from conceptkit.errors import UsageError
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Folder for the comparison of several runs (required with two or more runs).",
+    help="Folder for the comparison of several runs, or for the report of a NetDissect-Lite / "
+    "NetDissect result folder (required for both).",
 )
 @click.option(
     "--workers",
@@ -25,7 +26,7 @@ from conceptkit.errors import UsageError
     help="Processes drawing image strips (default: CPU count, at most 8).",
 )
 @click.option("--force-images", is_flag=True, help="Redraw every image strip, even unchanged ones.")
-@click.option("--force", is_flag=True, help="Replace an existing comparison folder (-o).")
+@click.option("--force", is_flag=True, help="Replace an existing -o folder conceptkit wrote.")
 def report(
     runs: tuple[Path, ...],
     output: Path | None,
@@ -41,18 +42,33 @@ def report(
     whose inputs changed are redrawn. The pages are self-contained: open RUN/html/index.html
     in any browser, offline.
 
-    With several runs, draws their unique detectors per category side by side (one stacked bar
+    With a NetDissect-Lite result folder (result/pytorch_<net>_<data>/: tally_<layer>.csv or
+    tally.csv, strips in html/image/) or NetDissect's <layer>-result.csv, writes the pages and
+    plots built from its tallies into -o DIR (the folder itself is only read), with the
+    folder's own image strips; units without a strip say so.
+
+    With several runs (conceptkit's or NetDissect's), draws their unique detectors per category side by side (one stacked bar
     per model and layer) into the -o folder.
 
     \b
     Examples:
       conceptkit report run/                      # rebuild run/html and run/plots
       conceptkit report run/ --workers 4 --force-images
+      conceptkit report result/pytorch_resnet18_places365/ -o lite-report/
       conceptkit report places/ imagenet/ -o compare/
       open compare/index.html
     """
     from conceptkit import report as rep
 
+    if len(runs) == 1 and rep.is_foreign(runs[0]):
+        if output is None:
+            raise UsageError(
+                "is a NetDissect result folder, which is only read; pass -o DIR for its report",
+                file=runs[0],
+            )
+        index = rep.build_foreign(runs[0], output, force=force)
+        click.echo(f"report: {index}")
+        return
     if len(runs) == 1:
         if output is not None:
             raise UsageError(

@@ -21,7 +21,7 @@ from pathlib import Path
 from conceptkit.broden import read_index
 from conceptkit.errors import LayoutError, UsageError
 from conceptkit.outdir import atomic_dir, check_target, mark, signals_held
-from conceptkit.report import pages, plots
+from conceptkit.report import extras, pages, plots
 from conceptkit.report.run import RunInfo, TopN, layer_file, load_quantile, load_run, load_topn
 from conceptkit.report.strips import StripJob, file_hash, job_hash, render_jobs
 
@@ -227,11 +227,62 @@ def _write_html(
         encoding="utf-8",
     )
     plot_links = {k: [f"../plots/{p}" for p in v] for k, v in made.items()}
-    (target / "index.html").write_text(pages.index_page(run, plot_links), encoding="utf-8")
+    more = {lay.name: extras.load_extras(run, lay) for lay in run.layers}
+    (target / "index.html").write_text(
+        pages.index_page(run, plot_links, extras.index_html(run, more)), encoding="utf-8"
+    )
     for lay in run.layers:
         (target / pages.layer_page(lay.name)).write_text(
-            pages.layer_html(run, lay, counts[lay.name]), encoding="utf-8"
+            pages.layer_html(run, lay, counts[lay.name], None, extras.card_html(more[lay.name])),
+            encoding="utf-8",
         )
+
+
+def _any_run(path: Path) -> RunInfo:
+    """A conceptkit run, or a foreign folder (NetDissect-Lite's, NetDissect's) read from its
+    tally files."""
+    from conceptkit.report import is_foreign
+
+    if not is_foreign(path):
+        return load_run(path)
+    from conceptkit.analysis.runs import load
+    from conceptkit.report.foreign import run_info
+
+    return run_info(load(path))
+
+
+def compare_figures(paths: list[Path], target: Path) -> list[str]:
+    """The chapter's model-against-model figures into ``target`` (PNG + SVG); returns the PNGs.
+
+    ``detector_share``: share of units per category across the layers, one panel per model;
+    ``concepts_<layer>__<category>``: detector units per concept, the models side by side, for
+    each layer every run has and each category with a detector in one of them.
+    """
+    from conceptkit.analysis import counts, figures
+    from conceptkit.analysis.runs import load
+
+    runs = [load(p) for p in paths]
+    fig, _ = figures.detector_share_figure(counts.detectors_per_category(runs))
+    plots.save(fig, target / "detector_share")
+    made = ["detector_share.png"]
+    shared = [
+        lay.name
+        for lay in runs[0].layers
+        if all(any(x.name == lay.name for x in r.layers) for r in runs[1:])
+    ]
+    cats = list(dict.fromkeys(c for r in runs for c in r.categories))
+    for layer in shared:
+        for cat in cats:
+            have = [counts.concept_counts(r, layer, iou_threshold=None) for r in runs]
+            if not any((h["category"] == cat).any() for h in have):
+                continue
+            if not all(cat in r.layer(layer).categories for r in runs):
+                continue
+            fig, _ = figures.concepts_figure(runs, cat, layer=layer)
+            stem = f"concepts_{pages.safe_name(layer)}__{pages.safe_name(cat)}"
+            plots.save(fig, target / stem)
+            made.append(stem + ".png")
+    return made
 
 
 def compare(runs: list[Path], out: Path, *, force: bool = False) -> Path:
@@ -242,7 +293,7 @@ def compare(runs: list[Path], out: Path, *, force: bool = False) -> Path:
     """
     if len(runs) < 2:
         raise UsageError("comparing needs at least two runs")
-    infos = [load_run(r) for r in runs]
+    infos = [_any_run(Path(r)) for r in runs]
     names = [r.name for r in infos]
     if len(set(names)) < len(names):
         names = [f"{n} ({Path(r).name})" for n, r in zip(names, runs)]
@@ -253,5 +304,6 @@ def compare(runs: list[Path], out: Path, *, force: bool = False) -> Path:
             fig, _ = plots.compare_figure(infos, names, definition)
             plots.save(fig, tmp / f"compare_{definition}")
             made.append(f"compare_{definition}.png")
+        made += compare_figures([Path(r) for r in runs], tmp)
         (tmp / "index.html").write_text(pages.compare_html(names, infos, made), encoding="utf-8")
     return out / "index.html"

@@ -94,11 +94,11 @@ def _figure(src: str, caption: str, alt: str) -> str:
     )
 
 
-def index_page(run: RunInfo, plots: dict[str, list[str]]) -> str:
+def index_page(run: RunInfo, plots: dict[str, list[str]], notes: str = "") -> str:
     """The index: model, data, settings, per layer detector counts, the plots.
 
     ``plots`` maps a section ("" for the whole run, else a layer name) to plot PNG paths relative
-    to ``html/``.
+    to ``html/``; ``notes``: HTML of a panel placed after the layers (empty: none).
     """
     res = run.results
     model, data, settings = res.get("model", {}), res.get("data", {}), res.get("settings", {})
@@ -167,7 +167,8 @@ def index_page(run: RunInfo, plots: dict[str, list[str]]) -> str:
         f"<h3>Unique detectors per category</h3>\n{percat}\n"
         f'<p class="note">A unit is a detector when its best IoU exceeds {esc(f"{cut:g}")}. '
         f"{DEFINITIONS}</p></section>\n"
-        f'<section class="panel"><h2>Plots</h2>\n{plot_html}</section>'
+        + (f'<section class="panel">{notes}</section>\n' if notes else "")
+        + f'<section class="panel"><h2>Plots</h2>\n{plot_html}</section>'
     )
     nav = " ".join(
         f'<a href="{esc(layer_page(lay.name))}">{esc(lay.name)}</a>' for lay in run.layers
@@ -191,6 +192,13 @@ def _caption(src: str) -> str:
 
 
 def _footer(run: RunInfo) -> str:
+    if run.source:
+        return (
+            f"Made by conceptkit {esc(__version__)} from the tally files of a "
+            f"{esc(run.source)} (read, never written): <code>{esc(run.out)}</code>. Unit numbers "
+            "are 0-based (the <code>unit</code> column of the tally is 1-based); the image "
+            "strips are the folder's own."
+        )
     return (
         f"Made by conceptkit {esc(run.results.get('conceptkit_version', __version__))} "
         "from results.json, tally_*.csv, quantile_*.npy and topn_*.npz. Unit numbers are 0-based "
@@ -199,13 +207,42 @@ def _footer(run: RunInfo) -> str:
     )
 
 
-def _card(run: RunInfo, lay: LayerInfo, u: UnitInfo, n_images: int, colors: dict[str, str]) -> str:
+def _strip_html(run: RunInfo, lay: LayerInfo, u: UnitInfo, n_images: int, size: Any) -> str:
+    """The card's strip: drawn by conceptkit (``size`` None), copied from a foreign folder
+    (``size`` = its ``(width, height)``), or a note saying it is missing (``size`` a string:
+    why)."""
+    src = f"image/{strip_name(lay.name, u.unit)}"
+    tip = f"{lay.name} unit {u.unit}: {u.label} ({u.category}), IoU {fmt_iou(u.iou)}"
+    if isinstance(size, str):
+        return f'<p class="note missing">no image strip: {esc(size)}</p>\n'
+    if size is None:
+        ih, iw = run.results["data"].get("image_size", [224, 224])
+        from conceptkit.report.strips import GAP
+
+        width = max(n_images * iw + (n_images - 1) * GAP, 1)
+        alt = f"top {n_images} images of unit {u.unit}"
+    else:
+        width, ih = size
+        alt = f"top images of unit {u.unit}"
+    return (
+        f'<a class="strip" href="{esc(src)}" title="{esc(tip)}"><img src="{esc(src)}" '
+        f'alt="{alt}" width="{width}" height="{ih}" '
+        f'loading="lazy" decoding="async"></a>\n'
+    )
+
+
+def _card(
+    run: RunInfo,
+    lay: LayerInfo,
+    u: UnitInfo,
+    n_images: int,
+    colors: dict[str, str],
+    size: Any = None,
+    extra: str = "",
+) -> str:
+    """One unit's card; ``size``: see :func:`_strip_html`; ``extra``: HTML added at its end."""
     below = u.iou <= run.iou_threshold
     color = colors.get(u.category, "#888")
-    ih, iw = run.results["data"].get("image_size", [224, 224])
-    from conceptkit.report.strips import GAP
-
-    width = max(n_images * iw + (n_images - 1) * GAP, 1)
     runners = "".join(
         f'<span title="IoU {fmt_iou(r.iou)}">{esc(r.label)} <small>({esc(r.category)}, '
         f"{fmt_iou(r.iou)})</small></span>"
@@ -214,8 +251,6 @@ def _card(run: RunInfo, lay: LayerInfo, u: UnitInfo, n_images: int, colors: dict
     text = " ".join(
         [f"unit {u.unit}", u.label, u.category] + [f"{r.label} {r.category}" for r in u.runners_up]
     ).lower()
-    src = f"image/{strip_name(lay.name, u.unit)}"
-    tip = f"{lay.name} unit {u.unit}: {u.label} ({u.category}), IoU {fmt_iou(u.iou)}"
     return (
         f'<article class="card{" below" if below else ""}" id="unit-{u.unit}" '
         f'data-unit="{u.unit}" data-category="{esc(u.category)}" data-label="{esc(u.label)}" '
@@ -224,10 +259,9 @@ def _card(run: RunInfo, lay: LayerInfo, u: UnitInfo, n_images: int, colors: dict
         f'<span class="label">{esc(u.label)}</span>'
         f'<span class="chip">{esc(u.category)}</span>'
         f'<span class="iou" title="threshold {u.threshold:.6g}">IoU {fmt_iou(u.iou)}</span></div>\n'
-        f'<a class="strip" href="{esc(src)}" title="{esc(tip)}"><img src="{esc(src)}" '
-        f'alt="top {n_images} images of unit {u.unit}" width="{width}" height="{ih}" '
-        f'loading="lazy" decoding="async"></a>\n'
+        + _strip_html(run, lay, u, n_images, size)
         + (f'<div class="runners">also {runners}</div>\n' if runners else "")
+        + extra
         + "</article>"
     )
 
@@ -238,8 +272,19 @@ def sorted_units(run: RunInfo, lay: LayerInfo) -> list[UnitInfo]:
     return sorted(lay.unit_info, key=lambda u: (u.iou <= cut, -u.iou, u.unit))
 
 
-def layer_html(run: RunInfo, lay: LayerInfo, n_images: dict[int, int]) -> str:
-    """One layer's page: every unit as a card with its strip; filter, concept and search boxes."""
+def layer_html(
+    run: RunInfo,
+    lay: LayerInfo,
+    n_images: dict[int, int],
+    sizes: dict[int, Any] | None = None,
+    extras: dict[int, str] | None = None,
+) -> str:
+    """One layer's page: every unit as a card with its strip; filter, concept and search boxes.
+
+    ``sizes`` (foreign folders): unit -> the copied strip's ``(width, height)``, or why it is
+    missing (see :func:`_strip_html`); ``extras``: unit -> HTML added to its card."""
+    sizes = sizes or {}
+    extras = extras or {}
     cats = run.categories
     colors = category_colors(cats)
     cut = run.iou_threshold
@@ -274,7 +319,17 @@ def layer_html(run: RunInfo, lay: LayerInfo, n_images: dict[int, int]) -> str:
                 f'<div class="divider">Units below the cut (best IoU ≤ {esc(f"{cut:g}")})</div>'
             )
             divider_done = True
-        cards.append(_card(run, lay, u, n_images.get(u.unit, 0), colors))
+        cards.append(
+            _card(
+                run,
+                lay,
+                u,
+                n_images.get(u.unit, 0),
+                colors,
+                sizes.get(u.unit),
+                extras.get(u.unit, ""),
+            )
+        )
     legend = f'<div class="legend">Detectors per category (click to filter): {chips}</div>'
     body = f'{toolbar}\n{legend}\n<div class="cards" id="cards">\n' + "\n".join(cards) + "\n</div>"
     nav = '<a href="index.html">← index</a> ' + " ".join(
@@ -285,6 +340,16 @@ def layer_html(run: RunInfo, lay: LayerInfo, n_images: dict[int, int]) -> str:
         f"{lay.unique_official_total} official, {lay.unique_naive_total} naive · {run.name}"
     )
     return page(f"{lay.name} · {run.name}", "Layer " + esc(lay.name), sub, nav, body, _footer(run))
+
+
+def _compare_caption(src: str) -> str:
+    name = src[: -len(".png")]
+    if name.startswith("compare_"):
+        return "Unique detectors per category, " + name[len("compare_") :]
+    if name == "detector_share":
+        return "Share of units detecting each category across the layers, one panel per model"
+    layer, _, cat = name[len("concepts_") :].partition("__")
+    return f"Detector units per concept of {cat}, layer {layer}, the models side by side"
 
 
 def compare_html(names: list[str], runs: list[RunInfo], plots: list[str]) -> str:
@@ -305,7 +370,7 @@ def compare_html(names: list[str], runs: list[RunInfo], plots: list[str]) -> str
                 + "".join(f"<td>{lay.unique_official.get(c, 0)}</td>" for c in cats)
                 + "</tr>\n"
             )
-    figs = "".join(_figure(p, esc("Unique detectors per category, " + p[8:-4]), p) for p in plots)
+    figs = "".join(_figure(p, esc(_compare_caption(p)), p) for p in plots)
     body = (
         f'<section class="panel"><h2>Runs</h2><table class="grid">\n{head}\n{rows}</table>'
         f'<p class="note">Per-category columns: {esc(OFFICIAL)}. {DEFINITIONS}</p></section>\n'

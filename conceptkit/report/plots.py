@@ -8,7 +8,6 @@ matplotlib is imported inside the functions (the core never imports it at module
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +78,32 @@ def unique_detectors_figure(run: RunInfo, layer: LayerInfo) -> tuple[Any, dict[s
     return fig, values
 
 
+def _tally(run: RunInfo, layer: LayerInfo) -> Any:
+    """The layer's units as :class:`conceptkit.analysis.runs.Run` with one
+    :class:`~conceptkit.analysis.runs.RunLayer` (columns ``unit`` 1-based, ``category``,
+    ``label``, ``score``), so the counts come from :mod:`conceptkit.analysis.counts`."""
+    import pandas as pd
+
+    from conceptkit.analysis.runs import Run, RunLayer
+
+    df = pd.DataFrame(
+        {
+            "unit": [u.unit + 1 for u in layer.unit_info],
+            "category": [u.category for u in layer.unit_info],
+            "label": [u.label for u in layer.unit_info],
+            "score": [u.iou for u in layer.unit_info],
+        }
+    )
+    lay = RunLayer(layer.name, run.out / "results.json", run.categories, df)
+    return Run(run.out, "conceptkit", run.name, "", [lay], run.iou_threshold)
+
+
 def detectors_by_category(run: RunInfo, layer: LayerInfo) -> dict[str, int]:
-    """Detector units (best IoU > cut) per category of their best label."""
-    cut = run.iou_threshold
-    counts = Counter(u.category for u in layer.unit_info if u.iou > cut)
-    return {c: counts.get(c, 0) for c in run.categories}
+    """Detector units (best IoU > cut) per category of their best label
+    (:func:`conceptkit.analysis.counts.detector_counts`)."""
+    from conceptkit.analysis.counts import detector_counts
+
+    return detector_counts(_tally(run, layer).layers[0], run.iou_threshold)
 
 
 def category_share_figure(run: RunInfo) -> tuple[Any, dict[str, list[float]]]:
@@ -115,10 +135,12 @@ def category_share_figure(run: RunInfo) -> tuple[Any, dict[str, list[float]]]:
 
 
 def concept_counts(run: RunInfo, layer: LayerInfo, category: str) -> dict[str, int]:
-    """Detector units per best label within ``category``, most frequent first (ties: name)."""
-    cut = run.iou_threshold
-    counts = Counter(u.label for u in layer.unit_info if u.iou > cut and u.category == category)
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    """Detector units per best label within ``category``, most frequent first (ties: name)
+    (:func:`conceptkit.analysis.counts.concept_counts`)."""
+    from conceptkit.analysis import counts
+
+    df = counts.concept_counts(_tally(run, layer), category=category)
+    return {str(k): int(v) for k, v in zip(df["label"], df["unit"])}
 
 
 def concepts_figure(

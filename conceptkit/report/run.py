@@ -84,6 +84,7 @@ class RunInfo:
     out: Path
     results: dict[str, Any]
     layers: list[LayerInfo]
+    source: str = ""  # a foreign folder's kind ("NetDissect-Lite result"); "" for conceptkit's
 
     @property
     def categories(self) -> list[str]:
