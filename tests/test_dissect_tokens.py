@@ -98,3 +98,13 @@ def test_parse_grid() -> None:
     assert parse_grid("14x14") == (14, 14) and parse_grid("7X9") == (7, 9)
     with pytest.raises(UsageError, match="expected HxW"):
         parse_grid("14")
+
+
+def test_patch_embedding_output_has_no_prefix_to_drop() -> None:
+    net = MarkerViT(1, 4, 0)
+    patches = net(torch.zeros(1, 3, 2 * PATCH, 3 * PATCH))[:, 5:]  # (1, 6, 2): the grid alone
+    reader = layer_reader(net, "block", tuple(patches.shape))
+    assert reader.describe((2 * PATCH, 3 * PATCH), 6) == "tokens: 0 prefix + 2x3"
+    assert reader.describe((2 * PATCH, 3 * PATCH), 11) == "tokens: 5 prefix + 2x3"
+    got = reader(patches, (2 * PATCH, 3 * PATCH))
+    assert torch.equal(got[0, 0], torch.tensor([[1.0, 2.0, 3.0], [101.0, 102.0, 103.0]]))

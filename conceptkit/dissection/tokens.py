@@ -10,7 +10,8 @@ Three kinds of output are read (a :class:`LayerReader` per layer says which):
   ``register_tokens`` (timm, Hugging Face) tensors of the model or its modules. The grid
   ``h x w`` is the input size divided by the model's patch size (torchvision ``patch_size``,
   timm ``patch_embed.patch_size``, Hugging Face ``config.patch_size``), or given (``--grid
-  14x14``). Patch ``t`` (row-major) becomes cell ``(t // w, t % w)``.
+  14x14``). Patch ``t`` (row-major) becomes cell ``(t // w, t % w)``. An output of exactly
+  ``h * w`` tokens (a patch embedding, before the prefix is added) has no prefix to drop.
 - ``channels_last``: ``(B, h, w, C)``, permuted to ``(B, C, h, w)``: the output of a
   ``LayerNorm`` over the last dimension of a 4-D tensor (ConvNeXt blocks), or any 4-D output
   with ``h == w`` and ``C != h`` in a model that declares channels-last stages (torchvision
@@ -109,15 +110,17 @@ class LayerReader:
     patch: tuple[int, int] | None = None
     grid: tuple[int, int] | None = None
 
-    def describe(self, input_hw: tuple[int, int] | None = None) -> str:
+    def describe(self, input_hw: tuple[int, int] | None = None, tokens: int | None = None) -> str:
         """One short phrase for ``--list-layers``: ``map``, ``tokens: 1 prefix + 14x14``
-        (the grid at ``input_hw``, else the patch size)."""
+        (the grid at ``input_hw``, else the patch size; 0 prefix where ``tokens`` is the
+        grid alone: a patch embedding, before the prefix tokens are added)."""
         if self.kind != "tokens":
             return self.kind.replace("_", "-")
         at = self.grid_for(input_hw) if input_hw is not None else self.grid
         grid = f"{at[0]}x{at[1]}" if at else None
         patch = f"patch {self.patch[0]}x{self.patch[1]}" if self.patch else "no patch size"
-        return f"tokens: {self.prefix} prefix + {grid or patch}"
+        prefix = 0 if at is not None and tokens == at[0] * at[1] else self.prefix
+        return f"tokens: {prefix} prefix + {grid or patch}"
 
     def grid_for(self, input_hw: tuple[int, int]) -> tuple[int, int] | None:
         if self.grid is not None:
@@ -149,12 +152,13 @@ class LayerReader:
                 "give the grid with --grid HxW"
             )
         h, w = grid
-        if n != self.prefix + h * w:
+        prefix = 0 if n == h * w else self.prefix  # 0: before the prefix tokens are added
+        if n != prefix + h * w:
             raise UsageError(
                 f"layer {self.layer!r} gives {n} tokens, not {self.prefix} prefix + {h}x{w} "
                 f"patches (input {input_hw[0]}x{input_hw[1]}); give the grid with --grid HxW"
             )
-        return out[:, self.prefix :, :].reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return out[:, prefix:, :].reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def _is_last_dim_norm(module: nn.Module) -> bool:

@@ -131,7 +131,7 @@ def _trace(model: nn.Module, input_size: int) -> _Trace:
 def _read(model: nn.Module, name: str, shape: tuple[int, ...] | None, size: int, grid: Any) -> str:
     if shape is None or len(shape) not in (3, 4):
         return "-"
-    return tokens.layer_reader(model, name, shape, grid).describe((size, size))
+    return tokens.layer_reader(model, name, shape, grid).describe((size, size), shape[1])
 
 
 def list_layers(
