@@ -14,7 +14,7 @@ from conceptkit.dissection.hooks import FeatureHooks
 from conceptkit.dissection.models import default_layers, list_layers, load_model
 from conceptkit.dissection.preprocess import get_preprocess
 from conceptkit.dissection.run import dissect
-from conceptkit.errors import ModelLoadError
+from conceptkit.errors import ModelLoadError, UsageError
 
 pytest.importorskip("torchvision")
 
@@ -51,6 +51,12 @@ def test_vit_at_another_input_size(mini_slice: Callable[[int], Path]) -> None:
     layers = _dissect(small, mini_slice(3), ["encoder.layers.encoder_layer_1"], preprocess=prep)
     _check(layers, {"encoder.layers.encoder_layer_1": (32, (7, 7))})
     assert model.image_size == 224
+    with FeatureHooks(model, ["encoder"]) as hooks, pytest.raises(UsageError) as info:
+        hooks.run(model, prep(torch.zeros(1, 3, 224, 224, dtype=torch.uint8)))
+    assert str(info.value) == (
+        "the model's forward of a (1, 3, 112, 112) batch failed: AssertionError: Wrong image "
+        "height! Expected 224 but got 112! (does the model need another --input-size?)"
+    )
 
 
 def test_timm_vit_and_convnext(mini_slice: Callable[[int], Path]) -> None:

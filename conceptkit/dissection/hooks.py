@@ -11,7 +11,8 @@ Each output goes through a reader that makes it ``(B, C, h, w)``: by default the
 :class:`~conceptkit.dissection.tokens.LayerReader` chosen from the first output's shape (a
 transformer block's ``(B, N, C)`` tokens become the patch grid, channels-last maps are
 permuted); ``readers`` can give any callable ``(output, (H, W) of the input) -> (B, C, h, w)``.
-TorchScript modules cannot be hooked: that is a one-line ModelLoadError.
+TorchScript modules cannot be hooked: that is a one-line ModelLoadError; a forward that fails
+on the input (a ViT given another size than its own) is a one-line UsageError.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from conceptkit.dissection.models._text import one_line
 from conceptkit.dissection.models.layers import resolve_layer
 from conceptkit.dissection.nodes import NodeExtractor
 from conceptkit.dissection.tokens import layer_reader
 from conceptkit.errors import ModelLoadError, UsageError
+
+# what a model's own forward raises for an input it does not take (wrong size, channels)
+_FORWARD_ERRORS = (AssertionError, RuntimeError, ValueError, TypeError, IndexError)
 
 Reader = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 """``reader(output, (H, W) of the model input) -> (B, C, h, w)``."""
@@ -109,11 +114,20 @@ class FeatureHooks:
     def run(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward ``x: (B, 3, H, W)`` once; ``{name: (B, C, h, w)}`` for every layer."""
         input_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        if self.extractor is not None:
-            self.features = {n: t.detach() for n, t in self.extractor(x).items()}
-        else:
-            self.features = {}
-            model(x)
+        self.features = {}
+        try:
+            if self.extractor is not None:
+                self.features = {n: t.detach() for n, t in self.extractor(x).items()}
+            else:
+                model(x)
+        except _FORWARD_ERRORS as e:
+            if isinstance(e, torch.OutOfMemoryError):
+                raise
+            raise UsageError(
+                f"the model's forward of a {tuple(x.shape)} batch failed: {type(e).__name__}: "
+                f"{one_line(str(e))[:160]}",
+                hint="does the model need another --input-size?",
+            ) from e
         missing = [n for n in self.names if n not in self.features]
         if missing:
             raise UsageError(f"layer(s) {', '.join(missing)} were not called in the forward pass")
