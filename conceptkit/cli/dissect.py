@@ -140,6 +140,26 @@ def _launch(nproc: int) -> int:
     return subprocess.call(cmd)
 
 
+def _grid(text: str | None) -> tuple[int, int] | None:
+    from conceptkit.dissection.tokens import parse_grid
+
+    return None if text is None else parse_grid(text)
+
+
+def _list_layers(module: Any, opts: dict[str, Any]) -> None:
+    from conceptkit.dissection import models
+    from conceptkit.dissection.nodes import graph_nodes
+
+    if opts["nodes"]:
+        for node in graph_nodes(module):
+            click.echo(node)
+        return
+    size = opts["input_size"] or 224
+    for info in models.list_layers(module, size, _grid(opts["grid"])):
+        shape = "x".join(str(d) for d in info.out_shape) if info.out_shape else "-"
+        click.echo(f"{info.name}\t{info.type}\t{shape}\t{info.read}")
+
+
 def _settings(opts: dict[str, Any]) -> DissectSettings:
     """The science, cache and run settings the options ask for."""
     from conceptkit.dissection.settings import (
@@ -159,6 +179,8 @@ def _settings(opts: dict[str, Any]) -> DissectSettings:
             mean=_floats(opts["mean"], "--mean"),
             std=_floats(opts["std"], "--std"),
             thresholds=opts["thresholds"],
+            input_size=opts["input_size"],
+            grid=_grid(opts["grid"]),
         ),
         cache=CacheSettings(
             cache_mem=parse_size(opts["cache_mem"]),
@@ -213,11 +235,22 @@ def _bar(desc: str, total: int) -> Any:
     "--layer",
     "layers",
     multiple=True,
-    help="Dotted module name; repeat for several (default: last conv stage).",
+    help="Dotted module name or graph node (layer4.1.add); repeat for several (default: the "
+    "last conv stage; a ViT's blocks 3, 6, 9, 12 of 12; a ConvNeXt's or Swin's stages).",
 )
 @click.option(
-    "--list-layers", is_flag=True, help="Print the model's layers with output shapes and exit."
+    "--list-layers",
+    is_flag=True,
+    help="Print the model's layers with output shapes and how each is read, and exit.",
 )
+@click.option("--nodes", is_flag=True, help="With --list-layers: print the graph nodes instead.")
+@click.option(
+    "--input-size",
+    type=int,
+    default=None,
+    help="Resize images to NxN for the model (a ViT at 224 on a 227 Broden, Inception at 299).",
+)
+@click.option("--grid", default=None, help="Token grid HxW of transformer layers (e.g. 14x14).")
 @click.option(
     "--quantile",
     type=float,
@@ -346,18 +379,17 @@ def dissect(**opts: Any) -> None:
         trust_pickle=opts["trust_pickle"],
     )
     if opts["list_layers"]:
-        for info in models.list_layers(loaded.module):
-            shape = "x".join(str(d) for d in info.out_shape) if info.out_shape else "-"
-            click.echo(f"{info.name}\t{info.type}\t{shape}")
+        _list_layers(loaded.module, opts)
         return
     if opts["data"] is None:
         raise UsageError("--data is required (the Broden folder to dissect against)")
     from conceptkit.outdir import check_target
 
     check_target(opts["out"], opts["force"])
-    layers = list(opts["layers"]) or models.default_layers(loaded.module)
-    for name in layers:
-        models.resolve_layer(loaded.module, name)
+    layers = list(opts["layers"]) or models.default_layers(loaded.module, opts["input_size"] or 224)
+    from conceptkit.dissection.hooks import check_layers
+
+    check_layers(loaded.module, layers)
     from conceptkit.dissection import checkpoint, distributed
     from conceptkit.dissection.run import Dissection
 

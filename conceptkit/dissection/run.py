@@ -111,7 +111,7 @@ def default_workers() -> int:
 def resolve_preprocess(science: ScienceSettings) -> Preprocess:
     if isinstance(science.preprocess, Preprocess):
         return science.preprocess
-    return get_preprocess(science.preprocess, science.mean, science.std)
+    return get_preprocess(science.preprocess, science.mean, science.std, science.input_size)
 
 
 @dataclass(frozen=True)
@@ -429,6 +429,7 @@ class Dissection:
             "top_n": sci.top_n,
             "union": sci.union,
             "preprocess": [self.prep.name, list(self.prep.mean), list(self.prep.std)],
+            **self._reading(),
             "batch_size": run.batch_size,
             "thresholds": thresholds,
             "world_size": self.ctx.world,
@@ -442,6 +443,16 @@ class Dissection:
         rows = sum(b - a for a, b in self.batches)
         plan = self.cache.plan({n: shape_of[n] for n in self.order}, rows)
         self.say(plan.line())
+
+    def _reading(self) -> dict[str, Any]:
+        """``input_size`` and ``grid`` where set (absent otherwise: outputs stay as they were)."""
+        grid = self.settings.science.grid
+        out: dict[str, Any] = {}
+        if self.prep.input_size is not None:
+            out["input_size"] = self.prep.input_size
+        if grid is not None:
+            out["grid"] = list(grid)
+        return out
 
     def _setup(self, shape_of: Mapping[str, Sequence[int]]) -> None:
         """Create every layer's statistics from its feature shape ``(C, h, w)``."""
@@ -662,7 +673,7 @@ class Dissection:
         if self.workers > 0 and self.dev.type == "cpu":
             torch.set_num_threads(_available_cores())  # decoding is in the worker processes
         try:
-            with FeatureHooks(self.model, self.layers) as hooks:
+            with FeatureHooks(self.model, self.layers, grid=self.settings.science.grid) as hooks:
                 self.pass1(hooks)
                 if not self.one_pass:
                     self.pass2(hooks)
@@ -698,6 +709,7 @@ class Dissection:
                 "preprocess": self.prep.name,
                 "mean": list(self.prep.mean),
                 "std": list(self.prep.std),
+                **self._reading(),
                 "batch_size": run.batch_size,
                 "thresholds_from": sci.thresholds_from,
             },

@@ -47,7 +47,9 @@ class ScienceSettings:
     category's union only in images that touch it) or ``global``; ``preprocess``:
     ``imagenet``, ``netdissect`` or a :class:`~conceptkit.dissection.preprocess.Preprocess`,
     with ``mean``/``std`` overriding the imagenet constants; ``thresholds``: a mapping
-    ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy`` replacing the quantile pass.
+    ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy`` replacing the quantile pass;
+    ``input_size``: images resized to N x N for the model; ``grid``: the ``(h, w)`` token grid
+    of transformer layers (default: input size / the model's patch size).
     """
 
     quantile: float = 0.005
@@ -58,6 +60,8 @@ class ScienceSettings:
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     thresholds: Mapping[str, Any] | str | Path | None = None
+    input_size: int | None = None
+    grid: tuple[int, int] | None = None
 
     def check(self) -> None:
         if not 0.0 < self.quantile < 1.0:
