@@ -94,9 +94,9 @@ def load_concepts(info: RunInfo) -> RunConcepts:
 def load_run_model(info: RunInfo, model_opts: dict[str, Any] | None = None) -> torch.nn.Module:
     """The run's model (``model_opts``: ``model``, ``arch``, ``num_classes``, ``trust_pickle``
     as for ``conceptkit dissect``), refused unless its weights are the dissected ones."""
-    from conceptkit.explain.run import _load_model
+    from conceptkit.explain.run import load_run_model
 
-    return _load_model(info, model_opts or {})
+    return load_run_model(info, model_opts or {})
 
 
 def layer_features(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from conceptkit.dissection.results import write_npz
-from conceptkit.explain.files import _write_atomic, check_out
+from conceptkit.explain.files import check_out, write_atomic
 
 Writer = Callable[[Path], None]
 
@@ -53,5 +53,5 @@ def save_all(out: str | Path, writers: dict[str, Writer], force: bool = False) -
     check_out(folder, list(writers), force)
     folder.mkdir(parents=True, exist_ok=True)
     for name, write in writers.items():
-        _write_atomic(folder / name, write)
+        write_atomic(folder / name, write)
     return [folder / name for name in writers]

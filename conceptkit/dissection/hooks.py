@@ -104,7 +104,8 @@ class FeatureHooks:
 
         return hook
 
-    def _read(self, name: str, out: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
+    def read(self, name: str, out: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
+        """Layer ``name``'s captured output ``out`` as ``(B, C, h, w)`` (its reader, picked once)."""
         reader = self.readers.get(name)
         if reader is None:
             reader = layer_reader(self._model, name, tuple(out.shape), self.grid)
@@ -131,7 +132,7 @@ class FeatureHooks:
         missing = [n for n in self.names if n not in self.features]
         if missing:
             raise UsageError(f"layer(s) {', '.join(missing)} were not called in the forward pass")
-        return {n: self._read(n, self.features[n], input_hw) for n in self.names}
+        return {n: self.read(n, self.features[n], input_hw) for n in self.names}
 
     def remove(self) -> None:
         for h in self._handles:

@@ -304,7 +304,7 @@ def _run_until(
         feats = hooks.run(model, x)
     except _Stop:
         hw = (int(x.shape[-2]), int(x.shape[-1]))
-        return {n: hooks._read(n, hooks.features[n], hw) for n in only}
+        return {n: hooks.read(n, hooks.features[n], hw) for n in only}
     finally:
         for h in handles:
             h.remove()

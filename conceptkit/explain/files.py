@@ -28,7 +28,7 @@ from conceptkit.errors import UsageError
 from conceptkit.explain.run import Explanation, LayerExplanation
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -207,7 +207,7 @@ def save(ex: Explanation, out: str | Path, force: bool = False) -> list[Path]:
     text = json.dumps(summary(ex), sort_keys=True, indent=2, allow_nan=False) + "\n"
     writers["explain.json"] = lambda p: _write_text(p, text)
     for name in names:
-        _write_atomic(folder / name, writers[name])
+        write_atomic(folder / name, writers[name])
     return [folder / n for n in names]
 
 

@@ -366,7 +366,7 @@ def explain_layer(
         _WORK.clear()
 
 
-def _load_model(run: RunInfo, model_opts: dict[str, Any]) -> torch.nn.Module:
+def load_run_model(run: RunInfo, model_opts: dict[str, Any]) -> torch.nn.Module:
     from conceptkit.dissection.models import load_model
 
     spec = model_opts.get("model") or run.model_spec
@@ -432,7 +432,7 @@ def explain(
     if cm.duplicates:
         say(f"note: {cm.duplicates} pixels carry the same label twice; formulas count them once")
     t0 = time.perf_counter()
-    net = model if model is not None else _load_model(info, model_opts or {})
+    net = model if model is not None else load_run_model(info, model_opts or {})
     stores = compute_features(net, info, chosen, opts, say)
     result.seconds["forward"] = time.perf_counter() - t0
     try:
