@@ -3,7 +3,8 @@
 :func:`convert` runs in passes over the readers' annotations (never over pixels, so memory is
 bounded by the annotation files, not the images):
 
-1. **check**: every annotation is read once; shapes are checked (too few points, far outside
+1. **check**: every annotation is read once (the only read: the annotations accepted wait in a
+   spool file on disk for the passes below); shapes are checked (too few points, far outside
    the image), names resolved through the :class:`Vocabulary`, and the images each label
    appears in are counted. Image keys seen in more than one SRC mark
    images annotated by several annotators; an image annotated twice in one SRC is an error
@@ -106,7 +107,7 @@ def convert(
     summary.size = f"{opts.size}x{opts.size}" if opts.size else "native size"
     with atomic_dir(target, force=opts.force) as tmp:
         (tmp / "images").mkdir()
-        found = scan(inputs, concepts, summary.warnings.append)
+        found = scan(inputs, concepts, summary.warnings.append, tmp / ".annotations.spool")
         merged = merge_shared(inputs, found, concepts, tmp, summary)
         numbering = number_labels(found.per_image, opts.min_images, summary)
         found.per_image.clear()
@@ -118,6 +119,7 @@ def convert(
         update = progress(len(found.keys)) if progress is not None else None
         spool = tmp / ".rows.jsonl"
         stats, n_rows = write_images(jobs, opts, spool, update, summary)
+        found.spool.remove()
         summary.skipped += len(found.bad)
         if not n_rows:
             raise FormatError("no image could be converted", file=inputs.paths[0])

@@ -1,13 +1,17 @@
 """The phases of :func:`conceptkit.convert.convert`, each a function of its own.
 
-The readers' annotations are streamed again for each pass (:class:`Inputs`), never held, so
-memory is bounded by one annotation file plus the per-image label sets.
+The readers run once (the scan, :class:`Inputs`); the annotations it accepts wait in a
+:class:`Spool` on disk for the later passes, never held in memory, so memory is bounded by one
+annotation file plus the per-image label sets, and no image's annotation (a mask PNG, say) is
+read or decoded twice.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import re
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -35,10 +39,6 @@ from conceptkit.rasterize import IGNORE, check_shape
 from conceptkit.validate import validate
 
 Concept = tuple[str, str]  # (canonical name, category)
-
-
-def _quiet(message: str) -> None:
-    """``warn`` of the passes after the first: their warnings were given already."""
 
 
 @dataclass
@@ -107,6 +107,43 @@ class Concepts:
         return {c: tuple(sorted(set(v))) for c, v in tags.items()}
 
 
+# ----------------------------------------------------------------------------- the spool
+
+
+@dataclass
+class Spool:
+    """The annotations the scan accepted, in reading order, as (SRC index, annotation) records
+    in the file ``path``: each record is its length (8 bytes, little-endian) then the
+    zlib-compressed pickle of the pair (a mask patch shrinks about 50 times).
+
+    The file is written and read by this process only, inside the conversion's own temporary
+    folder (never a file from outside), so unpickling it loads nothing a stranger wrote.
+    """
+
+    path: Path
+
+    def write(self, records: Iterator[tuple[int, ImageAnnotation]]) -> None:
+        """Write ``records`` (consumed as they come, one in memory at a time)."""
+        with open(self.path, "wb") as fh:
+            for record in records:
+                data = zlib.compress(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), 1)
+                fh.write(len(data).to_bytes(8, "little"))
+                fh.write(data)
+
+    def read(self) -> Iterator[tuple[int, ImageAnnotation]]:
+        """The records in the order written."""
+        with open(self.path, "rb") as fh:
+            while head := fh.read(8):
+                record: tuple[int, ImageAnnotation] = pickle.loads(
+                    zlib.decompress(fh.read(int.from_bytes(head, "little")))
+                )
+                yield record
+
+    def remove(self) -> None:
+        """Delete the file (once the last pass is done)."""
+        self.path.unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------- pass 1: check
 
 
@@ -116,8 +153,11 @@ class Scan:
 
     ``per_image[key]``: the concepts of the image (all its SRCs). ``keys[key]``: the SRC indices
     annotating it. ``bad``: (SRC index, key) skipped with --keep-going. ``annotators[i]``: the
-    annotator names SRC i's reader gave.
+    annotator names SRC i's reader gave. ``spool``: the annotations accepted, for the later
+    passes.
     """
+
+    spool: Spool
 
     per_image: dict[str, set[Concept]] = field(default_factory=dict)
     keys: dict[str, list[int]] = field(default_factory=dict)
@@ -173,9 +213,18 @@ def check_names(ann: ImageAnnotation, vocab: Vocabulary) -> None:
             )
 
 
-def scan(inputs: Inputs, concepts: Concepts, warn: Callable[[str], None]) -> Scan:
-    """Pass 1: read every annotation once, check it, collect its concepts and its SRC."""
-    found = Scan(annotators=[set() for _ in inputs.paths])
+def scan(inputs: Inputs, concepts: Concepts, warn: Callable[[str], None], spool: Path) -> Scan:
+    """Pass 1: read every annotation once, check it, collect its concepts and its SRC; the
+    annotations accepted go to the :class:`Spool` at ``spool``."""
+    found = Scan(spool=Spool(spool), annotators=[set() for _ in inputs.paths])
+    found.spool.write(_accepted(inputs, concepts, warn, found))
+    return found
+
+
+def _accepted(
+    inputs: Inputs, concepts: Concepts, warn: Callable[[str], None], found: Scan
+) -> Iterator[tuple[int, ImageAnnotation]]:
+    """The checked (SRC index, annotation) pairs of the scan, recorded in ``found``."""
     seen: list[set[str]] = [set() for _ in inputs.paths]
     options = ReadOptions(keep_going=inputs.opts.keep_going, warn=warn)
     for i, ann in inputs.stream(warn):
@@ -188,7 +237,7 @@ def scan(inputs: Inputs, concepts: Concepts, warn: Callable[[str], None]) -> Sca
         found.annotators[i].add(ann.annotator)
         found.keys.setdefault(ann.key, []).append(i)
         found.per_image[ann.key] = found.per_image.get(ann.key, set()) | concepts.found_in(ann)
-    return found
+        yield i, ann
 
 
 # ----------------------------------------------------------------------------- pass 2: consensus
@@ -206,7 +255,7 @@ def merge_shared(
         return {}
     names = sources.annotator_names(inputs.sources(), found.annotators)
     groups = sources.group_by_image(
-        inputs.stream(_quiet),
+        found.spool.read(),
         names,
         ReadOptions(keep_going=True),
         keep=lambda i, ann: ann.key in shared and (i, ann.key) not in found.bad,
@@ -288,11 +337,15 @@ def make_jobs(
     numbering: Numbering,
     root: Path,
 ) -> Iterator[Job]:
-    """One :class:`Job` per image, in input order (a merged image once, at its first SRC)."""
+    """One :class:`Job` per image, in input order (a merged image once, at its first SRC).
+
+    The annotations come from the scan's spool; a (SRC, key) the scan skipped as bad is left
+    out even where a later repeat of it in that SRC passed (as when the SRC is read again).
+    """
     opts = inputs.opts
     done: set[str] = set()
     used_names: dict[str, str] = {}
-    for i, ann in inputs.stream(_quiet):
+    for i, ann in found.spool.read():
         if (i, ann.key) in found.bad or ann.key in done:
             continue
         ann = merged.get(ann.key, ann)
