@@ -9,13 +9,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import torch
 
-from conceptkit.beyond.chance import (
-    _overlap_probability,
-    category_pixels,
-    chance_iou,
-    expected_counts,
-)
+from conceptkit.beyond.chance import category_pixels, expected_counts
+from conceptkit.dissection.chance import chance_iou, overlap_probability
 from conceptkit.explain.masks import ConceptMasks, ImageLabels, UnitMask, build_concept_masks, pack
 from conceptkit.explain.search import UnitSearch
 
@@ -122,9 +119,9 @@ def test_random_sets_match_mean_dispersion_and_union_rule() -> None:
 
 def test_overlap_probability_by_hand() -> None:
     # 3 of 5 pixels avoid 2 given ones with probability C(3, 3) / C(5, 3) = 1 / 10
-    assert _overlap_probability(np.array(3), np.array(2), 5) == pytest.approx(0.9)
-    assert _overlap_probability(np.array(4), np.array(2), 5) == 1.0  # cannot avoid them
-    assert _overlap_probability(np.array(0), np.array(2), 5) == 0.0
+    assert float(overlap_probability(torch.tensor(3), torch.tensor(2), 5)) == pytest.approx(0.9)
+    assert float(overlap_probability(torch.tensor(4), torch.tensor(2), 5)) == 1.0  # unavoidable
+    assert float(overlap_probability(torch.tensor(0), torch.tensor(2), 5)) == 0.0
 
 
 def test_category_pixels_merge_labels_of_one_category() -> None:

@@ -41,16 +41,21 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import sparse
-from scipy.special import gammaln
 
+from conceptkit.dissection.chance import (
+    EPS,
+    SUPPORT_MIN,
+    Z_MIN,
+    chance_iou,
+    flags,
+    overlap_probability,
+    spread,
+    variance_scale,
+)
 from conceptkit.explain.masks import ConceptMasks, popcount_rows, unit_mask
 from conceptkit.explain.search import UnitSearch
 
-EPS = 1e-10
-#: a label IoU is called clearly above chance when z reaches this
-Z_MIN = 3.0
-#: Broden kept only labels seen in at least this many images
-SUPPORT_MIN = 10
+__all__ = ["EPS", "SUPPORT_MIN", "Z_MIN", "ChanceLayer", "ChanceResult", "chance", "chance_iou"]
 
 
 @dataclass
@@ -77,12 +82,7 @@ class ChanceLayer:
         c = int(self.label[unit])
         if c < 0:
             return ["no_label"]
-        out = []
-        if self.z[unit, c] < z_min:
-            out.append("near_chance")
-        if self.support[unit] < support_min:
-            out.append("few_images")
-        return out
+        return flags(float(self.z[unit, c]), int(self.support[unit]), z_min, support_min)
 
 
 def category_pixels(cm: ConceptMasks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,18 +101,6 @@ def category_pixels(cm: ConceptMasks) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return first // K, first % K, popcount_rows(merged)
 
 
-def _overlap_probability(a: np.ndarray, c: np.ndarray, n: int) -> np.ndarray:
-    """``1 - C(n - c, a) / C(n, a)``: a random set of ``a`` of ``n`` pixels meets ``c`` given
-    ones (elementwise, broadcast)."""
-    a = np.asarray(a, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
-    free = n - c - a
-    log_none = gammaln(n - c + 1) + gammaln(n - a + 1) - gammaln(np.maximum(free, 0) + 1)
-    log_none -= gammaln(n + 1)
-    none = np.where(free >= 0, np.exp(np.minimum(log_none, 0.0)), 0.0)
-    return np.where(a > 0, 1.0 - none, 0.0)
-
-
 def expected_counts(
     a: np.ndarray, cm: ConceptMasks, union: str = "category", chunk: int = 256
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,11 +110,11 @@ def expected_counts(
     b = popcount_rows(cm.blocks).astype(np.float64) if len(cm.blocks) else np.zeros(0)
     shape = (cm.images, cm.concepts)
     mean_w = sparse.csr_matrix((b / n, (cm.block_image, cm.block_concept)), shape=shape)
-    var_w = b * (n - b) / (n * n * max(n - 1, 1))
+    var_w = spread(b, n) * variance_scale(n)
     var_m = sparse.csr_matrix((var_w, (cm.block_image, cm.block_concept)), shape=shape)
     a = np.asarray(a, dtype=np.float64)
     E = np.asarray((mean_w.T @ a.T).T)
-    V = np.asarray((var_m.T @ (a * (n - a)).T).T)
+    V = np.asarray((var_m.T @ spread(a, n).T).T)
     C, K = a.shape[0], cm.categories
     if union == "global":
         return E, V, np.repeat(a.sum(axis=1, keepdims=True), K, axis=1)
@@ -134,28 +122,11 @@ def expected_counts(
     EA = np.zeros((C, K), dtype=np.float64)
     for u0 in range(0, C, chunk):
         part = a[u0 : u0 + chunk][:, img]  # (c, P)
-        contrib = part * _overlap_probability(part, pix[None, :], n)
+        p = overlap_probability(torch.from_numpy(part), torch.from_numpy(pix[None, :]), n)
+        contrib = part * p.numpy()
         for k in range(K):
             EA[u0 : u0 + chunk, k] = contrib[:, cat == k].sum(axis=1)
     return E, V, EA
-
-
-def chance_iou(
-    inter: np.ndarray,
-    E: np.ndarray,
-    V: np.ndarray,
-    EA: np.ndarray,
-    truth: np.ndarray,
-    cats: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(C, L)`` ``iou_chance``, ``iou_sd`` and ``z`` from the counts (module docstring)."""
-    A = EA[:, cats] + truth[None, :]
-    D = A - E
-    chance = E / (D + EPS)
-    sd = np.sqrt(np.maximum(V, 0.0))
-    iou_sd = sd * A / (D * D + EPS)
-    z = np.divide(inter - E, sd, out=np.zeros_like(E), where=sd > 0)
-    return chance, iou_sd, z
 
 
 def observed_counts(

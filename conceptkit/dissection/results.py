@@ -1,8 +1,11 @@
 """The outcome of a dissection: per-layer tallies, labels, unique detectors, and their files.
 
 :class:`DissectResult` holds plain numpy arrays (no model, no torch state) and writes the output
-contract: ``tally_<layer>.csv`` (NetDissect-Lite's exact columns), ``quantile_<layer>.npy``,
-``topn_<layer>.npz`` and ``results.json``, atomically through :func:`conceptkit.outdir.atomic_dir`.
+contract: ``tally_<layer>.csv`` (NetDissect-Lite's exact columns, then per category the best
+label's ``<cat>-iou_chance`` and ``<cat>-z``), ``quantile_<layer>.npy``, ``topn_<layer>.npz``
+and ``results.json`` (per unit its best label's support, chance level, z and flags; per layer
+the flagged counts), atomically through :func:`conceptkit.outdir.atomic_dir`. The chance
+levels are :mod:`conceptkit.dissection.chance`'s.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from conceptkit.dissection.chance import SUPPORT_MIN, Z_MIN, flags
 from conceptkit.outdir import atomic_dir
 
 TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
+#: per category, after every category's TALLY_FIELDS (readers of NetDissect-Lite's columns
+#: find theirs where they were)
+CHANCE_FIELDS = ("iou_chance", "z")
 RUNNERS_UP = 4
 
 
@@ -30,7 +37,9 @@ class LayerResult:
 
     ``thresholds: (C,) float64``; ``inter: (C, L)``, ``truth: (L,)``, ``act_cat: (C, K)``,
     ``act_total: (C,)`` int64 counts; ``iou: (C, L) float64``; ``top_indices: (C, N) int64``,
-    ``top_values: (C, N) float32``, ``top_maps: (C, N, h, w) float32``.
+    ``top_values: (C, N) float32``, ``top_maps: (C, N, h, w) float32``; the chance levels
+    (None when not counted) ``iou_chance, z: (C, L) float64`` and ``support: (L,) int64``
+    the images each label occurs in.
     """
 
     name: str
@@ -44,15 +53,23 @@ class LayerResult:
     top_indices: np.ndarray
     top_values: np.ndarray
     top_maps: np.ndarray
+    iou_chance: np.ndarray | None = None
+    z: np.ndarray | None = None
+    support: np.ndarray | None = None
 
     @property
     def units(self) -> int:
         return int(self.thresholds.shape[0])
 
+    @property
+    def has_chance(self) -> bool:
+        return self.iou_chance is not None and self.z is not None and self.support is not None
+
 
 @dataclass
 class UnitLabel:
-    """A unit's best label in one category (label 0 / name '' when no label overlaps)."""
+    """A unit's best label in one category (label 0 / name '' when no label overlaps);
+    ``column`` its label column (0 for none)."""
 
     number: int
     name: str
@@ -60,6 +77,7 @@ class UnitLabel:
     activation: float
     intersect: float
     iou: float
+    column: int = 0
 
 
 @dataclass
@@ -115,6 +133,7 @@ class DissectResult:
                         float(lr.act_cat[u, k]),
                         float(lr.inter[u, n]),
                         float(lr.iou[u, n]),
+                        n,
                     )
                 )
             out.append(row)
@@ -134,6 +153,7 @@ class DissectResult:
         best = self.best_labels(layer)
         top = self.unit_best(layer)
         order = sorted(range(len(best)), key=lambda u: (-top[u][1].iou, u))
+        lr = self.layers[layer]
         rows = []
         for u in order:
             k, lab = top[u]
@@ -150,13 +170,24 @@ class DissectResult:
                 row[f"{cat}-activation"] = b.activation
                 row[f"{cat}-intersect"] = b.intersect
                 row[f"{cat}-iou"] = b.iou
+            if lr.iou_chance is not None and lr.z is not None:
+                for ci, cat in enumerate(self.categories):
+                    col = best[u][ci].column
+                    row[f"{cat}-iou_chance"] = float(lr.iou_chance[u, col])
+                    row[f"{cat}-z"] = float(lr.z[u, col])
             rows.append(row)
         return rows
 
-    def tally_header(self) -> list[str]:
+    def tally_header(self, layer: str | None = None) -> list[str]:
+        """The tally's columns; with the chance columns when ``layer`` (default: every
+        layer) has chance levels."""
         head = ["unit", "category", "label", "score"]
         for cat in self.categories:
             head += [f"{cat}-{f}" for f in TALLY_FIELDS]
+        names = [layer] if layer is not None else list(self.layers)
+        if names and all(self.layers[n].has_chance for n in names):
+            for cat in self.categories:
+                head += [f"{cat}-{f}" for f in CHANCE_FIELDS]
         return head
 
     def dataframe(self) -> Any:
@@ -165,7 +196,7 @@ class DissectResult:
 
         frames = []
         for layer in self.layers:
-            df = pd.DataFrame(self.tally_rows(layer), columns=self.tally_header())
+            df = pd.DataFrame(self.tally_rows(layer), columns=self.tally_header(layer))
             df.insert(0, "layer", layer)
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
@@ -196,10 +227,52 @@ class DissectResult:
             },
         }
 
+    def unit_chance(self, layer: str) -> list[dict[str, Any]] | None:
+        """Per unit, its best label's ``support`` (images it occurs in), ``iou_chance``, ``z``
+        and ``flags`` (``near_chance``: z below :data:`Z_MIN`; ``few_images``: support below
+        :data:`SUPPORT_MIN`; ``no_label``: no label overlaps the unit). None without chance
+        levels."""
+        lr = self.layers[layer]
+        if lr.iou_chance is None or lr.z is None or lr.support is None:
+            return None
+        out = []
+        for u, (_k, lab) in enumerate(self.unit_best(layer)):
+            n = lab.column
+            if lab.number == 0:
+                out.append({"support": 0, "iou_chance": 0.0, "z": 0.0, "flags": ["no_label"]})
+                continue
+            support, z = int(lr.support[n]), float(lr.z[u, n])
+            out.append(
+                {
+                    "support": support,
+                    "iou_chance": float(lr.iou_chance[u, n]),
+                    "z": z,
+                    "flags": flags(z, support),
+                }
+            )
+        return out
+
+    def flagged(self, layer: str) -> dict[str, int] | None:
+        """Counts of flagged units, all of them and the detectors (IoU above the cut)."""
+        chance = self.unit_chance(layer)
+        if chance is None:
+            return None
+        cut = float(self.settings["iou_threshold"])
+        det = [c["flags"] for c, (_k, lab) in zip(chance, self.unit_best(layer)) if lab.iou > cut]
+        return {
+            "near_chance": sum("near_chance" in c["flags"] for c in chance),
+            "few_images": sum("few_images" in c["flags"] for c in chance),
+            "no_label": sum("no_label" in c["flags"] for c in chance),
+            "detectors_near_chance": sum("near_chance" in f for f in det),
+            "detectors_few_images": sum("few_images" in f for f in det),
+            "detectors_unflagged": sum(not f for f in det),
+        }
+
     def _units_detail(self, layer: str) -> list[dict[str, Any]]:
         lr = self.layers[layer]
         valid = np.flatnonzero(self.label_category >= 0)
         valid = valid[valid > 0]
+        chance = self.unit_chance(layer)
         out = []
         for u, (k, lab) in enumerate(self.unit_best(layer)):
             ious = lr.iou[u, valid]
@@ -218,18 +291,19 @@ class DissectResult:
                         "iou": float(ious[i]),
                     }
                 )
-            out.append(
-                {
-                    "unit": u,
-                    "label": lab.name,
-                    "category": self.categories[k],
-                    "iou": lab.iou,
-                    "threshold": float(lr.thresholds[u]),
-                    "top_images": [int(v) for v in lr.top_indices[u]],
-                    "top_activations": [float(v) for v in lr.top_values[u]],
-                    "runners_up": runners,
-                }
-            )
+            entry = {
+                "unit": u,
+                "label": lab.name,
+                "category": self.categories[k],
+                "iou": lab.iou,
+                "threshold": float(lr.thresholds[u]),
+                "top_images": [int(v) for v in lr.top_indices[u]],
+                "top_activations": [float(v) for v in lr.top_values[u]],
+                "runners_up": runners,
+            }
+            if chance is not None:
+                entry.update(chance[u])
+            out.append(entry)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -243,8 +317,11 @@ class DissectResult:
                 "topn": f"topn_{name}.npz",
             }
             entry["units_detail"] = self._units_detail(name)
+            flagged = self.flagged(name)
+            if flagged is not None:
+                entry["flagged"] = flagged
             layers[name] = entry
-        return {
+        out = {
             "conceptkit_version": self.version,
             "model": self.model,
             "data": self.data,
@@ -253,13 +330,16 @@ class DissectResult:
             # json.dumps(sort_keys=True) loses the --layer order of "layers"; keep it here
             "layer_order": list(self.layers),
         }
+        if any(lr.has_chance for lr in self.layers.values()):
+            out["chance"] = {"z_min": Z_MIN, "support_min": SUPPORT_MIN}
+        return out
 
     # ------------------------------------------------------------------ files
 
     def write_tally(self, layer: str, path: str | Path) -> None:
         """``tally_<layer>.csv`` as NetDissect-Lite writes it (csv module, CRLF, float reprs)."""
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.tally_header())
+            writer = csv.DictWriter(fh, fieldnames=self.tally_header(layer))
             writer.writeheader()
             for row in self.tally_rows(layer):
                 writer.writerow(row)
