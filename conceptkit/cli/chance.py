@@ -8,10 +8,18 @@ unit and label) and ``chance.json`` into RUN or ``-o DIR`` (:mod:`conceptkit.bey
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
+
+from conceptkit.cli._options import (
+    force_option,
+    layers_option,
+    model_options,
+    model_opts,
+    out_option,
+    run_command,
+)
 
 _EPILOG = """\b
 Examples:
@@ -28,20 +36,11 @@ Flags (column `flags`, `;`-separated):
 """
 
 
-@click.command("chance", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--out", type=click.Path(path_type=Path), default=None, help="Folder (default: RUN)."
-)
-@click.option("--layer", "layers", multiple=True, help="Layer (default: all of RUN's).")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="The run's dataset.")
-@click.option("--model", "model_spec", default=None, help="The run's model (default: its spec).")
-@click.option("--arch", default=None, help="Architecture of a bare state_dict (as for dissect).")
-@click.option("--num-classes", type=int, default=None, help="Classifier size of --arch.")
-@click.option("--trust-pickle", is_flag=True, help="Allow full pickle loading (trusted files).")
-@click.option("--batch-size", type=int, default=None, help="Forward batch (default: the run's).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--force", is_flag=True, help="Replace existing chance files.")
+@run_command("chance", _EPILOG)
+@out_option()
+@layers_option()
+@model_options()
+@force_option("Replace existing chance files.")
 def chance(**opts: Any) -> None:
     """Chance level, z-score and support of every unit's IoU in a finished dissection.
 
@@ -61,7 +60,7 @@ def chance(**opts: Any) -> None:
         opts["run"],
         layers,
         data=opts["data"],
-        model_opts=_model_opts(opts),
+        model_opts=model_opts(opts),
         batch_size=opts["batch_size"],
         device=opts["device"],
         log=lambda msg: click.echo(msg, err=True),
@@ -76,8 +75,3 @@ def chance(**opts: Any) -> None:
             f"{s['detectors_unflagged']} unflagged"
         )
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
-
-
-def _model_opts(opts: dict[str, Any]) -> dict[str, Any]:
-    return {k: opts[v] for k, v in (("model", "model_spec"), ("arch", "arch"),
-            ("num_classes", "num_classes"), ("trust_pickle", "trust_pickle"))}  # fmt: skip

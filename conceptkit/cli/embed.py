@@ -9,12 +9,18 @@ the best single unit, and writes ``embed_<layer>.csv``, ``embed_<layer>.npz``,
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import click
 
-from conceptkit.cli.chance import _model_opts
+from conceptkit.cli._options import (
+    force_option,
+    layers_option,
+    model_options,
+    model_opts,
+    out_option,
+    run_command,
+)
 
 _EPILOG = """\b
 Examples:
@@ -35,12 +41,9 @@ Writes (each file atomically; --force replaces existing ones):
 """
 
 
-@click.command("embed", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--out", type=click.Path(path_type=Path), default=None, help="Folder (default: RUN)."
-)
-@click.option("--layer", "layers", multiple=True, help="Layer (default: all of RUN's).")
+@run_command("embed", _EPILOG)
+@out_option()
+@layers_option()
 @click.option("--epochs", type=int, default=30, show_default=True, help="Passes over training.")
 @click.option("--batch-images", type=int, default=64, show_default=True, help="Images per step.")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Adam's learning rate.")
@@ -55,14 +58,8 @@ Writes (each file atomically; --force replaces existing ones):
 @click.option("--min-images", type=int, default=1, show_default=True, help="Training images.")
 @click.option("--share", type=float, default=0.9, show_default=True, help="For the units column.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffling seed.")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="The run's dataset.")
-@click.option("--model", "model_spec", default=None, help="The run's model (default: its spec).")
-@click.option("--arch", default=None, help="Architecture of a bare state_dict (as for dissect).")
-@click.option("--num-classes", type=int, default=None, help="Classifier size of --arch.")
-@click.option("--trust-pickle", is_flag=True, help="Allow full pickle loading (trusted files).")
-@click.option("--batch-size", type=int, default=None, help="Forward batch (default: the run's).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--force", is_flag=True, help="Replace existing embed files.")
+@model_options()
+@force_option("Replace existing embed files.")
 def embed(**opts: Any) -> None:
     """Learn every concept as a thresholded combination of a layer's units (Net2Vec).
 
@@ -95,7 +92,7 @@ def embed(**opts: Any) -> None:
         settings,
         layers,
         data=opts["data"],
-        model_opts=_model_opts(opts),
+        model_opts=model_opts(opts),
         batch_size=opts["batch_size"],
         device=opts["device"],
         log=lambda msg: click.echo(msg, err=True),

@@ -16,6 +16,14 @@ from typing import Any
 
 import click
 
+from conceptkit.cli._options import (
+    force_option,
+    layers_option,
+    model_options,
+    model_opts,
+    out_option,
+    run_command,
+)
 from conceptkit.errors import UsageError
 
 _EPILOG = """\b
@@ -71,12 +79,9 @@ def _bar(desc: str, total: int) -> Any:
     )  # fmt: skip
 
 
-@click.command("explain", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--out", type=click.Path(path_type=Path), default=None, help="Folder (default: RUN)."
-)
-@click.option("--layer", "layers", multiple=True, help="Layer to explain (default: all of RUN's).")
+@run_command("explain", _EPILOG)
+@out_option()
+@layers_option("Layer to explain (default: all of RUN's).")
 @click.option("--max-length", type=int, default=3, show_default=True, help="Concepts per formula.")
 @click.option("--beam", type=int, default=5, show_default=True, help="Formulas kept per length.")
 @click.option(
@@ -99,13 +104,7 @@ def _bar(desc: str, total: int) -> Any:
 @click.option(
     "--workers", type=int, default=None, help="Processes searching units (default: CPU count)."
 )
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="The run's dataset.")
-@click.option("--model", "model_spec", default=None, help="The run's model (default: its spec).")
-@click.option("--arch", default=None, help="Architecture of a bare state_dict (as for dissect).")
-@click.option("--num-classes", type=int, default=None, help="Classifier size of --arch.")
-@click.option("--trust-pickle", is_flag=True, help="Allow full pickle loading (trusted files).")
-@click.option("--batch-size", type=int, default=None, help="Forward batch (default: the run's).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@model_options()
 @click.option(
     "--cache-mem",
     default="2GB",
@@ -115,7 +114,7 @@ def _bar(desc: str, total: int) -> Any:
 @click.option(
     "--spill-dir", type=click.Path(path_type=Path), default=None, help="For that temporary file."
 )
-@click.option("--force", is_flag=True, help="Replace existing explain files.")
+@force_option("Replace existing explain files.")
 def explain(**opts: Any) -> None:
     """Describe each unit of a finished dissection by a logical formula over concepts.
 
@@ -161,12 +160,7 @@ def explain(**opts: Any) -> None:
         settings,
         layers=layers,
         data=opts["data"],
-        model_opts={
-            "model": opts["model_spec"],
-            "arch": opts["arch"],
-            "num_classes": opts["num_classes"],
-            "trust_pickle": opts["trust_pickle"],
-        },
+        model_opts=model_opts(opts),
         log=log,
         progress=_bar,
     )

@@ -13,7 +13,13 @@ from typing import Any
 
 import click
 
-from conceptkit.cli.chance import _model_opts
+from conceptkit.cli._options import (
+    force_option,
+    model_options,
+    model_opts,
+    out_option,
+    run_command,
+)
 
 _EPILOG = """\b
 Examples:
@@ -29,10 +35,9 @@ Writes (OUT is built beside its target and renamed into place when complete):
 """
 
 
-@click.command("segment", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run", type=click.Path(path_type=Path))
+@run_command("segment", _EPILOG)
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Folder.")
+@out_option(required=True)
 @click.option("--layer", default=None, help="Layer (default: RUN's last).")
 @click.option(
     "--embedding",
@@ -46,13 +51,8 @@ Writes (OUT is built beside its target and renamed into place when complete):
     is_flag=True,
     help="Use the detector units even when RUN has embeddings.",
 )
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="The run's dataset.")
-@click.option("--model", "model_spec", default=None, help="The run's model (default: its spec).")
-@click.option("--arch", default=None, help="Architecture of a bare state_dict (as for dissect).")
-@click.option("--num-classes", type=int, default=None, help="Classifier size of --arch.")
-@click.option("--trust-pickle", is_flag=True, help="Allow full pickle loading (trusted files).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--force", is_flag=True, help="Replace an OUT that conceptkit wrote.")
+@model_options(batch_size=False)
+@force_option("Replace an OUT that conceptkit wrote.")
 def segment(**opts: Any) -> None:
     """Label every pixel of IMAGES with a concept, using a layer of RUN.
 
@@ -74,7 +74,7 @@ def segment(**opts: Any) -> None:
         embedding=embedding,
         force=opts["force"],
         data=opts["data"],
-        model_opts=_model_opts(opts),
+        model_opts=model_opts(opts),
         device=opts["device"],
     )
     for m in maps:
