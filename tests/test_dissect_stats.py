@@ -109,8 +109,25 @@ def _hand_case(union: str) -> IoUTally:
     planes[2, 0] = torch.tensor([[1, 1], [1, 0]])
     planes[2, 1] = torch.tensor([[2, 0], [0, 0]])
     labels = torch.tensor([[3], [0], [3]])
-    tally.add(acts, torch.tensor([0.5], dtype=torch.float64), planes, labels)
+    sizes = tally.add(acts, torch.tensor([0.5], dtype=torch.float64), planes, labels)
+    assert sizes.tolist() == [[2], [1], [4]]  # each image's mask pixels
     return tally
+
+
+def test_label_batch_per_image_areas_and_category_pixels():
+    """Per image: pixels of each present label (planes summed) and of each category."""
+    label_category = torch.tensor([-1, 0, 0, 1])
+    tally = IoUTally(1, label_category, 2)
+    planes = torch.zeros(2, 2, 2, 2, dtype=torch.int32)
+    planes[0, 0] = torch.tensor([[1, 0], [2, 2]])
+    planes[1, 0] = torch.tensor([[1, 1], [1, 0]])
+    planes[1, 1] = torch.tensor([[2, 0], [0, 2]])  # pixel (0, 0) carries labels 1 and 2
+    lb = tally.prepare(planes, torch.tensor([[3], [0]]))
+    assert lb.uniq.tolist() == [0, 1, 2]
+    assert lb.areas[:, 1:].tolist() == [[1, 2], [3, 2]]
+    # category 0 ('obj'): image 0 has 3 labelled pixels; image 1 has 4 (pixel (0, 0) once)
+    # category 1 (image-level only) has no pixels in the planes
+    assert lb.cat_pixels.tolist() == [[3, 0], [4, 0]]
 
 
 def test_tally_hand_computed_union_rules():

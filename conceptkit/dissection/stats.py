@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from conceptkit.dissection.upsample import mask_pixels
 
 
 def _units_first(acts: torch.Tensor) -> torch.Tensor:
@@ -226,7 +227,10 @@ class LabelBatch:
     ``truth: (L,)`` labelled pixels per label; ``uniq: (Lc,)`` label numbers present (0
     first); ``inv: (B * S, P)`` each pixel's index into ``uniq``, one column per plane; ``catmat: (Lc, K)``
     one-hot category of each present label; ``image_labels: (B, M)``; ``imgcat: (B, K)``
-    whether the image has an image-level label of each category.
+    whether the image has an image-level label of each category; ``areas: (B, Lc) int64``
+    each image's pixels carrying ``uniq[j]`` (summed over planes; column 0 is not
+    meaningful); ``cat_pixels: (B, K) int64`` each image's pixels carrying at least one
+    label of category ``k`` (in any plane).
     """
 
     size: tuple[int, int]
@@ -236,13 +240,17 @@ class LabelBatch:
     catmat: torch.Tensor
     image_labels: torch.Tensor
     imgcat: torch.Tensor
+    areas: torch.Tensor
+    cat_pixels: torch.Tensor
 
 
 class IoUTally:
     """Intersection / union counts of unit masks against labels (NetDissect's tally).
 
-    For each image, a unit's raw map is upsampled bilinearly (``align_corners=False``) to the
-    label size ``sh x sw`` and thresholded strictly (``value > threshold``). Accumulated, all
+    For each image, a unit's raw map is upsampled bilinearly (``align_corners=False``; the
+    arithmetic of :mod:`conceptkit.dissection.upsample`) to the label size ``sh x sw`` and
+    thresholded strictly (``value > threshold``); only the pixels near samples that come
+    close to the threshold are evaluated (:func:`~conceptkit.dissection.upsample.mask_pixels`). Accumulated, all
     ``int64``:
 
     - ``inter: (C, L)`` mask pixels carrying label ``l`` (each plane counted; an image-level
@@ -316,7 +324,14 @@ class IoUTally:
         icat = torch.where(icat >= 0, icat, torch.full_like(icat, self.num_categories))
         imgcat = torch.zeros((B, self.num_categories + 1), dtype=torch.bool, device=dev)
         imgcat.scatter_(1, icat, True)
-        return LabelBatch((sh, sw), truth, uniq, inv, catmat, il, imgcat[:, : self.num_categories])
+        nc, K = uniq.shape[0], self.num_categories
+        image = torch.arange(B, device=dev).repeat_interleave(S)[:, None]
+        areas = torch.bincount((image * nc + inv).flatten(), minlength=B * nc).view(B, nc)
+        pixcat = torch.where(has, ucat, torch.full_like(ucat, K))[inv]  # (B * S, P)
+        onehot = torch.zeros((B * S, K + 1), dtype=torch.bool, device=dev)
+        onehot.scatter_(1, pixcat, True)
+        cat_pixels = onehot[:, :K].view(B, S, K).sum(dim=1)
+        return LabelBatch((sh, sw), truth, uniq, inv, catmat, il, imgcat[:, :K], areas, cat_pixels)
 
     def add(
         self,
@@ -324,8 +339,8 @@ class IoUTally:
         thresholds: torch.Tensor,
         planes: torch.Tensor | LabelBatch,
         image_labels: torch.Tensor | None = None,
-    ) -> None:
-        """Add B images.
+    ) -> torch.Tensor:
+        """Add B images; returns ``sizes: (B, C) int64``, each image's mask pixels per unit.
 
         ``acts: (B, C, h, w)`` raw activations; ``thresholds: (C,)`` (float64 compared
         exactly); ``planes: (B, P, sh, sw)`` integer label planes of all categories, zero
@@ -354,16 +369,14 @@ class IoUTally:
         b_all, c_all = torch.nonzero(active, as_tuple=True)
         step = max(1, self.max_elems // S)
         per_unit = torch.zeros((C, nc), dtype=torch.int64, device=dev)
+        sizes = torch.zeros((acts.shape[0], C), dtype=torch.int64, device=dev)
         for start in range(0, b_all.shape[0], step):
             b = b_all[start : start + step]
             c = c_all[start : start + step]
             k = b.shape[0]
-            up = F.interpolate(
-                acts[b, c][:, None], size=(sh, sw), mode="bilinear", align_corners=False
-            )
-            mask = up.reshape(k, S) > t32[c][:, None]
-            kk, s = torch.nonzero(mask, as_tuple=True)
+            kk, s = mask_pixels(acts[b, c], t32[c], (sh, sw))
             size = torch.bincount(kk, minlength=k)
+            sizes[b, c] = size
             keys = kk[:, None] * nc + torch.index_select(lb.inv, 0, b[kk] * S + s)
             inter = torch.bincount(keys.flatten(), minlength=k * nc).view(k, nc)
             inter[:, 0] = 0
@@ -381,6 +394,7 @@ class IoUTally:
             self.act_cat.index_add_(0, c, add.to(torch.int64))
             self.act_total.index_add_(0, c, size)
         self.inter[:, lb.uniq] += per_unit
+        return sizes
 
     def merge(self, other: IoUTally) -> None:
         for name in ("inter", "truth", "act_cat", "act_total"):
