@@ -12,10 +12,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, broden_slice, run_dissect_cli
 
+from conceptkit import artefacts
+from conceptkit.artefacts import read_rows
 from conceptkit.cli.explain import explain as explain_cmd
 from conceptkit.errors import LayoutError, UsageError
 from conceptkit.explain import ExplainSettings, explain, parse, save
-from conceptkit.explain.files import read_explain_csv
 
 IMAGES = 80
 
@@ -59,7 +60,7 @@ def test_cli_files_exhaustive_and_round_trip(run_dir: Path, tmp_path: Path) -> N
     res = CliRunner().invoke(explain_cmd, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "beam shortfall" in res.output
-    rows = read_explain_csv(out / "explain_layer4.csv")
+    rows = read_rows(out / "explain_layer4.csv")
     assert [int(r["unit"]) for r in rows] == list(range(20))
     names = [lab.name for lab in _labels()]
     numbers = [str(lab.number) for lab in _labels()]
@@ -74,7 +75,15 @@ def test_cli_files_exhaustive_and_round_trip(run_dir: Path, tmp_path: Path) -> N
         assert parse(r["labels"], numbers).leaves() == f.leaves()
         longer += int(r["length"]) > 1
     assert longer >= 10  # compounds beat single concepts for most units
-    ex_rows = read_explain_csv(out / "exhaustive_layer4.csv")
+    # what the report reads back is what was written (the shared names and columns)
+    assert list(rows[0]) == artefacts.explain_columns(3)
+    formulas = artefacts.read_formulas(out / artefacts.explain_csv("layer4"), 20)
+    assert formulas == {int(r["unit"]): (r["formula"], float(r["iou"])) for r in rows}
+    ex_rows = read_rows(out / "exhaustive_layer4.csv")
+    assert tuple(ex_rows[0]) == artefacts.EXHAUSTIVE_COLUMNS
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        artefacts.explain_names(["layer4"], True)
+    )
     short = [float(r["shortfall"]) for r in ex_rows]
     assert len(short) == 20 and min(short) >= -1e-12
     for r, b in zip(ex_rows, rows, strict=True):

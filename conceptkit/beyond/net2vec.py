@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from conceptkit import artefacts as af
+from conceptkit.artefacts import number
 from conceptkit.beyond.features import image_concepts, image_level
 from conceptkit.errors import UsageError
 from conceptkit.explain.masks import ConceptMasks, threshold32
@@ -445,10 +447,6 @@ def embed(
 
 def concept_rows(ex: Embedding, le: LayerEmbedding) -> tuple[list[str], list[list[Any]]]:
     """``embed_<layer>.csv``: one row per learned concept."""
-    from conceptkit.beyond.files import number
-
-    head = ["number", "label", "category", "iou", "single_iou", "single_unit", "gain"]
-    head += ["units", "train_images", "score_pixels"]
     rows: list[list[Any]] = []
     for k, c in enumerate(le.concepts):
         rows.append(
@@ -465,37 +463,26 @@ def concept_rows(ex: Embedding, le: LayerEmbedding) -> tuple[list[str], list[lis
                 int(le.score_pixels[k]),
             ]
         )
-    return head, rows
+    return list(af.EMBED_COLUMNS), rows
 
 
 def similarity_rows(ex: Embedding, le: LayerEmbedding) -> tuple[list[str], list[list[Any]]]:
     """``embed_similarity_<layer>.csv``: the cosine matrix, labelled by label name."""
-    from conceptkit.beyond.files import number
-
     names = [ex.names[c] for c in le.concepts]
     sim = le.similarity()
     rows = [[names[k], *[number(v) for v in sim[k]]] for k in range(len(names))]
     return ["label", *names], rows
 
 
-def planned_names(layers: Sequence[str]) -> list[str]:
-    names = []
-    for x in layers:
-        names += [f"embed_{x}.csv", f"embed_{x}.npz", f"embed_similarity_{x}.csv"]
-    return [*names, "embed.json"]
-
-
 def save(ex: Embedding, out: str | Path, force: bool = False) -> list[Path]:
     """``embed_<layer>.csv``, ``embed_<layer>.npz`` (``weights (C, K)``, ``bias (K,)`` on raw
     features, ``numbers (K,)`` label numbers, ``mean``/``std (C,)``), ``embed_similarity_<layer>
     .csv`` and ``embed.json`` (settings, split sizes, per-layer means; no timings)."""
-    from conceptkit.beyond import files
-
-    writers: dict[str, files.Writer] = {}
+    writers: dict[str, af.Writer] = {}
     summary: dict[str, Any] = {}
     for name, le in ex.layers.items():
-        writers[f"embed_{name}.csv"] = files.csv_writer(*concept_rows(ex, le))
-        writers[f"embed_{name}.npz"] = files.npz_writer(
+        writers[af.embed_csv(name)] = af.csv_writer(*concept_rows(ex, le))
+        writers[af.embed_npz(name)] = af.npz_writer(
             {
                 "weights": le.weights.astype(np.float32),
                 "bias": le.bias.astype(np.float32),
@@ -504,7 +491,7 @@ def save(ex: Embedding, out: str | Path, force: bool = False) -> list[Path]:
                 "std": le.std.astype(np.float32),
             }
         )
-        writers[f"embed_similarity_{name}.csv"] = files.csv_writer(*similarity_rows(ex, le))
+        writers[af.embed_similarity_csv(name)] = af.csv_writer(*similarity_rows(ex, le))
         scored = le.score_pixels > 0
         summary[name] = {
             "concepts": len(le.concepts),
@@ -515,7 +502,7 @@ def save(ex: Embedding, out: str | Path, force: bool = False) -> list[Path]:
             "median_units": float(np.median(le.units)) if len(le.units) else 0.0,
         }
     o = ex.settings
-    writers["embed.json"] = files.json_writer(
+    writers[af.EMBED_JSON] = af.json_writer(
         {
             "run": ex.run,
             "settings": {"epochs": o.epochs, "batch_images": o.batch_images, "lr": o.lr,
@@ -527,7 +514,7 @@ def save(ex: Embedding, out: str | Path, force: bool = False) -> list[Path]:
             "layer_order": list(ex.layers),
         }
     )  # fmt: skip
-    return files.save_all(out, writers, force)
+    return af.save_all(out, writers, force)
 
 
 def read_embedding(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

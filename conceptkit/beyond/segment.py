@@ -17,7 +17,6 @@ share of the image).
 from __future__ import annotations
 
 import colorsys
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from conceptkit import artefacts as af
 from conceptkit.errors import LayoutError, UsageError
 from conceptkit.explain.run import RunInfo, thresholds
 
@@ -270,10 +270,7 @@ def write_maps(maps: Sequence[ImageMap], lg: Legend, folder: Path) -> None:
             share = repr(pixels / total)
             rows.append([m.source.name, n, lg.names.get(n, ""), lg.categories.get(n, ""),
                          pixels, share])  # fmt: skip
-    with open(folder / "concepts.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "number", "label", "category", "pixels", "share"])
-        w.writerows(rows)
+    af.csv_writer(af.CONCEPTS_COLUMNS, rows)(folder / af.CONCEPTS_CSV)
 
 
 def segment_images(
@@ -304,7 +301,7 @@ def segment_images(
     name = chosen[-1]
     emb: Path | None = None
     if embedding is None:
-        default = info.root / f"embed_{name}.npz"
+        default = info.root / af.embed_npz(name)
         emb = default if default.is_file() else None
     elif embedding is not False and embedding is not True:
         emb = Path(embedding)

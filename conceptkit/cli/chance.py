@@ -49,13 +49,13 @@ def chance(**opts: Any) -> None:
     label pixels a_i, b_i of n_i), with hypergeometric variance; the chance IoU divides it
     by the expected union under RUN's union rule. Units are numbered from 0.
     """
+    from conceptkit.artefacts import chance_names, check_out
     from conceptkit.beyond import chance as ch
     from conceptkit.beyond.features import open_run
-    from conceptkit.explain.files import check_out
 
     out = opts["out"] or opts["run"]
     info, layers = open_run(opts["run"], opts["data"], opts["layers"])
-    check_out(out, ch.planned_names(layers), opts["force"])
+    check_out(out, chance_names(layers), opts["force"])
     res = ch.chance(
         opts["run"],
         layers,

@@ -68,9 +68,9 @@ def embed(**opts: Any) -> None:
     loss, all concepts of a layer at once), trained on index.csv's train rows and scored on
     the others at the label resolution against the best single unit (RUN's thresholds).
     """
+    from conceptkit.artefacts import check_out, embed_names
     from conceptkit.beyond import net2vec as nv
     from conceptkit.beyond.features import open_run
-    from conceptkit.explain.files import check_out
 
     settings = nv.EmbedSettings(
         epochs=opts["epochs"],
@@ -85,7 +85,7 @@ def embed(**opts: Any) -> None:
     settings.check()
     out = opts["out"] or opts["run"]
     info, layers = open_run(opts["run"], opts["data"], opts["layers"])
-    check_out(out, nv.planned_names(layers), opts["force"])
+    check_out(out, embed_names(layers), opts["force"])
     t0 = time.perf_counter()
     ex = nv.embed(
         opts["run"],

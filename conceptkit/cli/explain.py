@@ -124,6 +124,7 @@ def explain(**opts: Any) -> None:
     at the label resolution over every image and with RUN's --union. A length-1 formula
     scores exactly the dissection's IoU. Units are numbered from 0, as in results.json.
     """
+    from conceptkit import artefacts
     from conceptkit.explain import ExplainSettings, files, run
 
     max_length = opts["max_length"]
@@ -150,7 +151,7 @@ def explain(**opts: Any) -> None:
     out = opts["out"] or opts["run"]
     info = run.read_run(opts["run"], opts["data"])
     layers = list(opts["layers"]) or info.layers
-    files.check_out(out, files.planned_names(layers, bool(ex_len)), opts["force"])
+    artefacts.check_out(out, artefacts.explain_names(layers, bool(ex_len)), opts["force"])
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)

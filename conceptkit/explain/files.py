@@ -10,43 +10,30 @@
 - ``explain_gain.png``: mean IoU gain over the single best concept against formula length, one
   line per layer (deterministic bytes);
 - ``explain.json``: settings and per-layer means (no timings: the same run gives the same bytes).
+
+The names, the columns and the writers are :mod:`conceptkit.artefacts`'s.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from conceptkit.errors import UsageError
+from conceptkit import artefacts as af
+from conceptkit.artefacts import read_rows as read_explain_csv
 from conceptkit.explain.run import Explanation, LayerExplanation
 
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# read_explain_csv: the name conceptkit.explain exports
+__all__ = ["explain_rows", "exhaustive_rows", "gains", "read_explain_csv", "save", "summary"]
 
 
 def explain_rows(ex: Explanation, layer: LayerExplanation) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of ``explain_<layer>.csv``."""
     names = ex.names
     numbers = [str(n) for n in ex.numbers]
-    k = ex.settings.max_length
-    head = ["unit", "formula", "labels", "iou", "score", "length", "label", "label_iou"]
-    head += [f"iou_len{i}" for i in range(1, k + 1)]
+    head = af.explain_columns(ex.settings.max_length)
     rows = []
     for u in layer.units:
         f = u.formula
@@ -69,9 +56,7 @@ def explain_rows(ex: Explanation, layer: LayerExplanation) -> tuple[list[str], l
 def exhaustive_rows(ex: Explanation, layer: LayerExplanation) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of ``exhaustive_<layer>.csv``."""
     names = ex.names
-    head = ["unit", "beam_formula", "beam_iou", "beam_score", "exhaustive_formula"]
-    head += ["exhaustive_iou", "exhaustive_score", "exhaustive_length", "shortfall"]
-    head += ["formulas_extended"]
+    head = list(af.EXHAUSTIVE_COLUMNS)
     rows = []
     for u in layer.units:
         rows.append(
@@ -91,20 +76,6 @@ def exhaustive_rows(ex: Explanation, layer: LayerExplanation) -> tuple[list[str]
     return head, rows
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
-
-
-def _csv_writer(head: list[str], rows: list[list[Any]]) -> Callable[[Path], None]:
-    def write(path: Path) -> None:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(head)
-            w.writerows(rows)
-
-    return write
-
-
 def gains(layer: LayerExplanation, max_length: int) -> list[float]:
     """Mean over units of (best IoU at length <= k) - (single-concept IoU), k = 1..max."""
     if not layer.units:
@@ -114,7 +85,7 @@ def gains(layer: LayerExplanation, max_length: int) -> list[float]:
     return [float(v) for v in (by - base[:, None]).mean(axis=0)]
 
 
-def _plot_writer(ex: Explanation) -> Callable[[Path], None]:
+def _plot_writer(ex: Explanation) -> af.Writer:
     def write(path: Path) -> None:
         import matplotlib
 
@@ -148,10 +119,10 @@ def summary(ex: Explanation) -> dict[str, Any]:
             "mean_iou": float(np.mean(ious)) if ious else 0.0,
             "mean_label_iou": float(np.mean([u.iou1 for u in layer.units])) if ious else 0.0,
             "mean_gain_by_length": gains(layer, o.max_length),
-            "files": {"explain": f"explain_{name}.csv"},
+            "files": {"explain": af.explain_csv(name)},
         }
         if o.exhaustive:
-            entry["files"]["exhaustive"] = f"exhaustive_{name}.csv"
+            entry["files"]["exhaustive"] = af.exhaustive_csv(name)
             entry["mean_shortfall"] = float(
                 np.mean([u.exhaustive_score - u.score for u in layer.units])
             )
@@ -174,44 +145,14 @@ def summary(ex: Explanation) -> dict[str, Any]:
     }
 
 
-def planned_names(layers: list[str], exhaustive: bool) -> list[str]:
-    """The files an explanation of ``layers`` writes."""
-    names = [f"explain_{layer}.csv" for layer in layers]
-    if exhaustive:
-        names += [f"exhaustive_{layer}.csv" for layer in layers]
-    return names + ["explain_gain.png", "explain.json"]
-
-
-def check_out(out: Path, names: list[str], force: bool) -> None:
-    """Refuse (before any work) to replace explain files without ``force``."""
-    if out.exists() and not out.is_dir():
-        raise UsageError("is not a folder", file=out)
-    if not force:
-        for name in names:
-            if (out / name).exists():
-                raise UsageError("exists (use --force to replace it)", file=out / name)
-
-
 def save(ex: Explanation, out: str | Path, force: bool = False) -> list[Path]:
     """Write every file into ``out`` (created if missing); returns their paths."""
-    folder = Path(out)
-    names = planned_names(list(ex.layers), bool(ex.settings.exhaustive))
-    check_out(folder, names, force)
-    folder.mkdir(parents=True, exist_ok=True)
-    writers: dict[str, Callable[[Path], None]] = {}
-    for name, layer in ex.layers.items():
-        writers[f"explain_{name}.csv"] = _csv_writer(*explain_rows(ex, layer))
-        if ex.settings.exhaustive:
-            writers[f"exhaustive_{name}.csv"] = _csv_writer(*exhaustive_rows(ex, layer))
-    writers["explain_gain.png"] = _plot_writer(ex)
-    text = json.dumps(summary(ex), sort_keys=True, indent=2, allow_nan=False) + "\n"
-    writers["explain.json"] = lambda p: _write_text(p, text)
-    for name in names:
-        write_atomic(folder / name, writers[name])
-    return [folder / n for n in names]
-
-
-def read_explain_csv(path: str | Path) -> list[dict[str, str]]:
-    """The rows of an ``explain_<layer>.csv`` as dicts (strings)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    layers = list(ex.layers.items())
+    writers = {af.explain_csv(n): af.csv_writer(*explain_rows(ex, lay)) for n, lay in layers}
+    if ex.settings.exhaustive:
+        writers |= {
+            af.exhaustive_csv(n): af.csv_writer(*exhaustive_rows(ex, lay)) for n, lay in layers
+        }
+    writers[af.EXPLAIN_GAIN_PNG] = _plot_writer(ex)
+    writers[af.EXPLAIN_JSON] = af.json_writer(summary(ex))
+    return af.save_all(out, writers, force)

@@ -7,33 +7,20 @@
   z score, the images the label occurs in, and the flags ``near_chance`` / ``few_images``.
 
 A run without these files gets no extras (its report is unchanged). A file that is there but
-breaks its format is a LayoutError naming the file, the line and the column.
+breaks its format is a LayoutError naming the file, the line and the column. The names, the
+columns and the readers are :mod:`conceptkit.artefacts`'s (the writers' too).
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from conceptkit import limits
-from conceptkit.errors import LayoutError
+from conceptkit import artefacts as af
+from conceptkit.artefacts import Chance
 from conceptkit.report.pages import esc, fmt_iou
 from conceptkit.report.run import LayerInfo, RunInfo
 
-EXPLAIN_COLUMNS = ("unit", "formula", "iou")
-CHANCE_COLUMNS = ("unit", "iou_chance", "z", "support", "detector", "flags")
 SHOWN_FLAGS = ("near_chance", "few_images")
-
-
-@dataclass(frozen=True)
-class Chance:
-    iou_chance: float
-    z: float
-    support: int
-    detector: bool
-    flags: tuple[str, ...]
 
 
 @dataclass
@@ -55,64 +42,15 @@ class LayerExtras:
         return out
 
 
-def _rows(path: Path, columns: tuple[str, ...], units: int) -> list[tuple[int, int, dict]]:
-    """``(line, unit, row)`` of a per-unit CSV, the columns and the unit checked."""
-    limits.check("file_bytes", path.stat().st_size, file=path, error=LayoutError)
-    out = []
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
-            if missing:
-                raise LayoutError(f"has no column {missing[0]!r}", file=path, place="line 1")
-            for row in reader:
-                line = reader.line_num
-                text = row["unit"] or ""
-                if not (text.isascii() and text.isdigit()) or int(text) >= units:
-                    raise LayoutError(
-                        f"unit {text!r} is not one of the layer's {units} units (0-based)",
-                        file=path,
-                        place=f"line {line}, column unit",
-                    )
-                out.append((line, int(text), row))
-    except UnicodeDecodeError as exc:
-        raise LayoutError(f"is not UTF-8 text ({exc.reason})", file=path) from None
-    except csv.Error as exc:
-        raise LayoutError(f"is not a readable CSV ({exc})", file=path) from None
-    return out
-
-
-def _number(row: dict, key: str, path: Path, line: int) -> float:
-    try:
-        value = float(row[key] or "")
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise LayoutError(
-            f"{row[key]!r} is not a finite number", file=path, place=f"line {line}, column {key}"
-        )
-    return value
-
-
 def load_extras(run: RunInfo, lay: LayerInfo) -> LayerExtras:
     """The layer's extras from ``explain_<layer>.csv`` and ``chance_<layer>.csv`` (each if there)."""
     ex = LayerExtras()
-    path = run.out / f"explain_{lay.name}.csv"
+    path = run.out / af.explain_csv(lay.name)
     if path.is_file():
-        for line, unit, row in _rows(path, EXPLAIN_COLUMNS, lay.units):
-            if row["formula"]:
-                ex.formulas[unit] = (row["formula"], _number(row, "iou", path, line))
-    path = run.out / f"chance_{lay.name}.csv"
+        ex.formulas = af.read_formulas(path, lay.units)
+    path = run.out / af.chance_csv(lay.name)
     if path.is_file():
-        for line, unit, row in _rows(path, CHANCE_COLUMNS, lay.units):
-            support = _number(row, "support", path, line)
-            ex.chance[unit] = Chance(
-                iou_chance=_number(row, "iou_chance", path, line),
-                z=_number(row, "z", path, line),
-                support=int(support),
-                detector=_number(row, "detector", path, line) > 0,
-                flags=tuple(f for f in (row["flags"] or "").split(";") if f),
-            )
+        ex.chance = af.read_chance(path, lay.units)
     return ex
 
 
