@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from conceptkit.converters import _parallel
 
 from conceptkit import limits
 from conceptkit.annotations import ImageAnnotation
@@ -48,12 +49,15 @@ class ReadOptions:
     ``warn``: called with one line per warning (file and place first).
     ``check_paths``: refuse image paths that lead outside ``src`` (``../``, absolute).
     ``extra``: format-specific options (free form, documented by the reader).
+    ``workers``: processes :func:`each_record` may build records in (1 = in this process; the
+    records and their order are the same whatever the number).
     """
 
     keep_going: bool = False
     warn: Callable[[str], None] = _ignore
     check_paths: bool = True
     extra: dict[str, object] = field(default_factory=dict)
+    workers: int = 1
 
 
 class Reader(Protocol):
@@ -151,20 +155,39 @@ def each_record(
     A FormatError from ``build`` propagates, or under ``options.keep_going`` is reported as
     ``"<error><skipped>"`` through ``options.warn`` and the item skipped (errors raised while
     iterating ``items`` always propagate). Each record gets ``annotator`` when it is given.
+    With ``options.workers`` > 1 the records are built in that many worker processes
+    (:mod:`conceptkit.converters._parallel`): the same records, warnings and errors, in order.
     """
-    for item in items:
-        try:
-            record = build(item)
-        except FormatError as exc:
+    for record, error in _built(items, build, options):
+        if error is not None:
             if not options.keep_going:
-                raise
-            options.warn(f"{exc}{skipped}")
+                raise error
+            options.warn(f"{error}{skipped}")
             continue
         if record is None:
             continue
         if annotator is not None:
             record.annotator = annotator
         yield record
+
+
+def _built(
+    items: Iterable[T], build: Callable[[T], ImageAnnotation | None], options: ReadOptions
+) -> Iterator[tuple[ImageAnnotation | None, FormatError | None]]:
+    """(record, None) or (None, its FormatError) for each item, in order."""
+    if options.workers > 1 and _parallel.can_fork():
+        for outcome in _parallel.outcomes(items, build, options, options.workers):
+            for line in outcome.warnings:
+                options.warn(line)
+            yield outcome.record, outcome.error
+        return
+    for item in items:
+        try:
+            record = build(item)
+        except FormatError as exc:
+            yield None, exc
+            continue
+        yield record, None
 
 
 def line_records(

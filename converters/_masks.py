@@ -9,7 +9,8 @@ every distinct value into one ``mask`` :class:`~conceptkit.annotations.Shape` ho
   size checked against the limits, and against the image's size, before any pixel is decoded)
   and returns its raw values: palette indices for mode ``P`` (never converted to RGB), 16-bit
   values for ``I;16``, ``(H, W, 3) uint8`` for colour PNGs.
-- :func:`regions` splits an ``(H, W)`` integer plane into the patches of its values in one sort.
+- :func:`regions` splits an ``(H, W)`` integer plane into the patches of its values in one radix
+  sort of their ranks.
 - :func:`colour_codes` packs RGB into one integer per pixel (``R << 16 | G << 8 | B``) and
   :func:`lookup` maps values through a table, refusing a value the table lacks with the first
   pixel that has it.
@@ -143,29 +144,56 @@ def _refuse(
     )
 
 
+#: the widest value range ranked through a look-up table (4 Mi entries, at most 32 MiB); a
+#: plane whose values span more (packed colours, say) is ranked by a sort
+_TABLE_RANGE = 1 << 22
+
+
+def _ranked(flat: np.ndarray) -> tuple[list[int], list[int], np.ndarray]:
+    """(distinct values ascending, their pixel counts, ``(N,)`` rank of each pixel's value).
+
+    Ranks are the narrowest unsigned type that holds them, so that the stable sort of
+    :func:`regions` is a radix sort.
+    """
+    lo, hi = int(flat.min()), int(flat.max())
+    if hi - lo < _TABLE_RANGE:
+        shifted = flat - lo if lo else flat
+        counts = np.bincount(shifted)
+        present = np.flatnonzero(counts)
+        k = len(present)
+        dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
+        table = np.zeros(len(counts), dtype=dtype)
+        table[present] = np.arange(k, dtype=dtype)
+        return (present + lo).tolist(), counts[present].tolist(), table[shifted]
+    values, ranks, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    return values.tolist(), counts.tolist(), ranks.reshape(-1)
+
+
 def regions(plane: np.ndarray, skip: set[int]) -> Iterator[Region]:
     """The region of every distinct value of ``plane`` ``(H, W)`` not in ``skip``, by value.
 
-    One stable sort of the flat plane groups the pixels of each value, in reading order: the
-    first and last pixel of a value give its rows; one comparison over those rows gives its
-    columns and its patch (the tight box around its pixels).
+    Each pixel's value is ranked (a look-up table over the values' range), then one stable
+    radix sort of the ranks groups the pixels of each value, in reading order: the first and
+    last pixel of a value give its rows, the least and greatest column among them its columns;
+    its patch is the comparison over that tight box.
     """
+    if not plane.size:
+        return
     width = plane.shape[1]
-    flat = plane.reshape(-1)
-    order = np.argsort(flat, kind="stable")
-    ordered = flat[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], len(ordered)]
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        value = int(ordered[start])
+    values, counts, ranks = _ranked(plane.reshape(-1))
+    order = np.argsort(ranks, kind="stable")
+    ends = np.cumsum(np.asarray(counts, dtype=np.int64))
+    starts = ends - counts
+    columns = order % width
+    left = np.minimum.reduceat(columns, starts).tolist()
+    right = np.maximum.reduceat(columns, starts).tolist()
+    first, last = (order[starts] // width).tolist(), (order[ends - 1] // width).tolist()
+    for k, value in enumerate(values):
         if value in skip:
             continue
-        y0, y1 = int(order[start]) // width, int(order[end - 1]) // width
-        band = plane[y0 : y1 + 1] == value
-        cols = np.flatnonzero(band.any(axis=0))
-        x0 = int(cols[0])
-        mask = np.ascontiguousarray(band[:, x0 : int(cols[-1]) + 1])
-        yield Region(value, mask, (x0, y0), end - start)
+        y0, x0 = first[k], left[k]
+        mask = plane[y0 : last[k] + 1, x0 : right[k] + 1] == value
+        yield Region(value, mask, (x0, y0), counts[k])
 
 
 def mask_shape(

@@ -56,7 +56,9 @@ class Inputs:
         if self.opts.images is not None:
             extra["images"] = Path(self.opts.images)
         for i, src in enumerate(self.paths):
-            read_options = ReadOptions(keep_going=self.opts.keep_going, warn=warn, extra=extra)
+            read_options = ReadOptions(
+                keep_going=self.opts.keep_going, warn=warn, extra=extra, workers=self.opts.workers
+            )
             for ann in self.reader(src, read_options):
                 yield i, ann
 
