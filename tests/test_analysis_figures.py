@@ -22,6 +22,8 @@ from conceptkit.analysis.figures import (
     unit_figure,
 )
 from conceptkit.errors import LayoutError
+from conceptkit.report import plots
+from conceptkit.report.foreign import run_info
 
 SMALL_LAYER = [
     {"object": ("car", 0.2), "part": ("wheel", 0.05)},
@@ -85,6 +87,26 @@ def test_unique_detectors_figure_names_layers_when_a_model_has_several(runs: lis
     ]
     assert "naive" in ax.get_ylabel()
     assert _stacks(ax)["object"] == [2, 1]  # naive: {car, tree}; hand layer {car}
+
+
+@pytest.mark.parametrize("definition", ["official", "naive"])
+def test_the_reports_comparison_draws_the_same_bars(
+    runs: list,  # type: ignore[type-arg]
+    tmp_path: Path,
+    definition: str,
+) -> None:
+    """`conceptkit report A B -o DIR`'s compare_<definition> and this figure are one drawing:
+    on the same folders they give the same PNG and SVG bytes."""
+    infos = [run_info(r) for r in runs]
+    report_fig, counts = plots.compare_figure(infos, [i.name for i in infos], definition)
+    df = unique_detectors(runs, definition=definition)
+    fig, values = unique_detectors_figure(df, definition=definition)
+    assert values["absolute"] == {bar: {c: float(n) for c, n in per.items()}
+                                  for bar, per in counts.items()}  # fmt: skip
+    assert values["absolute"]["resnet18_places365: layer4"]["scene"] == 1.0
+    a = [p.read_bytes() for p in save(report_fig, tmp_path / "report")]
+    b = [p.read_bytes() for p in save(fig, tmp_path / "analysis")]
+    assert a == b
 
 
 def test_detector_share_figure_lines(runs: list) -> None:  # type: ignore[type-arg]

@@ -26,7 +26,7 @@ from conceptkit.analysis.counts import concept_counts
 from conceptkit.analysis.runs import Run
 from conceptkit.analysis.units import UnitStrip
 from conceptkit.errors import LayoutError
-from conceptkit.report.plots import save
+from conceptkit.report.plots import save, unique_detectors_bars
 from conceptkit.report.run import category_colors
 
 __all__ = [
@@ -69,41 +69,21 @@ def _bar_names(df: pd.DataFrame) -> list[str]:
     return [f"{m}: {lay}" if m in several else m for m, lay in zip(models, df["layer"].astype(str))]
 
 
-def _stack(ax: Any, xs: list[str], series: dict[str, list[float]], fmt: str) -> None:
-    colors = category_colors(list(series))
-    bottom = [0.0] * len(xs)
-    for cat, heights in series.items():
-        ax.bar(xs, heights, bottom=bottom, label=cat, color=colors[cat], width=0.6)
-        bottom = [b + h for b, h in zip(bottom, heights)]
-    for x, b in zip(xs, bottom):
-        ax.annotate(fmt.format(b), (x, b), ha="center", va="bottom", fontsize=8)
-    top = max(bottom, default=0.0)
-    ax.set_ylim(0, top * 1.12 if top > 0 else 1)
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-
-
 def unique_detectors_figure(
     df: pd.DataFrame, *, definition: str = "official"
 ) -> tuple[Any, dict[str, dict[str, dict[str, float]]]]:
     """Unique detectors per category, stacked, one bar per row of ``df`` (a model's layer).
 
     ``df`` is :func:`~conceptkit.analysis.counts.unique_detectors`'s frame; ``definition``
-    only labels the axis. Left: absolute counts; right: percent of the layer's units.
+    only labels the axis. Left: absolute counts; right: percent of the layer's units. Drawn by
+    :func:`conceptkit.report.plots.unique_detectors_bars`, as the report's comparison.
     ``values = {"absolute": {bar: {cat: n}}, "share": {bar: {cat: percent}}}``.
     """
     cats = _ud_categories(df)
     xs = _bar_names(df)
     absolute = {c: [float(v) for v in df[f"num_ud_{c}"]] for c in cats}
     share = {c: [float(v) for v in df[f"num_ud_{c}_pc"]] for c in cats}
-    fig = _figure(max(7.0, 1.4 * len(xs) + 4.0), 4.2)
-    axes = fig.subplots(1, 2)
-    _stack(axes[0], xs, absolute, "{:g}")
-    _stack(axes[1], xs, share, "{:.1f}%")
-    axes[0].set_ylabel(f"unique detectors ({definition})")
-    axes[1].set_ylabel("% of units")
-    axes[0].set_title("Unique detectors per category", fontsize=10)
-    axes[1].set_title("As a share of the units", fontsize=10)
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig = unique_detectors_bars(xs, absolute, share, definition)
     values = {
         "absolute": {x: {c: absolute[c][i] for c in cats} for i, x in enumerate(xs)},
         "share": {x: {c: share[c][i] for c in cats} for i, x in enumerate(xs)},

@@ -203,33 +203,22 @@ def iou_histogram_figure(run: RunInfo, bins: int = 40) -> tuple[Any, dict[str, l
     return fig, values
 
 
-def compare_figure(
-    runs: list[RunInfo], names: list[str], definition: str = "official"
-) -> tuple[Any, dict[str, dict[str, int]]]:
-    """Unique detectors per category, one stacked bar per (run, layer), absolute and share.
+def unique_detectors_bars(
+    xs: list[str],
+    absolute: dict[str, list[float]],
+    share: dict[str, list[float]],
+    definition: str = "official",
+) -> Any:
+    """Unique detectors per category, stacked, one bar per name in ``xs`` (a model's layer):
+    ``absolute[cat][i]`` counts on the left, ``share[cat][i]`` percent of the units on the
+    right, categories in ``absolute``'s order; ``definition`` only labels the axis.
 
-    ``values = {"<name>: <layer>": {cat: n}}`` under ``definition`` ("official" or "naive").
+    The drawing of the report's comparison (:func:`compare_figure`) and of
+    :func:`conceptkit.analysis.figures.unique_detectors_figure`.
     """
-    cats: list[str] = []
-    for run in runs:
-        cats += [c for c in run.categories if c not in cats]
-    colors = category_colors(cats)
-    xs: list[str] = []
-    units: list[int] = []
-    values: dict[str, dict[str, int]] = {}
-    for run, name in zip(runs, names):
-        for lay in run.layers:
-            key = f"{name}: {lay.name}" if len(run.layers) > 1 else name
-            per = lay.unique_official if definition == "official" else lay.unique_naive
-            values[key] = {c: int(per.get(c, 0)) for c in cats}
-            xs.append(key)
-            units.append(lay.units)
+    colors = category_colors(list(absolute))
     fig = _figure(max(7.0, 1.6 * len(xs) + 3.5), 4.2)
     axes = fig.subplots(1, 2)
-    absolute = {c: [float(values[x][c]) for x in xs] for c in cats}
-    share = {
-        c: [100.0 * v / max(u, 1) for v, u in zip(vals, units)] for c, vals in absolute.items()
-    }
     _stacked(axes[0], xs, absolute, colors)
     _stacked(axes[1], xs, share, colors)
     for t in axes[1].texts:
@@ -241,4 +230,32 @@ def compare_figure(
     axes[0].set_title("Unique detectors per category", fontsize=10)
     axes[1].set_title("As a share of units", fontsize=10)
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    return fig, values
+    return fig
+
+
+def compare_figure(
+    runs: list[RunInfo], names: list[str], definition: str = "official"
+) -> tuple[Any, dict[str, dict[str, int]]]:
+    """Unique detectors per category, one stacked bar per (run, layer), absolute and share
+    (:func:`unique_detectors_bars`).
+
+    ``values = {"<name>: <layer>": {cat: n}}`` under ``definition`` ("official" or "naive").
+    """
+    cats: list[str] = []
+    for run in runs:
+        cats += [c for c in run.categories if c not in cats]
+    xs: list[str] = []
+    units: list[int] = []
+    values: dict[str, dict[str, int]] = {}
+    for run, name in zip(runs, names):
+        for lay in run.layers:
+            key = f"{name}: {lay.name}" if len(run.layers) > 1 else name
+            per = lay.unique_official if definition == "official" else lay.unique_naive
+            values[key] = {c: int(per.get(c, 0)) for c in cats}
+            xs.append(key)
+            units.append(lay.units)
+    absolute = {c: [float(values[x][c]) for x in xs] for c in cats}
+    share = {
+        c: [100.0 * v / max(u, 1) for v, u in zip(vals, units)] for c, vals in absolute.items()
+    }
+    return unique_detectors_bars(xs, absolute, share, definition), values
