@@ -9,8 +9,8 @@ every distinct value into one ``mask`` :class:`~conceptkit.annotations.Shape` ho
   size checked against the limits, and against the image's size, before any pixel is decoded)
   and returns its raw values: palette indices for mode ``P`` (never converted to RGB), 16-bit
   values for ``I;16``, ``(H, W, 3) uint8`` for colour PNGs.
-- :func:`regions` splits an ``(H, W)`` integer plane into the patches of its values in one radix
-  sort of their ranks.
+- :func:`regions` splits an ``(H, W)`` integer plane into the patches of its values (one
+  comparison per value, or one radix sort of the values' ranks when there are many).
 - :func:`colour_codes` packs RGB into one integer per pixel (``R << 16 | G << 8 | B``) and
   :func:`lookup` maps values through a table, refusing a value the table lacks with the first
   pixel that has it.
@@ -20,9 +20,11 @@ every distinct value into one ``mask`` :class:`~conceptkit.annotations.Shape` ho
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from conceptkit.converters import inside, within
@@ -110,14 +112,16 @@ def lookup(
     A value not in the table raises FormatError naming it (as a colour when ``describe``) and
     the first pixel (row, column) holding it. The table's values must fit in 15 bits.
     """
-    if plane.size and int(plane.min()) >= 0 and int(plane.max()) < 1 << 24:
-        # a look-up table over the values present (at most 2**24 entries of 2 bytes): one gather
-        top = int(plane.max())
-        lut = np.full(top + 1, -1, dtype=np.int16)
-        for key, value in table.items():
-            if 0 <= key <= top:
-                lut[key] = value
-        mapped = lut[plane].astype(np.int64)
+    top = int(plane.max()) if plane.size else -1
+    if plane.size and int(plane.min()) >= 0 and top < 1 << 24:
+        # a look-up table over the table's keys (at most 2**24 entries of 2 bytes), made once
+        # per table (every image of a dataset shares it): one gather
+        lut = _lookup_table(tuple(table.items()))
+        if top < len(lut):
+            mapped = lut[plane].astype(np.int64)
+        else:  # values past the table's last key: not in it
+            inside = plane < len(lut)
+            mapped = np.where(inside, lut[np.where(inside, plane, 0)], -1).astype(np.int64)
         missing = np.flatnonzero(mapped.reshape(-1) < 0)
         if len(missing):
             _refuse(plane, int(plane.reshape(-1)[missing[0]]), file, place, what, describe)
@@ -129,6 +133,19 @@ def lookup(
             _refuse(plane, v, file, place, what, describe)
         out[i] = table[v]
     return out[inverse].reshape(plane.shape)
+
+
+@functools.lru_cache(maxsize=2)
+def _lookup_table(items: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """``(K + 1,) int16``: entry ``key`` holds ``table[key]``, -1 where the table has none;
+    K = the largest key in 0..2**24 - 1 (keys outside that range are left out). Read-only."""
+    keys = [k for k, _ in items if 0 <= k < 1 << 24]
+    lut = np.full(max(keys, default=0) + 1, -1, dtype=np.int16)
+    for key, value in items:
+        if 0 <= key < 1 << 24:
+            lut[key] = value
+    lut.flags.writeable = False
+    return lut
 
 
 def _refuse(
@@ -160,39 +177,60 @@ def _ranked(flat: np.ndarray) -> tuple[list[int], list[int], np.ndarray]:
         shifted = flat - lo if lo else flat
         counts = np.bincount(shifted)
         present = np.flatnonzero(counts)
-        k = len(present)
-        dtype = np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
+        dtype = _rank_type(len(present))
         table = np.zeros(len(counts), dtype=dtype)
-        table[present] = np.arange(k, dtype=dtype)
+        table[present] = np.arange(len(present), dtype=dtype)
         return (present + lo).tolist(), counts[present].tolist(), table[shifted]
-    values, ranks, counts = np.unique(flat, return_inverse=True, return_counts=True)
-    return values.tolist(), counts.tolist(), ranks.reshape(-1)
+    values = np.unique(flat)
+    ranks = np.searchsorted(values, flat).astype(_rank_type(len(values)))
+    return values.tolist(), np.bincount(ranks, minlength=len(values)).tolist(), ranks
+
+
+def _rank_type(k: int) -> type[np.unsignedinteger[Any]] | type[np.int64]:
+    """The narrowest type holding ranks 0..k - 1 (a radix sort for 8 and 16 bits)."""
+    return np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
+
+
+#: up to this many values, each value's region is found by one comparison over the ranks (no
+#: sort); past it, one sort of the ranks groups them all
+_SCAN_VALUES = 48
 
 
 def regions(plane: np.ndarray, skip: set[int]) -> Iterator[Region]:
     """The region of every distinct value of ``plane`` ``(H, W)`` not in ``skip``, by value.
 
-    Each pixel's value is ranked (a look-up table over the values' range), then one stable
-    radix sort of the ranks groups the pixels of each value, in reading order: the first and
-    last pixel of a value give its rows, the least and greatest column among them its columns;
-    its patch is the comparison over that tight box.
+    Each pixel's value is ranked first (:func:`_ranked`). For a few values, one comparison of
+    the ranks per value gives its rows and columns and, cut to the tight box around its pixels,
+    its patch. For many, one stable radix sort of the ranks groups the pixels of each value in
+    reading order: the first and last pixel of a value give its rows, the least and greatest
+    column among them its columns, and its patch is the comparison over that box.
     """
     if not plane.size:
         return
+    values, counts, flat = _ranked(plane.reshape(-1))
+    ranks = flat.reshape(plane.shape)
+    wanted = [(k, v) for k, v in enumerate(values) if v not in skip]
+    if len(wanted) <= _SCAN_VALUES:
+        for k, value in wanted:
+            same = ranks == k
+            rows = np.flatnonzero(same.any(axis=1))
+            cols = np.flatnonzero(same.any(axis=0))
+            y0, x0 = int(rows[0]), int(cols[0])
+            mask = np.ascontiguousarray(same[y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1])
+            yield Region(value, mask, (x0, y0), counts[k])
+        return
     width = plane.shape[1]
-    values, counts, ranks = _ranked(plane.reshape(-1))
-    order = np.argsort(ranks, kind="stable")
-    ends = np.cumsum(np.asarray(counts, dtype=np.int64))
-    starts = ends - counts
+    order = np.argsort(flat, kind="stable")
+    sizes = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
     columns = order % width
     left = np.minimum.reduceat(columns, starts).tolist()
     right = np.maximum.reduceat(columns, starts).tolist()
     first, last = (order[starts] // width).tolist(), (order[ends - 1] // width).tolist()
-    for k, value in enumerate(values):
-        if value in skip:
-            continue
+    for k, value in wanted:
         y0, x0 = first[k], left[k]
-        mask = plane[y0 : last[k] + 1, x0 : right[k] + 1] == value
+        mask = ranks[y0 : last[k] + 1, x0 : right[k] + 1] == k
         yield Region(value, mask, (x0, y0), counts[k])
 
 
