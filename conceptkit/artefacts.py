@@ -46,32 +46,14 @@ EMBED_JSON = "embed.json"
 CONCEPTS_CSV = "concepts.csv"
 
 
-def explain_csv(layer: str) -> str:
-    return f"explain_{layer}.csv"
-
-
-def exhaustive_csv(layer: str) -> str:
-    return f"exhaustive_{layer}.csv"
-
-
-def chance_csv(layer: str) -> str:
-    return f"chance_{layer}.csv"
-
-
-def chance_npz(layer: str) -> str:
-    return f"chance_{layer}.npz"
-
-
-def embed_csv(layer: str) -> str:
-    return f"embed_{layer}.csv"
-
-
-def embed_npz(layer: str) -> str:
-    return f"embed_{layer}.npz"
-
-
-def embed_similarity_csv(layer: str) -> str:
-    return f"embed_similarity_{layer}.csv"
+# one file per layer: ``explain_csv("layer4") == "explain_layer4.csv"``
+explain_csv: Callable[[str], str] = "explain_{}.csv".format
+exhaustive_csv: Callable[[str], str] = "exhaustive_{}.csv".format
+chance_csv: Callable[[str], str] = "chance_{}.csv".format
+chance_npz: Callable[[str], str] = "chance_{}.npz".format
+embed_csv: Callable[[str], str] = "embed_{}.csv".format
+embed_npz: Callable[[str], str] = "embed_{}.npz".format
+embed_similarity_csv: Callable[[str], str] = "embed_similarity_{}.csv".format
 
 
 def explain_names(layers: Sequence[str], exhaustive: bool) -> list[str]:

@@ -12,14 +12,7 @@ from typing import Any
 
 import click
 
-from conceptkit.cli._options import (
-    force_option,
-    layers_option,
-    model_options,
-    model_opts,
-    out_option,
-    run_command,
-)
+from conceptkit.cli import _options as run_opts
 
 _EPILOG = """\b
 Examples:
@@ -36,11 +29,11 @@ Flags (column `flags`, `;`-separated):
 """
 
 
-@run_command("chance", _EPILOG)
-@out_option()
-@layers_option()
-@model_options()
-@force_option("Replace existing chance files.")
+@run_opts.run_command("chance", _EPILOG)
+@run_opts.out_option()
+@run_opts.layers_option()
+@run_opts.model_options()
+@run_opts.force_option("Replace existing chance files.")
 def chance(**opts: Any) -> None:
     """Chance level, z-score and support of every unit's IoU in a finished dissection.
 
@@ -60,7 +53,7 @@ def chance(**opts: Any) -> None:
         opts["run"],
         layers,
         data=opts["data"],
-        model_opts=model_opts(opts),
+        model_opts=run_opts.model_opts(opts),
         batch_size=opts["batch_size"],
         device=opts["device"],
         log=lambda msg: click.echo(msg, err=True),

@@ -13,14 +13,7 @@ from typing import Any
 
 import click
 
-from conceptkit.cli._options import (
-    force_option,
-    layers_option,
-    model_options,
-    model_opts,
-    out_option,
-    run_command,
-)
+from conceptkit.cli import _options as run_opts
 
 _EPILOG = """\b
 Examples:
@@ -41,9 +34,9 @@ Writes (each file atomically; --force replaces existing ones):
 """
 
 
-@run_command("embed", _EPILOG)
-@out_option()
-@layers_option()
+@run_opts.run_command("embed", _EPILOG)
+@run_opts.out_option()
+@run_opts.layers_option()
 @click.option("--epochs", type=int, default=30, show_default=True, help="Passes over training.")
 @click.option("--batch-images", type=int, default=64, show_default=True, help="Images per step.")
 @click.option("--lr", type=float, default=0.01, show_default=True, help="Adam's learning rate.")
@@ -58,8 +51,8 @@ Writes (each file atomically; --force replaces existing ones):
 @click.option("--min-images", type=int, default=1, show_default=True, help="Training images.")
 @click.option("--share", type=float, default=0.9, show_default=True, help="For the units column.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffling seed.")
-@model_options()
-@force_option("Replace existing embed files.")
+@run_opts.model_options()
+@run_opts.force_option("Replace existing embed files.")
 def embed(**opts: Any) -> None:
     """Learn every concept as a thresholded combination of a layer's units (Net2Vec).
 
@@ -92,7 +85,7 @@ def embed(**opts: Any) -> None:
         settings,
         layers,
         data=opts["data"],
-        model_opts=model_opts(opts),
+        model_opts=run_opts.model_opts(opts),
         batch_size=opts["batch_size"],
         device=opts["device"],
         log=lambda msg: click.echo(msg, err=True),

@@ -16,14 +16,7 @@ from typing import Any
 
 import click
 
-from conceptkit.cli._options import (
-    force_option,
-    layers_option,
-    model_options,
-    model_opts,
-    out_option,
-    run_command,
-)
+from conceptkit.cli import _options as run_opts
 from conceptkit.errors import UsageError
 
 _EPILOG = """\b
@@ -79,9 +72,9 @@ def _bar(desc: str, total: int) -> Any:
     )  # fmt: skip
 
 
-@run_command("explain", _EPILOG)
-@out_option()
-@layers_option("Layer to explain (default: all of RUN's).")
+@run_opts.run_command("explain", _EPILOG)
+@run_opts.out_option()
+@run_opts.layers_option("Layer to explain (default: all of RUN's).")
 @click.option("--max-length", type=int, default=3, show_default=True, help="Concepts per formula.")
 @click.option("--beam", type=int, default=5, show_default=True, help="Formulas kept per length.")
 @click.option(
@@ -104,7 +97,7 @@ def _bar(desc: str, total: int) -> Any:
 @click.option(
     "--workers", type=int, default=None, help="Processes searching units (default: CPU count)."
 )
-@model_options()
+@run_opts.model_options()
 @click.option(
     "--cache-mem",
     default="2GB",
@@ -114,7 +107,7 @@ def _bar(desc: str, total: int) -> Any:
 @click.option(
     "--spill-dir", type=click.Path(path_type=Path), default=None, help="For that temporary file."
 )
-@force_option("Replace existing explain files.")
+@run_opts.force_option("Replace existing explain files.")
 def explain(**opts: Any) -> None:
     """Describe each unit of a finished dissection by a logical formula over concepts.
 
@@ -161,7 +154,7 @@ def explain(**opts: Any) -> None:
         settings,
         layers=layers,
         data=opts["data"],
-        model_opts=model_opts(opts),
+        model_opts=run_opts.model_opts(opts),
         log=log,
         progress=_bar,
     )

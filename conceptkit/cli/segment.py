@@ -13,13 +13,7 @@ from typing import Any
 
 import click
 
-from conceptkit.cli._options import (
-    force_option,
-    model_options,
-    model_opts,
-    out_option,
-    run_command,
-)
+from conceptkit.cli import _options as run_opts
 
 _EPILOG = """\b
 Examples:
@@ -35,9 +29,9 @@ Writes (OUT is built beside its target and renamed into place when complete):
 """
 
 
-@run_command("segment", _EPILOG)
+@run_opts.run_command("segment", _EPILOG)
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@out_option(required=True)
+@run_opts.out_option(required=True)
 @click.option("--layer", default=None, help="Layer (default: RUN's last).")
 @click.option(
     "--embedding",
@@ -51,8 +45,8 @@ Writes (OUT is built beside its target and renamed into place when complete):
     is_flag=True,
     help="Use the detector units even when RUN has embeddings.",
 )
-@model_options(batch_size=False)
-@force_option("Replace an OUT that conceptkit wrote.")
+@run_opts.model_options(batch_size=False)
+@run_opts.force_option("Replace an OUT that conceptkit wrote.")
 def segment(**opts: Any) -> None:
     """Label every pixel of IMAGES with a concept, using a layer of RUN.
 
@@ -74,7 +68,7 @@ def segment(**opts: Any) -> None:
         embedding=embedding,
         force=opts["force"],
         data=opts["data"],
-        model_opts=model_opts(opts),
+        model_opts=run_opts.model_opts(opts),
         device=opts["device"],
     )
     for m in maps:
