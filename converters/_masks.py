@@ -186,6 +186,17 @@ def _ranked(flat: np.ndarray) -> tuple[list[int], list[int], np.ndarray]:
     return values.tolist(), np.bincount(ranks, minlength=len(values)).tolist(), ranks
 
 
+def distinct(plane: np.ndarray) -> np.ndarray:
+    """The distinct values of ``plane`` (any shape, integers), ascending, ``(K,) int64``."""
+    flat = plane.reshape(-1)
+    if not flat.size:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(flat.min()), int(flat.max())
+    if hi - lo < _TABLE_RANGE:
+        return np.flatnonzero(np.bincount(flat - lo if lo else flat)).astype(np.int64) + lo
+    return np.unique(flat).astype(np.int64)
+
+
 def _rank_type(k: int) -> type[np.unsignedinteger[Any]] | type[np.int64]:
     """The narrowest type holding ranks 0..k - 1 (a radix sort for 8 and 16 bits)."""
     return np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from conceptkit.converters import ReadOptions, check_points, each_record
 from conceptkit.converters._masks import (
+    distinct,
     files_under,
     image_in,
     lookup,
@@ -134,19 +135,33 @@ def _pixel_shapes(values: np.ndarray, instances: bool) -> list[Shape]:
     return shapes
 
 
+def _class_ids(values: np.ndarray, instances: bool) -> np.ndarray:
+    """The class id of each value: ``v // 1000`` for instance values (``v >= 1000``)."""
+    return np.where(values >= 1000, values // 1000, values) if instances else values
+
+
+def _check_ids(
+    plane: np.ndarray, instances: bool, table: dict[int, int], path: Path, kind: str
+) -> None:
+    """FormatError naming the first pixel whose class id the label table lacks.
+
+    Checked on the distinct values; only when one is missing is the whole plane looked up (to
+    name its first pixel)."""
+    if all(int(i) in table for i in _class_ids(distinct(plane), instances).tolist()):
+        return
+    lookup(_class_ids(plane, instances), table, file=path, place="pixels", what=kind)
+
+
 def _from_png(path: Path, kind: str) -> tuple[tuple[int, int], list[Shape]]:
     plane = read_plane(path, file=path, place="header", what=kind)
     if plane.ndim != 2:
         raise FormatError(f"{kind} must be a one-channel PNG", path, "header")
     size = (plane.shape[1], plane.shape[0])
     table = {i: i for i in BY_ID}
-    if kind == "instanceIds.png":
-        ids = np.where(plane >= 1000, plane // 1000, plane)
-        lookup(ids, table, file=path, place="pixels", what=kind)
-        return size, _pixel_shapes(plane, True)
-    if kind == "labelIds.png":
-        lookup(plane, table, file=path, place="pixels", what=kind)
-        return size, _pixel_shapes(plane, False)
+    if kind in ("instanceIds.png", "labelIds.png"):
+        instances = kind == "instanceIds.png"
+        _check_ids(plane, instances, table, path, kind)
+        return size, _pixel_shapes(plane, instances)
     train = {lab.train_id: lab.id for lab in BY_TRAIN_ID.values()} | {255: 0}
     ids = lookup(plane, train, file=path, place="pixels", what=kind)
     return size, _pixel_shapes(ids, False)
