@@ -208,3 +208,30 @@ def test_tally_vectorised_equals_per_unit_loop(union):
     fresh = IoUTally(C, label_category, ncat, union=union)
     fresh.load_state_dict(tally.state_dict())
     torch.testing.assert_close(fresh.iou(), tally.iou())
+
+
+def test_statistics_ignore_the_memory_layout():
+    """A channels-last batch (as a channels-last forward gives) yields the same statistics."""
+    g = torch.Generator().manual_seed(5)
+    batches = [torch.randn(6, 4, 7, 9, generator=g).relu_() for _ in range(12)]
+    label_category = torch.tensor([-1, 0, 0, 1])
+    planes = torch.randint(0, 3, (6, 2, 14, 18), generator=g, dtype=torch.int32)
+    image_labels = torch.randint(0, 4, (6, 1), generator=g)
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        q, top = TopQuantile(4, 12 * 6 * 63, 0.05), TopImages(4, 5, (7, 9))
+        tally = IoUTally(4, label_category, 2)
+        for i, b in enumerate(batches):
+            b = b.contiguous(memory_format=layout)
+            q.add(b)
+            top.add(b, torch.arange(6) + 6 * i)
+        thr = torch.from_numpy(q.result())
+        sizes = [tally.add(b.contiguous(memory_format=layout), thr, planes, image_labels)
+                 for b in batches]  # fmt: skip
+        results.append((q.result(), top.indices, top.maps, tally.inter, tally.act_cat, sizes))
+    (q0, i0, m0, n0, a0, s0), (q1, i1, m1, n1, a1, s1) = results
+    np.testing.assert_array_equal(q0, q1)
+    assert torch.equal(i0, i1) and torch.equal(m0, m1)
+    assert torch.equal(n0, n1) and torch.equal(a0, a1)
+    assert all(torch.equal(x, y) for x, y in zip(s0, s1))
+    assert int(n0.sum()) > 0

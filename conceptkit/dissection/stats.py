@@ -24,11 +24,6 @@ import torch
 from conceptkit.dissection.upsample import mask_pixels
 
 
-def _units_first(acts: torch.Tensor) -> torch.Tensor:
-    """``(B, C, h, w)`` -> ``(C, B * h * w)``."""
-    return acts.transpose(0, 1).reshape(acts.shape[1], -1)
-
-
 def quantile_need(total: int, quantile: float) -> int:
     """How many of the largest values decide the ``1 - quantile`` quantile of ``total`` values.
 
@@ -110,23 +105,44 @@ class TopQuantile:
         self.top = values
 
     def add(self, acts: torch.Tensor) -> None:
-        """``acts: (B, C, h, w)`` raw activations of B images."""
-        vals = _units_first(acts.to(torch.float32)).to(self._top.device)
-        self.count += vals.shape[1]
-        if self._floor is not None:
-            above = vals > self._floor[:, None]
-            width = int(above.sum(dim=1).max())
-            if width == 0:
+        """``acts: (B, C, h, w)`` raw activations of B images (any memory layout)."""
+        acts = acts.to(device=self._top.device, dtype=torch.float32)
+        self.count += acts[:, 0].numel()
+        if self._floor is None:
+            vals = acts.transpose(0, 1).reshape(self.units, -1)
+        else:
+            vals = self._above_floor(acts)
+            if vals.shape[1] == 0:
                 return
-            if width < vals.shape[1]:
-                # the -inf filling is never among the k largest: ``top`` holds k finite values
-                vals = torch.where(above, vals, torch.full_like(vals, -math.inf))
-                if 4 * width < vals.shape[1]:  # few candidates: keep only their columns
-                    vals = torch.topk(vals, width, dim=1, sorted=False).values
         self._pending.append(vals)
         self._pending_width += vals.shape[1]
         if self._pending_width > self.need:
             self._compact()
+
+    def _above_floor(self, acts: torch.Tensor) -> torch.Tensor:
+        """``acts: (B, C, h, w)`` -> ``(C, m)``: each unit's values above its floor,
+        left-aligned, padded with -inf (never among the k largest: ``top`` holds k finite
+        values). Found by one comparison in the batch's own layout (no transposed copy)."""
+        assert self._floor is not None
+        if acts.dim() == 4 and acts.is_contiguous(memory_format=torch.channels_last):
+            dense, stride = acts.permute(0, 2, 3, 1), 1  # (B, h, w, C) in memory order
+            floor = self._floor
+        else:
+            dense, stride = acts.contiguous(), acts[0, 0].numel()
+            floor = self._floor.view(-1, *([1] * (acts.dim() - 2)))
+        flat = dense.reshape(-1)
+        where = torch.nonzero((dense > floor).reshape(-1)).flatten()
+        unit = torch.div(where, stride, rounding_mode="floor") % self.units
+        counts = torch.bincount(unit, minlength=self.units)
+        width = int(counts.max()) if unit.numel() else 0
+        out = torch.full((self.units, width), -math.inf, device=acts.device)
+        if width == 0:
+            return out
+        order = torch.argsort(unit, stable=True)
+        unit = unit[order]
+        first = torch.cumsum(counts, 0) - counts
+        out[unit, torch.arange(unit.shape[0], device=out.device) - first[unit]] = flat[where[order]]
+        return out
 
     def merge(self, other: TopQuantile) -> None:
         self.count += other.count
@@ -180,26 +196,40 @@ class TopImages:
         self.indices = torch.empty((units, 0), dtype=torch.int64, device=device)
         self.maps = torch.empty((units, 0, h, w), dtype=torch.float32, device=device)
 
-    def _select(self, values: torch.Tensor, indices: torch.Tensor, maps: torch.Tensor) -> None:
+    def _order(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """``(C, m)`` candidates -> ``(C, <= n)`` positions of the new top-n, best first
+        (ties: lower row first)."""
         order = torch.sort(indices, dim=1, stable=True).indices
         v = torch.gather(values, 1, order)
         order = torch.gather(order, 1, torch.sort(v, dim=1, descending=True, stable=True).indices)
-        order = order[:, : self.n]
+        return order[:, : self.n]
+
+    def _select(self, values: torch.Tensor, indices: torch.Tensor, maps: torch.Tensor) -> None:
+        order = self._order(values, indices)
         self.values = torch.gather(values, 1, order)
         self.indices = torch.gather(indices, 1, order)
         c = torch.arange(values.shape[0], device=values.device)[:, None]
         self.maps = maps[c, order]
 
     def add(self, acts: torch.Tensor, rows: torch.Tensor) -> None:
-        """``acts: (B, C, h, w)``, ``rows: (B,) int64`` their dataset row numbers."""
+        """``acts: (B, C, h, w)``, ``rows: (B,) int64`` their dataset row numbers. Only the
+        maps that enter the top-n are copied."""
         acts = acts.to(device=self.values.device, dtype=torch.float32)
         maxima = acts.amax(dim=(2, 3)).T  # (C, B)
         rows = rows.to(self.values.device).view(1, -1).expand_as(maxima)
-        self._select(
-            torch.cat([self.values, maxima], 1),
-            torch.cat([self.indices, rows], 1),
-            torch.cat([self.maps, acts.transpose(0, 1)], 1),
-        )
+        values = torch.cat([self.values, maxima], 1)
+        indices = torch.cat([self.indices, rows], 1)
+        order = self._order(values, indices)
+        kept = self.values.shape[1]
+        units = torch.arange(values.shape[0], device=values.device)[:, None].expand_as(order)
+        old = order < kept
+        maps = torch.empty((*order.shape, *self.maps.shape[2:]), dtype=torch.float32,
+                           device=self.maps.device)  # fmt: skip
+        maps[old] = self.maps[units[old], order[old]]
+        maps[~old] = acts[order[~old] - kept, units[~old]]
+        self.values = torch.gather(values, 1, order)
+        self.indices = torch.gather(indices, 1, order)
+        self.maps = maps
 
     def merge(self, other: TopImages) -> None:
         dev = self.values.device
