@@ -85,12 +85,59 @@ def validate_dataset(dataset: Path, log: Log) -> None:
         raise UsageError(f"the converted example has {len(errors)} validation errors")
 
 
-def best_units(df: Any, layer: str, n: int = 3) -> str:
-    """The ``n`` best-scoring units of ``layer`` in a dissection's dataframe, as one line."""
-    best = df[df["layer"] == layer].sort_values("score", ascending=False).head(n)
-    return ", ".join(
-        f"unit {int(r.unit)} {r.label} ({r.category}, IoU {r.score:.3f})" for r in best.itertuples()
-    )
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def best_units(result: Any, layer: str, n: int = 3) -> str:
+    """The ``n`` best-scoring units of ``layer`` of a
+    :class:`~conceptkit.dissection.results.DissectResult` as one line (units 1-based, as in
+    the tally), each with its best label's support, chance level and flags when counted."""
+    rows = result.tally_rows(layer)[:n]
+    chance = result.unit_chance(layer)
+    parts = []
+    for r in rows:
+        text = f"unit {r['unit']} {r['label']} ({r['category']}, IoU {r['score']:.3f}"
+        if chance is not None:
+            c = chance[r["unit"] - 1]
+            text += f", chance {c['iou_chance']:.3f}, support {_images(c['support'])}"
+            if c["flags"]:
+                text += f": {' '.join(c['flags'])}"
+        parts.append(text + ")")
+    return ", ".join(parts)
+
+
+def flag_lines(result: Any, layer: str, n: int = 3) -> list[str]:
+    """What the flags say of ``layer``: how many of its ``n`` best units and of its detectors
+    are ``few_images`` (label in fewer than 10 images) or ``near_chance`` (z below 3), and
+    for each few-images label of the best units, how many detectors it names and its support
+    (no lines without chance levels)."""
+    chance = result.unit_chance(layer)
+    flagged = result.flagged(layer)
+    if chance is None or flagged is None:
+        return []
+    top = [chance[r["unit"] - 1] for r in result.tally_rows(layer)[:n]]
+    few = sum("few_images" in c["flags"] for c in top)
+    near = sum("near_chance" in c["flags"] for c in top)
+    detectors = result.summary(layer)["detectors"]
+    lines = [
+        f"  {layer}: of these {len(top)}, {few} are few_images (label in < 10 images) and "
+        f"{near} near_chance (z < 3); of its {detectors} detectors, "
+        f"{flagged['detectors_few_images']} are few_images, "
+        f"{flagged['detectors_near_chance']} near_chance, "
+        f"{flagged['detectors_unflagged']} unflagged"
+    ]
+    cut = float(result.settings["iou_threshold"])
+    names = [r["label"] for r in result.tally_rows(layer)[:n]]
+    for name in dict.fromkeys(names):
+        units = [c for (_k, lab), c in zip(result.unit_best(layer), chance) if lab.name == name]
+        det = sum(lab.iou > cut for _k, lab in result.unit_best(layer) if lab.name == name)
+        if units and "few_images" in units[0]["flags"]:
+            lines.append(
+                f'  {layer}: "{name}" is the best label of {det} detectors and occurs in '
+                f"{_images(units[0]['support'])} (Broden kept labels of 10 images or more)"
+            )
+    return lines
 
 
 def dissect_dataset(
@@ -113,9 +160,10 @@ def dissect_dataset(
         },
     )
     result.save(out)
-    df = result.dataframe()
     for layer in LAYERS:
-        log(f"  {layer}: best units: {best_units(df, layer)}")
+        log(f"  {layer}: best units: {best_units(result, layer)}")
+        for line in flag_lines(result, layer):
+            log(line)
 
 
 def run(

@@ -107,6 +107,26 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # on three of the twelve photos) well above the detector cut.
     faces = [u for u in layer["units_detail"] if u["label"] == "face"]
     assert faces and max(u["iou"] for u in faces) > 0.2
+    # The flags say it honestly: on 12 images no label reaches Broden's 10-image support, and
+    # the best units of the last stage are "coffee" units resting on one image.
+    cut = results["settings"]["iou_threshold"]
+    coffee = [u for u in layer["units_detail"] if u["label"] == "coffee" and u["iou"] > cut]
+    assert len(coffee) == 81 and all(u["support"] == 1 for u in coffee)
+    assert all("few_images" in u["flags"] for u in coffee)
+    # ... though well above chance on that image (IoU over 6x the chance level, z over 10)
+    assert all(u["iou_chance"] < 0.035 and u["iou"] > 6 * u["iou_chance"] for u in coffee)
+    assert all(u["z"] > 10 and "near_chance" not in u["flags"] for u in coffee)
+    flagged = layer["flagged"]
+    assert flagged["detectors_few_images"] == layer["detectors"] == 750
+    assert flagged["detectors_unflagged"] == 0
+    assert "features.18: of these 3, 3 are few_images (label in < 10 images)" in res.output
+    assert f"of its 750 detectors, 750 are few_images, {flagged['detectors_near_chance']} " in (
+        res.output
+    )
+    assert '"coffee" is the best label of 81 detectors and occurs in 1 image' in res.output
+    assert "unit 932 coffee (object, IoU 0.754, chance 0.029, support 1 image: few_images)" in (
+        res.output
+    )
     # Re-running without --force refuses to overwrite.
     again = CliRunner().invoke(cli, ["demo", str(out)])
     assert again.exit_code != 0

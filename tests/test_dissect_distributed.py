@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import broden_slice, resnet18_weights
@@ -57,6 +59,14 @@ def test_two_gloo_processes_equal_one_process(mini_broden, tmp_path):
     for name in files:
         if name.endswith((".csv", ".npy")):
             assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    # the chance levels too: the tally's <cat>-iou_chance / <cat>-z columns above, and per unit
+    ja, jb = (json.loads((d / "results.json").read_text())["layers"] for d in (a, b))
+    assert "object-z" in (a / "tally_layer3.csv").read_text().splitlines()[0]
+    for layer in ("layer3", "layer4.1.conv2"):
+        assert ja[layer]["flagged"] == jb[layer]["flagged"]
+        for ua, ub in zip(ja[layer]["units_detail"], jb[layer]["units_detail"]):
+            for key in ("support", "iou_chance", "z", "flags"):
+                assert ua[key] == ub[key], (layer, ua["unit"], key)
     for layer in ("layer3", "layer4.1.conv2"):
         ta, tb = np.load(a / f"topn_{layer}.npz"), np.load(b / f"topn_{layer}.npz")
         for key in ("indices", "values", "maps"):

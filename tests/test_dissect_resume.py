@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -70,6 +71,13 @@ def test_killed_run_resumes_to_identical_outputs_and_changed_weights_restart(min
     for layer in ("layer4",):
         for name in (f"tally_{layer}.csv", f"quantile_{layer}.npy"):
             assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+        # the chance sums were checkpointed with the tally: the same levels per unit
+        ja, jb = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "ref"))
+        units = [ja["layers"][layer]["units_detail"], jb["layers"][layer]["units_detail"]]
+        assert [(u["support"], u["iou_chance"], u["z"], u["flags"]) for u in units[0]] == [
+            (u["support"], u["iou_chance"], u["z"], u["flags"]) for u in units[1]
+        ]
+        assert ja["layers"][layer]["flagged"] == jb["layers"][layer]["flagged"]
         a, b = np.load(out / f"topn_{layer}.npz"), np.load(tmp_path / "ref" / f"topn_{layer}.npz")
         for key in ("indices", "values", "maps"):
             np.testing.assert_array_equal(a[key], b[key])

@@ -86,7 +86,10 @@ def test_tally_csv_round_trip_and_golden_header(mini_broden, golden_dir, tmp_pat
     out = res.save(tmp_path / "run")
     for layer in LAYERS:
         gold_head = (golden_dir / f"tally_{layer}.csv").read_bytes().split(b"\n")[0]
-        assert (out / f"tally_{layer}.csv").read_bytes().split(b"\n")[0] == gold_head
+        # NetDissect-Lite's columns first, then conceptkit's chance columns per category
+        chance = ",".join(f"{c}-{f}" for c in CATS for f in ("iou_chance", "z")).encode()
+        head = (out / f"tally_{layer}.csv").read_bytes().split(b"\n")[0]
+        assert head == gold_head[:-1] + b"," + chance + b"\r"
         back = pd.read_csv(out / f"tally_{layer}.csv", keep_default_na=False)
         expect = pd.DataFrame(res.tally_rows(layer))
         pd.testing.assert_frame_equal(back, expect, check_dtype=False)
@@ -109,6 +112,8 @@ def test_tally_csv_round_trip_and_golden_header(mini_broden, golden_dir, tmp_pat
     assert l4["units"] == 512 and l4["map_size"] == [7, 7]
     assert l4["detectors"] == 0  # random weights: no unit passes 0.04 (golden README)
     assert len(l4["units_detail"]) == 512
+    # random weights: every unit is flagged, none is a detector to flag
+    assert l4["flagged"]["detectors_near_chance"] == l4["flagged"]["detectors_unflagged"] == 0
     # deterministic bytes
     again = res.save(tmp_path / "run2")
     for f in sorted(p.name for p in out.iterdir()):

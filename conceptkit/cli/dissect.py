@@ -32,15 +32,20 @@ Examples:
       --preprocess netdissect --batch-size 32 --cache-mem 4GB -o vgg/
   conceptkit dissect --model m.pth --arch resnet18 --data d/ --thresholds old_run/ -o again/
   conceptkit dissect --model torchvision:resnet18 --data d/ -o run/ --nproc 2   # 2 processes
+  conceptkit dissect --model torchvision:resnet18 --data d/ -o run/ --baseline random
   torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 --rdzv_backend c10d \
       --rdzv_endpoint host0:29500 -m conceptkit dissect --model m.pth --arch resnet18 ...
 
 \b
 Writes into OUT (atomically; --force replaces an existing OUT):
-  tally_<layer>.csv     NetDissect-Lite's tally columns, one row per unit, best first
+  tally_<layer>.csv     NetDissect-Lite's tally columns, one row per unit, best first, then
+                        per category the best label's <cat>-iou_chance and <cat>-z
   quantile_<layer>.npy  the per-unit thresholds (exact 0.995 quantile by default)
   topn_<layer>.npz      each unit's top images: indices, max values, raw maps
   results.json          settings, fingerprints, detectors, unique detectors, per-unit labels
+                        with their support, chance level, z and flags (near_chance: z < 3,
+                        few_images: label in < 10 images); with --baseline, trained vs random
+  baseline/             with --baseline random: the same files for random weights (seed 0)
   html/, plots/         the report (skip: --no-report)
 
 \b
@@ -181,6 +186,7 @@ def _settings(opts: dict[str, Any]) -> DissectSettings:
             thresholds=opts["thresholds"],
             input_size=opts["input_size"],
             grid=_grid(opts["grid"]),
+            baseline=opts["baseline"],
         ),
         cache=CacheSettings(
             cache_mem=parse_size(opts["cache_mem"]),
@@ -209,6 +215,19 @@ def _bar(desc: str, total: int) -> Any:
     return tqdm(
         total=total, desc=desc, unit="img", file=sys.stderr, disable=not sys.stderr.isatty()
     )
+
+
+def _echo_baseline(layer: str, trained: dict[str, Any], random: dict[str, Any]) -> None:
+    """One line: the layer's trained weights against the random ones."""
+    parts = []
+    for key, what in (
+        ("detectors", "detectors"),
+        ("unique_detectors_official", "unique (official)"),
+        ("mean_best_iou", "mean best IoU"),
+    ):
+        a, b = trained[key], random[key]
+        parts.append(f"{what} {a:.4f} vs {b:.4f}" if isinstance(a, float) else f"{what} {a} vs {b}")
+    click.echo(f"{layer}, trained vs random weights: {', '.join(parts)}")
 
 
 @click.command("dissect", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -278,6 +297,12 @@ def _bar(desc: str, total: int) -> Any:
     type=click.Path(path_type=Path),
     default=None,
     help="Folder with quantile_<layer>.npy to reuse (skips the quantile pass).",
+)
+@click.option(
+    "--baseline",
+    type=click.Choice(["random"]),
+    default=None,
+    help="Also dissect the same architecture with random weights (seed 0) into OUT/baseline/.",
 )
 @click.option(
     "--preprocess",
@@ -439,6 +464,8 @@ def dissect(**opts: Any) -> None:
             f"(IoU > {opts['iou_threshold']}), unique detectors: official {u['official']['total']}, "
             f"naive {u['naive']['total']}"
         )
+        if result.baseline is not None:
+            _echo_baseline(name, result.digest(name), result.baseline.digest(name))
     click.echo(f"wrote {out}/ (tally_*.csv, quantile_*.npy, topn_*.npz, results.json)")
     if opts["no_report"]:
         return

@@ -28,6 +28,7 @@ TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
 #: find theirs where they were)
 CHANCE_FIELDS = ("iou_chance", "z")
 RUNNERS_UP = 4
+BASELINE_DIR = "baseline"
 
 
 @dataclass
@@ -86,7 +87,8 @@ class DissectResult:
 
     Per label column ``i``: ``label_numbers[i]`` its number in label.csv (None: ``i``
     itself), ``label_names[i]`` its name, ``label_category[i]`` its category index (-1 for
-    label 0 or none).
+    label 0 or none). ``baseline``: the same dissection of random weights, when asked for
+    (saved into ``baseline/``, compared in results.json's ``baseline``).
     """
 
     layers: dict[str, LayerResult]
@@ -98,6 +100,7 @@ class DissectResult:
     data: dict[str, Any]
     version: str = ""
     label_numbers: np.ndarray | None = None
+    baseline: DissectResult | None = None
     _best: dict[str, list[list[UnitLabel]]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ labels per unit
@@ -268,6 +271,40 @@ class DissectResult:
             "detectors_unflagged": sum(not f for f in det),
         }
 
+    def digest(self, layer: str) -> dict[str, Any]:
+        """What the trained-vs-random comparison shows of one layer: detectors, unique
+        detectors (both definitions), the mean IoU of the units' best labels and, with
+        chance levels, the flagged detectors."""
+        s = self.summary(layer)
+        u = s["unique_detectors"]
+        best = [lab.iou for _k, lab in self.unit_best(layer)]
+        out: dict[str, Any] = {
+            "units": s["units"],
+            "detectors": s["detectors"],
+            "unique_detectors_official": u["official"]["total"],
+            "unique_detectors_naive": u["naive"]["total"],
+            "mean_best_iou": float(np.mean(best)) if best else 0.0,
+        }
+        flagged = self.flagged(layer)
+        if flagged is not None:
+            for key in ("detectors_near_chance", "detectors_few_images", "detectors_unflagged"):
+                out[key] = flagged[key]
+        return out
+
+    def baseline_summary(self) -> dict[str, Any] | None:
+        """results.json's ``baseline``: per layer the :meth:`digest` of the trained and of
+        the random weights (None without a baseline)."""
+        b = self.baseline
+        if b is None:
+            return None
+        layers = {n: {"trained": self.digest(n), "random": b.digest(n)} for n in self.layers}
+        return {
+            "kind": "random",
+            "seed": b.model.get("random_weights_seed"),
+            "folder": BASELINE_DIR,
+            "layers": layers,
+        }
+
     def _units_detail(self, layer: str) -> list[dict[str, Any]]:
         lr = self.layers[layer]
         valid = np.flatnonzero(self.label_category >= 0)
@@ -332,6 +369,9 @@ class DissectResult:
         }
         if any(lr.has_chance for lr in self.layers.values()):
             out["chance"] = {"z_min": Z_MIN, "support_min": SUPPORT_MIN}
+        baseline = self.baseline_summary()
+        if baseline is not None:
+            out["baseline"] = baseline
         return out
 
     # ------------------------------------------------------------------ files
@@ -345,22 +385,30 @@ class DissectResult:
                 writer.writerow(row)
 
     def save(self, out: str | Path, force: bool = False) -> Path:
-        """Write every file of the output contract into ``out`` atomically; return its path."""
+        """Write every file of the output contract into ``out`` atomically (the baseline's
+        into ``out/baseline/``); return its path."""
         with atomic_dir(out, force=force) as tmp:
-            for name, lr in self.layers.items():
-                self.write_tally(name, tmp / f"tally_{name}.csv")
-                np.save(tmp / f"quantile_{name}.npy", lr.thresholds.astype(np.float64))
-                write_npz(
-                    tmp / f"topn_{name}.npz",
-                    {
-                        "indices": lr.top_indices.astype(np.int64),
-                        "values": lr.top_values.astype(np.float32),
-                        "maps": lr.top_maps.astype(np.float16),
-                    },
-                )
-            text = json.dumps(self.to_json(), sort_keys=True, indent=2, allow_nan=False)
-            (tmp / "results.json").write_text(text + "\n", encoding="utf-8")
+            self.write_files(tmp)
+            if self.baseline is not None:
+                (tmp / BASELINE_DIR).mkdir()
+                self.baseline.write_files(tmp / BASELINE_DIR)
         return Path(out)
+
+    def write_files(self, tmp: Path) -> None:
+        """The output contract's files into the folder ``tmp``."""
+        for name, lr in self.layers.items():
+            self.write_tally(name, tmp / f"tally_{name}.csv")
+            np.save(tmp / f"quantile_{name}.npy", lr.thresholds.astype(np.float64))
+            write_npz(
+                tmp / f"topn_{name}.npz",
+                {
+                    "indices": lr.top_indices.astype(np.int64),
+                    "values": lr.top_values.astype(np.float32),
+                    "maps": lr.top_maps.astype(np.float16),
+                },
+            )
+        text = json.dumps(self.to_json(), sort_keys=True, indent=2, allow_nan=False)
+        (tmp / "results.json").write_text(text + "\n", encoding="utf-8")
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

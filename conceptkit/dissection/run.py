@@ -5,6 +5,10 @@ the top-N statistics; it also keeps the layers' raw features for pass 2 in a
 :class:`~conceptkit.dissection.cache.FeatureCache`. Pass 2 reads the label planes and tallies
 IoUs, taking features from that cache and re-running the forward only for images that were
 not cached. With fixed thresholds there is no quantile to wait for, so one pass does everything.
+Beside the IoU tally, each layer counts the chance level of every unit and label from the
+same per-image counts (:class:`~conceptkit.dissection.chance.ChanceTally`). With
+``baseline="random"`` the same layers of :func:`randomized` weights are dissected afterwards
+(``result.baseline``).
 
 Batches are the single-process batches ``[b * batch_size, (b + 1) * batch_size)``; under
 torchrun each rank takes its share of them (:mod:`conceptkit.dissection.distributed`) and the
@@ -18,6 +22,7 @@ Use :func:`dissect` (keyword options) or :class:`Dissection` with a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import zipfile
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 
 from conceptkit.dissection.cache import FeatureCache
+from conceptkit.dissection.chance import ChanceTally, merge_chance
 from conceptkit.dissection.checkpoint import Checkpoints, Fingerprint, to_cpu
 from conceptkit.dissection.data import (
     Batch,
@@ -56,7 +62,18 @@ from conceptkit.dissection.settings import DEFAULT_CACHE_MEM, DissectSettings, S
 from conceptkit.dissection.stats import IoUTally, LabelBatch, TopImages, TopQuantile
 from conceptkit.errors import FormatError, ModelLoadError, UsageError
 
-__all__ = ["DEFAULT_CACHE_MEM", "Dissection", "LayerStats", "default_workers", "dissect"]
+__all__ = [
+    "BASELINE_SEED",
+    "DEFAULT_CACHE_MEM",
+    "Dissection",
+    "LayerStats",
+    "default_workers",
+    "dissect",
+    "randomized",
+]
+
+#: the seed of the random weights of ``baseline="random"``
+BASELINE_SEED = 0
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -167,13 +184,15 @@ class LabelSpace:
 
 @dataclass
 class LayerStats:
-    """One layer's statistics: top images, IoU tally, and either the running quantile (pass 1
-    of a two-pass run) or fixed ``thresholds: (C,) float64``. ``shape``: ``(C, h, w)``."""
+    """One layer's statistics: top images, IoU tally and its chance levels, and either the
+    running quantile (pass 1 of a two-pass run) or fixed ``thresholds: (C,) float64``.
+    ``shape``: ``(C, h, w)``."""
 
     name: str
     shape: tuple[int, int, int]
     tops: TopImages
     tally: IoUTally
+    chance: ChanceTally
     quant: TopQuantile | None
     thresholds: torch.Tensor | None
 
@@ -186,9 +205,13 @@ class LayerStats:
         given (fixed thresholds), else fed to the quantile."""
         self.tops.add(feats, rows)
         if lb is not None:
-            self.tally.add(feats, self.fixed(), lb)
+            self.add_tally(feats, lb)
         elif self.quant is not None:
             self.quant.add(feats)
+
+    def add_tally(self, feats: torch.Tensor, lb: LabelBatch) -> None:
+        """Tally ``feats: (B, C, h, w)`` against the batch's labels, with the chance sums."""
+        self.chance.add(self.tally.add(feats, self.fixed(), lb), lb)
 
     def fixed(self) -> torch.Tensor:
         if self.thresholds is None:
@@ -201,10 +224,11 @@ class LayerStats:
             self.thresholds = torch.from_numpy(self.quant.result()).to(self.tally.truth.device)
 
     def state(self, pass_no: int) -> dict[str, Any]:
+        tally = {"tally": self.tally.state_dict(), "chance": self.chance.state_dict()}
         if pass_no == 2:
-            return {"tally": self.tally.state_dict(), "thresholds": self.fixed()}
+            return {**tally, "thresholds": self.fixed()}
         if self.quant is None:
-            return {"tops": self.tops.state_dict(), "tally": self.tally.state_dict()}
+            return {"tops": self.tops.state_dict(), **tally}
         return {"tops": self.tops.state_dict(), "quant": self.quant.state_dict()}
 
     def load(self, state: Mapping[str, Any]) -> None:
@@ -214,6 +238,7 @@ class LayerStats:
             self.quant.load_state_dict(state["quant"])
         if "tally" in state:
             self.tally.load_state_dict(state["tally"])
+            self.chance.load_state_dict(state["chance"])
 
     def merge(self, pass_no: int) -> None:
         """Merge this pass's statistics across the ranks (every rank gets the sum)."""
@@ -221,11 +246,13 @@ class LayerStats:
             merge_top_images(self.tops)
         if pass_no == 2 or self.quant is None:
             merge_tally(self.tally)
+            merge_chance(self.chance)
         else:
             merge_quantile(self.quant)
 
     def result(self) -> LayerResult:
         t, tp = self.tally, self.tops
+        levels = self.chance.result(t)
         return LayerResult(
             name=self.name,
             map_size=self.map_size,
@@ -238,7 +265,34 @@ class LayerStats:
             top_indices=tp.indices.cpu().numpy(),
             top_values=tp.values.cpu().numpy(),
             top_maps=tp.maps.cpu().numpy(),
+            iou_chance=levels.iou_chance,
+            z=levels.z,
+            support=levels.support,
         )
+
+
+# ----------------------------------------------------------------------------- baseline
+
+
+def randomized(model: nn.Module, seed: int = BASELINE_SEED) -> nn.Module:
+    """A copy of ``model`` (on the CPU) with random weights: ``torch.manual_seed(seed)`` (the
+    caller's random state is kept), then every module's own ``reset_parameters()`` in
+    ``model.modules()`` order (PyTorch's default initialisation; batch-norm statistics
+    reset too); a parameter no such method covers (a ViT's class token and position
+    embedding, a TorchScript module's weights) is drawn from ``N(0, 0.02^2)``."""
+    net = copy.deepcopy(model).cpu()
+    covered: set[int] = set()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for m in net.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+                covered.update(id(p) for p in m.parameters(recurse=False))
+        for p in net.parameters():
+            if id(p) not in covered:
+                nn.init.normal_(p, std=0.02)
+    return net
 
 
 # ----------------------------------------------------------------------------- the run
@@ -425,6 +479,7 @@ class Dissection:
             thresholds = hashlib.sha256(blob).hexdigest()
         return {
             "layers": self.layers,
+            "chance": 1,  # checkpoints before the chance sums lack them: start afresh
             "quantile": sci.quantile,
             "top_n": sci.top_n,
             "union": sci.union,
@@ -470,17 +525,13 @@ class Dissection:
                         f"which has {c} units"
                     )
                 thresholds = torch.from_numpy(self.fixed[name]).to(self.dev)
+            lab = (c, self.labels.label_category, len(self.labels.categories), sci.union)
             self.stats[name] = LayerStats(
                 name,
                 (c, h, w),
                 TopImages(c, min(sci.top_n, n_images), (h, w), device=self.dev),
-                IoUTally(
-                    c,
-                    self.labels.label_category,
-                    len(self.labels.categories),
-                    sci.union,
-                    device=self.dev,
-                ),
+                IoUTally(*lab, device=self.dev),
+                ChanceTally(*lab, device=self.dev),
                 quant,
                 thresholds,
             )
@@ -641,7 +692,7 @@ class Dissection:
                     feats.update(self._forward(batch.images, hooks, missing))
                 lb = self._label_batch(batch)
                 for name in self.layers:
-                    self.stats[name].tally.add(feats[name], self.stats[name].fixed(), lb)
+                    self.stats[name].add_tally(feats[name], lb)
                 self.work["pass2"] += 1
                 self._checkpoint(2, j + 1)
                 bar.update(len(batch.rows))
@@ -686,7 +737,32 @@ class Dissection:
             f"pass 2 {w['pass2']} batches, {w['forward']} forwards "
             f"(this rank has {len(self.batches)} batches per pass)"
         )
-        return self.result()
+        result = self.result()
+        if self.settings.science.baseline == "random":
+            result.baseline = self._baseline()
+        return result
+
+    def _baseline(self) -> DissectResult:
+        """The same dissection of :func:`randomized` weights: thresholds of their own (fixed
+        ones belong to the trained weights), checkpoints in ``checkpoint_dir/baseline``."""
+        run = self.settings.run
+        info = dict(run.model_info or {})
+        desc = info.get("description") or type(self.model).__name__
+        self.say(f"baseline: the same layers with random weights (seed {BASELINE_SEED})")
+        ck = None if run.checkpoint_dir is None else Path(run.checkpoint_dir) / "baseline"
+        settings = self.settings.with_options(
+            baseline=None,
+            thresholds=None,
+            checkpoint_dir=ck,
+            model_info={
+                "spec": info.get("spec"),
+                "description": f"{desc} (random weights, seed {BASELINE_SEED})",
+            },
+        )
+        net = randomized(self.model)
+        res = Dissection(net, self.ds, self.layers, settings).run()
+        res.model["random_weights_seed"] = BASELINE_SEED
+        return res
 
     # ------------------------------------------------------------------ result
 
@@ -750,7 +826,9 @@ def dissect(
     ``spill=True``, ``spill_dir``, ``spill_dtype="float32"``; ``batch_size=64``, ``workers``,
     ``device``, ``checkpoint_dir``, ``checkpoint_every=50``, ``resume=True``, ``dist_ctx``,
     ``shard="strided"``, ``progress``, ``log``, ``model_info``, ``autocast`` (None, ``bf16``,
-    ``fp16``: changes the activations), ``channels_last="auto"``. ``settings`` gives them as a
+    ``fp16``: changes the activations), ``channels_last="auto"``; ``baseline="random"``: the
+    same layers of :func:`randomized` weights dissected too (``result.baseline``, saved into
+    ``OUT/baseline/``, compared in results.json). ``settings`` gives them as a
     :class:`~conceptkit.dissection.settings.DissectSettings` (``options`` then override it).
     """
     base = settings if settings is not None else DissectSettings()

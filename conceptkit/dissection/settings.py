@@ -32,6 +32,7 @@ UNIONS = ("category", "global")
 SPILL_DTYPES = ("float32", "float16")
 AUTOCASTS = (None, "bf16", "fp16")
 CHANNELS_LAST = ("auto", "on", "off")
+BASELINES = (None, "random")
 
 ProgressFactory = Callable[[str, int], Any]
 """``progress(desc, total)`` returns a bar with ``update(n)`` and ``close()``."""
@@ -49,7 +50,9 @@ class ScienceSettings:
     with ``mean``/``std`` overriding the imagenet constants; ``thresholds``: a mapping
     ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy`` replacing the quantile pass;
     ``input_size``: images resized to N x N for the model; ``grid``: the ``(h, w)`` token grid
-    of transformer layers (default: input size / the model's patch size).
+    of transformer layers (default: input size / the model's patch size); ``baseline``:
+    ``random`` dissects the same architecture with random weights too (the comparison of the
+    Network Dissection paper; see :func:`conceptkit.dissection.run.randomized`).
     """
 
     quantile: float = 0.005
@@ -62,6 +65,7 @@ class ScienceSettings:
     thresholds: Mapping[str, Any] | str | Path | None = None
     input_size: int | None = None
     grid: tuple[int, int] | None = None
+    baseline: str | None = None
 
     def check(self) -> None:
         if not 0.0 < self.quantile < 1.0:
@@ -70,6 +74,8 @@ class ScienceSettings:
             raise UsageError(f"--top-n must be at least 1, not {self.top_n}")
         if self.union not in UNIONS:
             raise UsageError(f"union must be 'category' or 'global', not {self.union!r}")
+        if self.baseline not in BASELINES:
+            raise UsageError(f"baseline must be 'random' or None, not {self.baseline!r}")
 
     @property
     def thresholds_from(self) -> str | None:

@@ -166,6 +166,11 @@ def write_plots(run: RunInfo, target: Path) -> dict[str, list[str]]:
                 stem = f"concepts_{name}__{pages.safe_name(cat)}"
                 plots.save(fig, target / stem)
                 made[lay.name].append(stem + ".png")
+    base = run.out / "baseline"
+    if run.results.get("baseline") and (base / "results.json").is_file():
+        fig, _ = plots.compare_figure([run, load_run(base)], ["trained", "random weights"])
+        plots.save(fig, target / "baseline_official")
+        made[""].append("baseline_official.png")
     return made
 
 

@@ -168,6 +168,11 @@ def index_page(run: RunInfo, plots: dict[str, list[str]], notes: str = "") -> st
         f'<p class="note">A unit is a detector when its best IoU exceeds {esc(f"{cut:g}")}. '
         f"{DEFINITIONS}</p></section>\n"
         + (f'<section class="panel">{notes}</section>\n' if notes else "")
+        + (
+            f'<section class="panel">{baseline_html(res["baseline"])}</section>\n'
+            if res.get("baseline")
+            else ""
+        )
         + f'<section class="panel"><h2>Plots</h2>\n{plot_html}</section>'
     )
     nav = " ".join(
@@ -188,7 +193,45 @@ def _caption(src: str) -> str:
         return "Unique detectors per category (absolute and share of units)"
     if name.startswith("concepts_"):
         return "Detector units per concept of " + name.rsplit("__", 1)[-1]
+    if name == "baseline_official":
+        return "Unique detectors per category: trained against random weights"
     return name
+
+
+BASELINE_ROWS = (
+    ("detectors", "detectors"),
+    ("unique_detectors_official", "unique detectors, official"),
+    ("unique_detectors_naive", "unique detectors, naive"),
+    ("mean_best_iou", "mean IoU of the best labels"),
+    ("detectors_near_chance", "detectors near chance (z &lt; 3)"),
+    ("detectors_few_images", "detectors on labels of &lt; 10 images"),
+    ("detectors_unflagged", "detectors unflagged"),
+)
+
+
+def baseline_html(baseline: dict[str, Any]) -> str:
+    """results.json's ``baseline`` as a table: per layer, the trained and the random weights."""
+    layers = baseline.get("layers", {})
+    head = "<tr><th></th>" + "".join(f'<th colspan="2">{esc(name)}</th>' for name in layers)
+    head += "</tr>\n<tr><th></th>" + "<th>trained</th><th>random</th>" * len(layers) + "</tr>"
+    rows = ""
+    for key, what in BASELINE_ROWS:
+        if not all(key in side for lay in layers.values() for side in lay.values()):
+            continue
+        rows += f"<tr><td>{what}</td>"
+        for lay in layers.values():
+            for side in ("trained", "random"):
+                v = lay[side][key]
+                rows += f"<td>{esc(f'{v:.4f}' if isinstance(v, float) else v)}</td>"
+        rows += "</tr>\n"
+    folder = esc(baseline.get("folder", "baseline"))
+    return (
+        "<h2>Trained against random weights</h2>\n"
+        f'<table class="grid">\n{head}\n{rows}</table>\n'
+        f'<p class="note">The same architecture with random weights (seed '
+        f"{esc(baseline.get('seed'))}), dissected the same way into <code>{folder}/</code>: "
+        "the detectors a model has only because of its size and shape.</p>"
+    )
 
 
 def _footer(run: RunInfo) -> str:
