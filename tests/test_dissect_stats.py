@@ -235,3 +235,24 @@ def test_statistics_ignore_the_memory_layout():
     assert torch.equal(n0, n1) and torch.equal(a0, a1)
     assert all(torch.equal(x, y) for x, y in zip(s0, s1))
     assert int(n0.sum()) > 0
+
+
+@pytest.mark.parametrize("ncat", [3, 20])
+def test_label_batch_category_pixels_brute_force(ncat):
+    g = torch.Generator().manual_seed(ncat)
+    nlab = 30
+    label_category = torch.randint(-1, ncat, (nlab,), generator=g)
+    label_category[0] = -1
+    tally = IoUTally(1, label_category, ncat)
+    planes = torch.randint(0, nlab, (5, 3, 6, 7), generator=g, dtype=torch.int32)
+    planes[:, 2] = 0  # a padding plane
+    lb = tally.prepare(planes, torch.zeros((5, 1), dtype=torch.int64))
+    for b in range(5):
+        for k in range(ncat):
+            has = torch.zeros((6, 7), dtype=torch.bool)
+            for p in range(3):
+                lab = planes[b, p].long()
+                has |= (lab > 0) & (label_category[lab] == k)
+            assert int(lb.cat_pixels[b, k]) == int(has.sum()), (b, k)
+        for j, lab in enumerate(lb.uniq.tolist()[1:], 1):
+            assert int(lb.areas[b, j]) == int((planes[b] == lab).sum())

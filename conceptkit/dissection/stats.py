@@ -357,11 +357,30 @@ class IoUTally:
         nc, K = uniq.shape[0], self.num_categories
         image = torch.arange(B, device=dev).repeat_interleave(S)[:, None]
         areas = torch.bincount((image * nc + inv).flatten(), minlength=B * nc).view(B, nc)
-        pixcat = torch.where(has, ucat, torch.full_like(ucat, K))[inv]  # (B * S, P)
-        onehot = torch.zeros((B * S, K + 1), dtype=torch.bool, device=dev)
-        onehot.scatter_(1, pixcat, True)
-        cat_pixels = onehot[:, :K].view(B, S, K).sum(dim=1)
+        cat_pixels = self._category_pixels(inv, torch.where(has, ucat, -1), B)
         return LabelBatch((sh, sw), truth, uniq, inv, catmat, il, imgcat[:, :K], areas, cat_pixels)
+
+    def _category_pixels(self, inv: torch.Tensor, ucat: torch.Tensor, B: int) -> torch.Tensor:
+        """``(B, K)``: per image, the pixels carrying a label of each category in any plane.
+        ``inv: (B * S, P)`` indices into the present labels, ``ucat: (Lc,)`` their category
+        (-1: none). Each pixel's categories as bits, OR-ed over the planes, then one
+        histogram of (image, bit pattern) per batch."""
+        K, dev = self.num_categories, inv.device
+        if K == 0:
+            return torch.zeros((B, 0), dtype=torch.int64, device=dev)
+        if K > 16:  # wide patterns: one count per category instead
+            onehot = torch.zeros((inv.shape[0], K + 1), dtype=torch.bool, device=dev)
+            onehot.scatter_(1, torch.where(ucat >= 0, ucat, K)[inv], True)
+            return onehot[:, :K].view(B, -1, K).sum(dim=1)
+        one = torch.ones((), dtype=torch.int64, device=dev)
+        bit = torch.where(ucat >= 0, one << ucat.clamp(min=0), 0)
+        pattern = bit[inv[:, 0]]
+        for p in range(1, inv.shape[1]):
+            pattern |= bit[inv[:, p]]
+        image = torch.arange(B, device=dev).repeat_interleave(inv.shape[0] // B)
+        hist = torch.bincount(image * (1 << K) + pattern, minlength=B << K).view(B, 1 << K)
+        bits = (torch.arange(1 << K, device=dev)[:, None] >> torch.arange(K, device=dev)) & 1
+        return hist @ bits
 
     def add(
         self,
