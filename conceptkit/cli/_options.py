@@ -36,16 +36,13 @@ def _compose(decorators: Sequence[Any]) -> Decorator:
     return apply
 
 
-def run_command(name: str, epilog: str) -> Decorator:
+def run_command(name: str, epilog: str) -> Callable[[Callable[..., Any]], click.Command]:
     """The click command ``name`` (``-h`` as well as ``--help``) with its RUN argument."""
-    return _compose(
-        [
-            click.command(
-                name, epilog=epilog, context_settings={"help_option_names": ["-h", "--help"]}
-            ),
-            click.argument("run", type=click.Path(path_type=Path)),
-        ]
+    command = click.command(
+        name, epilog=epilog, context_settings={"help_option_names": ["-h", "--help"]}
     )
+    run = click.argument("run", type=click.Path(path_type=Path))
+    return lambda f: command(run(f))
 
 
 def out_option(required: bool = False) -> Decorator:
