@@ -85,3 +85,55 @@ def test_preprocess_input_size_resizes_after_normalising():
     torch.testing.assert_close(same(img), get_preprocess("netdissect")(img))
     with pytest.raises(UsageError, match="--input-size must lie between 1 and 4096"):
         get_preprocess("imagenet", input_size=0)
+
+
+class Counting(nn.Module):
+    """Three stages; ``calls`` counts how often each ran; ``twice`` calls stage ``a`` again."""
+
+    def __init__(self, twice: bool = False) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1)
+        self.twice = twice
+        self.calls = {"a": 0, "b": 0, "c": 0}
+        for name in self.calls:
+            getattr(self, name).register_forward_pre_hook(self._count(name))
+
+    def _count(self, name: str):
+        def hook(_m, _i):
+            self.calls[name] += 1
+
+        return hook
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b(self.a(x))
+        if self.twice:
+            y = self.a(y)
+        return self.c(y)
+
+
+def test_stop_after_ends_the_forward_once_its_layers_ran():
+    torch.manual_seed(0)
+    net = Counting().eval()
+    x = torch.randn(2, 3, 4, 4)
+    with FeatureHooks(net, ["a", "b", "c"]) as hooks, torch.no_grad():
+        early = hooks.run(net, x, stop_after=["a"])  # no whole forward seen yet: runs whole
+        assert net.calls == {"a": 1, "b": 1, "c": 1} and not hooks.stoppable
+        whole = hooks.run(net, x)
+        assert hooks.stoppable and hooks.order == ["a", "b", "c"]
+        early = hooks.run(net, x, stop_after=["b", "a"])
+        assert net.calls == {"a": 3, "b": 3, "c": 2}  # c was not computed
+        assert sorted(early) == ["a", "b"]
+        for n in early:
+            assert torch.equal(early[n], whole[n])
+        assert len(net.a._forward_hooks) == 1  # the stoppers are gone, the feature hook stays
+
+
+def test_stop_after_runs_whole_when_a_layer_is_called_twice():
+    net = Counting(twice=True).eval()
+    x = torch.randn(1, 3, 4, 4)
+    with FeatureHooks(net, ["a", "b"]) as hooks, torch.no_grad():
+        whole = hooks.run(net, x)
+        assert not hooks.stoppable
+        again = hooks.run(net, x, stop_after=["a", "b"])
+    assert net.calls["c"] == 2  # both forwards ran whole
+    assert torch.equal(again["a"], whole["a"])  # the last call's output, both times

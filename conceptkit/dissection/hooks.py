@@ -32,6 +32,11 @@ from conceptkit.errors import ModelLoadError, UsageError
 # what a model's own forward raises for an input it does not take (wrong size, channels)
 _FORWARD_ERRORS = (AssertionError, RuntimeError, ValueError, TypeError, IndexError)
 
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward whose wanted layers have all run."""
+
+
 Reader = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 """``reader(output, (H, W) of the model input) -> (B, C, h, w)``."""
 
@@ -70,6 +75,12 @@ class FeatureHooks:
         self.readers: dict[str, Reader] = dict(readers or {})
         self.grid = grid
         self._model = model
+        self._fired: list[str] = []
+        #: the layers in the order the last whole forward reached them
+        self.order: list[str] = list(self.names)
+        #: whether ``stop_after`` may end a forward early: a whole forward has run and called
+        #: each hooked module once (a module called twice keeps its last output)
+        self.stoppable = False
         self._handles: list[Any] = []
         modules = dict(model.named_modules())
         self.extractor: NodeExtractor | None = None
@@ -101,6 +112,7 @@ class FeatureHooks:
                 )
             # a copy: a later in-place op (ReLU(inplace=True) after a conv) must not change it
             self.features[name] = out.detach().clone()
+            self._fired.append(name)
 
         return hook
 
@@ -112,15 +124,28 @@ class FeatureHooks:
             self.readers[name] = reader
         return reader(out, input_hw)
 
-    def run(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Forward ``x: (B, 3, H, W)`` once; ``{name: (B, C, h, w)}`` for every layer."""
+    def run(
+        self, model: nn.Module, x: torch.Tensor, stop_after: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Forward ``x: (B, 3, H, W)`` once; ``{name: (B, C, h, w)}`` for every layer.
+
+        With ``stop_after`` (some of the hooked layers), only those are returned and the
+        forward ends as soon as all of them have run: later layers are not computed. Layers
+        taken from the traced graph, or a module the forward calls again after all of them
+        ran, need the whole forward: then it runs whole.
+        """
         input_hw = (int(x.shape[-2]), int(x.shape[-1]))
         self.features = {}
+        wanted = list(self.names if stop_after is None else stop_after)
+        handles = [] if stop_after is None else self._stoppers(model, wanted)
+        self._fired = []
         try:
             if self.extractor is not None:
                 self.features = {n: t.detach() for n, t in self.extractor(x).items()}
             else:
                 model(x)
+        except _Stop:
+            pass
         except _FORWARD_ERRORS as e:
             if isinstance(e, torch.OutOfMemoryError):
                 raise
@@ -129,10 +154,33 @@ class FeatureHooks:
                 f"{one_line(str(e))[:160]}",
                 hint="does the model need another --input-size?",
             ) from e
-        missing = [n for n in self.names if n not in self.features]
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [n for n in wanted if n not in self.features]
         if missing:
             raise UsageError(f"layer(s) {', '.join(missing)} were not called in the forward pass")
-        return {n: self.read(n, self.features[n], input_hw) for n in self.names}
+        if stop_after is None and self.extractor is None:
+            self.order = list(dict.fromkeys(self._fired))
+            self.stoppable = sorted(self._fired) == sorted(self.names)
+        return {n: self.read(n, self.features[n], input_hw) for n in wanted}
+
+    def _stoppers(self, model: nn.Module, wanted: Sequence[str]) -> list[Any]:
+        """Hooks (after the feature hooks) that end the forward once ``wanted`` all ran."""
+        if self.extractor is not None or not self.stoppable:
+            return []
+        fired: set[str] = set()
+        goal = set(wanted)
+
+        def stopper(name: str) -> Any:
+            def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
+                fired.add(name)
+                if fired >= goal:
+                    raise _Stop
+
+            return hook
+
+        return [resolve_layer(model, n).register_forward_hook(stopper(n)) for n in goal]
 
     def remove(self) -> None:
         for h in self._handles:
