@@ -15,7 +15,8 @@ exactly at the label resolution over every image.
 
 from __future__ import annotations
 
-from conceptkit.explain.files import read_explain_csv, save
+from conceptkit.artefacts import read_rows as read_explain_csv
+from conceptkit.explain.files import save
 from conceptkit.explain.formulas import AND, ANDNOT, OR, Formula, canonical, parse
 from conceptkit.explain.run import ExplainSettings, Explanation, explain
 from conceptkit.explain.search import UnitExplanation, UnitSearch, beam_search, exhaustive_search

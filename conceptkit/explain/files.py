@@ -22,11 +22,9 @@ from typing import Any
 import numpy as np
 
 from conceptkit import artefacts as af
-from conceptkit.artefacts import read_rows as read_explain_csv
 from conceptkit.explain.run import Explanation, LayerExplanation
 
-# read_explain_csv: the name conceptkit.explain exports
-__all__ = ["explain_rows", "exhaustive_rows", "gains", "read_explain_csv", "save", "summary"]
+__all__ = ["explain_rows", "exhaustive_rows", "gains", "save", "summary"]
 
 
 def explain_rows(ex: Explanation, layer: LayerExplanation) -> tuple[list[str], list[list[Any]]]:
