@@ -178,3 +178,42 @@ def ref_cptr(ref, layer: str) -> np.ndarray:
 
     info, _ = fe.open_run(ref.run, None, [layer])
     return fe.load_concepts(info).masks.cptr
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_in_pass2(after: int):
+    """A progress factory whose pass-2 bar interrupts the run after ``after`` batches."""
+
+    class Bar:
+        def __init__(self, desc: str) -> None:
+            self.desc, self.seen = desc, 0
+
+        def update(self, n: int = 1) -> None:
+            if n and self.desc.startswith("pass 2"):
+                self.seen += 1
+                if self.seen > after:  # the first update is the batches already done
+                    raise _Interrupt
+
+        def close(self) -> None:
+            pass
+
+    return lambda desc, total: Bar(desc)
+
+
+def test_resume_in_the_middle_of_the_tally_gives_the_same_levels(mini_slice, tmp_path) -> None:
+    data = mini_slice(24)
+    opts = {"workers": 0, "batch_size": 4, "top_n": 2, "checkpoint_every": 1}
+    ref = dissect(_model(), data, ["2"], **opts)
+    ck = tmp_path / "ck"
+    with pytest.raises(_Interrupt):
+        dissect(_model(), data, ["2"], checkpoint_dir=ck, progress=_stop_in_pass2(3), **opts)
+    assert (ck / "rank0-pass2.pt").is_file()
+    notes: list[str] = []
+    again = dissect(_model(), data, ["2"], checkpoint_dir=ck, log=notes.append, **opts)
+    assert any("resuming pass 2 after batch" in n for n in notes), notes
+    a, b = ref.layers["2"], again.layers["2"]
+    for name in ("inter", "iou_chance", "z", "support"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)

@@ -137,7 +137,8 @@ def test_api_resume_skips_finished_passes_and_names_changed_data_and_settings(
     # the checkpoints of both finished passes are reused: no batch is processed again
     second, notes = run()
     assert work("\n".join(notes)) == (0, 0, 0)
-    for f in ("thresholds", "inter", "truth", "act_cat", "act_total", "top_indices"):
+    fields = ("thresholds", "inter", "truth", "act_cat", "act_total", "top_indices")
+    for f in (*fields, "iou_chance", "z", "support"):
         np.testing.assert_array_equal(
             getattr(first.layers["layer4"], f), getattr(second.layers["layer4"], f)
         )
