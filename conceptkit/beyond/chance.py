@@ -1,34 +1,20 @@
-"""How much of an IoU is chance: the IoU a unit's masks would reach if placed blindly.
+"""How much of an IoU is chance, for a finished run: the masks recomputed from its features.
 
-For a unit and a label, let image ``i`` have ``n_i`` pixels, the unit's mask ``a_i`` pixels
-and the label ``b_i`` pixels. If each image's mask were a random set of ``a_i`` pixels, placed
-independently of where the label is, its overlap with the label would be hypergeometric:
-
-    E[I_i]   = a_i b_i / n_i
-    Var[I_i] = a_i b_i (n_i - a_i) (n_i - b_i) / (n_i^2 (n_i - 1))
-
-summed over the images (independent). Both sums are matrix products of per-image counts,
-``(C, N) @ (N, L)``. The union the dissection divides by counts a unit's mask only in the
-images its union rule admits; with ``union="category"`` an image counts for a category when the
-mask overlaps a pixel of that category, which a blind mask of ``a_i`` pixels does with
-probability ``1 - C(n_i - c_i, a_i) / C(n_i, a_i)`` (``c_i`` pixels of the category; 1 for an
-image-level label), so its expected mask total is ``EA = sum_i a_i P_i``. Then
-
-    iou_chance = E[I] / (EA + truth - E[I])
-    iou_sd     = sd[I] (EA + truth) / (EA + truth - E[I])^2     (delta method, I only)
-    z          = (I - E[I]) / sd[I]                           (0 where sd[I] = 0)
-
-The variance is that of masks whose pixels are placed independently. Real masks are blobs:
-moved rigidly to a random offset they keep the same expected overlap but disperse more
-(about 3x the standard deviation for rectangles, tests/test_beyond_chance.py), so ``z`` overstates
-significance for blob-like masks: ``z >= 3`` is necessary, not sufficient.
-
-An image-level label (scene, texture) covers every pixel, so any mask overlaps it fully:
-``sd[I] = 0`` and ``z = 0`` (its IoU says nothing about where the unit fires). A unit's
+The model and its arithmetic are :mod:`conceptkit.dissection.chance`'s (the dissection counts
+the same chance levels during its own tally pass; this module serves runs made before, and
+adds ``iou_sd`` and the expected intersection per unit): for a unit and a label, the IoU that
+masks of the same per-image sizes ``a_i`` would reach if placed independently of the label
+(hypergeometric mean ``sum_i a_i b_i / n`` and variance of the overlap, the expected union
+under the run's union rule), ``z = (I - E[I]) / sd[I]`` (0 where ``sd[I] = 0``, as for an
+image-level label, which any mask overlaps fully). Real masks are blobs, which disperse more
+than pixels placed independently (about 3x the standard deviation for rectangles moved
+rigidly, tests/test_beyond_chance.py), so ``z >= 3`` is necessary, not sufficient. A unit's
 *support* is the number of images its best label occurs in.
 
-:func:`chance_layer` does it for a layer from features (the dissection's masks, recomputed
-by :mod:`conceptkit.explain.masks`); :func:`expected_counts` is the pure arithmetic.
+Here the per-image counts come from block-sparse concept masks, so both sums are sparse
+matrix products ``(C, N) @ (N, L)``: :func:`chance_layer` does a layer from features (the
+dissection's masks, recomputed by :mod:`conceptkit.explain.masks`); :func:`expected_counts`
+the expectations.
 """
 
 from __future__ import annotations
