@@ -136,3 +136,40 @@ def test_cli_baseline_folder_line_and_report(mini_slice, tmp_path: Path) -> None
     assert "Trained against random weights" in page and "baseline_official.png" in page
     assert (out / "plots" / "baseline_official.png").is_file()
     assert f"<td>{r['mean_best_iou']:.4f}</td>" in page
+
+
+def test_baseline_with_fixed_thresholds_gets_its_own(mini_slice) -> None:
+    data = mini_slice(12)
+    opts = {"workers": 0, "batch_size": 6, "top_n": 2}
+    fixed = {"head": np.full(5, 0.1)}
+    res = dissect(_trained(), data, ["head"], thresholds=fixed, baseline="random", **opts)
+    direct = dissect(randomized(_trained()), data, ["head"], **opts)
+    np.testing.assert_array_equal(res.layers["head"].thresholds, fixed["head"])
+    assert res.baseline is not None
+    np.testing.assert_array_equal(
+        res.baseline.layers["head"].thresholds, direct.layers["head"].thresholds
+    )
+    assert res.baseline.settings["thresholds_from"] is None
+
+
+def test_two_processes_give_the_same_baseline(mini_slice, tmp_path: Path) -> None:
+    from conftest import run_dissect_cli
+
+    data = mini_slice(16)
+    model = tmp_path / "model.pt"
+    torch.save(_trained().state_dict(), model)
+    args = ["--model", str(model), "--arch", "test_dissect_baseline:build", "--data", str(data)]
+    args += ["--layer", "head", "--workers", "0", "--batch-size", "4", "--top-n", "2"]
+    args += ["--baseline", "random", "--no-report"]
+    here = Path(__file__).resolve().parent  # so that --arch finds this module
+    one = run_dissect_cli([*args, "-o", str(tmp_path / "one")], cwd=here)
+    assert one.returncode == 0, one.stderr
+    two = run_dissect_cli([*args, "-o", str(tmp_path / "two"), "--nproc", "2"], cwd=here)
+    assert two.returncode == 0, two.stderr
+    for name in ("tally_head.csv", "quantile_head.npy"):
+        for sub in ("", "baseline/"):
+            a, b = tmp_path / "one" / sub / name, tmp_path / "two" / sub / name
+            assert a.read_bytes() == b.read_bytes(), sub + name
+    ja, jb = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert ja["baseline"] == jb["baseline"]
+    assert not (tmp_path / "two.partial").exists()
