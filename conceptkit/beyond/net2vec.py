@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from conceptkit import artefacts as af
 from conceptkit.artefacts import number
 from conceptkit.beyond.features import image_concepts, image_level
+from conceptkit.dissection.upsample import bilinear
 from conceptkit.errors import UsageError
 from conceptkit.explain.masks import ConceptMasks, threshold32
 
@@ -265,11 +266,11 @@ class Scores:
 
 
 def _up(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(n, h, w)`` -> ``(n, S)`` upsampled bilinearly (``align_corners=False``)."""
+    """``(n, h, w)`` -> ``(n, S)`` upsampled bilinearly (``align_corners=False``), by the
+    tally's arithmetic, so a single unit's mask is the dissection's."""
     if maps.shape[0] == 0:
         return torch.zeros((0, size[0] * size[1]), dtype=maps.dtype)
-    up = F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)
-    return up.reshape(maps.shape[0], -1)
+    return bilinear(maps, size).reshape(maps.shape[0], -1)
 
 
 def score(

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from conceptkit.dissection.upsample import mask_pixels
 
 _LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 _CHUNK_WORDS = 1 << 21  # words per gathered chunk in ConceptMasks.count (16 MiB)
@@ -286,7 +287,9 @@ def unit_mask(
 ) -> UnitMask:
     """The mask of one unit, as the dissection makes it: ``features: (N, h, w) float32`` its raw
     maps; each map upsampled bilinearly (``align_corners=False``) to ``size``, then
-    ``value > threshold``. Only images whose raw maximum passes the threshold are upsampled."""
+    ``value > threshold``, by the tally's own arithmetic
+    (:func:`conceptkit.dissection.upsample.mask_pixels`). Only images whose raw maximum passes
+    the threshold can have a pixel in the mask."""
     t32 = threshold32(threshold)
     n = features.shape[0]
     maxima = features.reshape(n, -1).max(axis=1)
@@ -299,8 +302,10 @@ def unit_mask(
     for a in range(0, len(cand), step):
         rows = cand[a : a + step]
         maps = torch.from_numpy(np.ascontiguousarray(features[rows], dtype=np.float32))
-        up = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)
-        packed = pack((up.reshape(len(rows), pixels) > float(t32)).numpy())
+        which, pixel = mask_pixels(maps, torch.full((len(rows),), float(t32)), size)
+        bits = np.zeros((len(rows), pixels), dtype=bool)
+        bits[which.numpy(), pixel.numpy()] = True
+        packed = pack(bits)
         s = popcount_rows(packed)
         nz = s > 0
         keep.append(rows[nz])
