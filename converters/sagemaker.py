@@ -199,11 +199,14 @@ def _manifest_line(line: dict[str, Any], file: Path, place: str) -> ImageAnnotat
     ):
         attr = next(a for a in attrs if metas[a].get("type") == BOXES)
         body = mapping(line[attr], file, f"{place}[{attr!r}]")
-        size = mapping(
-            array(body.get("image_size"), file, f"{place}[{attr!r}].image_size")[0],
-            file,
-            f"{place}[{attr!r}].image_size[0]",
-        )
+        sizes = array(body.get("image_size"), file, f"{place}[{attr!r}].image_size")
+        if not sizes:
+            raise FormatError(
+                "is empty, expected [{width, height, depth}]",
+                file,
+                f"{place}[{attr!r}].image_size",
+            )
+        size = mapping(sizes[0], file, f"{place}[{attr!r}].image_size[0]")
         w = integer(size.get("width"), file, f"{place}[{attr!r}].image_size[0].width")
         h = integer(size.get("height"), file, f"{place}[{attr!r}].image_size[0].height")
     else:

@@ -97,3 +97,22 @@ def test_crowd_instance_segmentation(tmp_path: Path) -> None:
     assert (first.label, second.label) == ("Cat", "Cat")
     assert (first.instance, second.instance) == ("#2ca02c", "#1f77b4")
     assert (first.mask.sum(), second.mask.sum(), second.origin) == (2, 4, (1, 3))
+
+
+def test_empty_image_size_of_a_box_job_is_one_error(tmp_path: Path) -> None:
+    # found by tests/test_fuzz_readers.py: an empty image_size list was an IndexError
+    import pytest
+
+    from conceptkit.errors import FormatError
+
+    line = {
+        "source-ref": "s3://b/a.jpg",
+        "job": {"image_size": [], "annotations": []},
+        "job-metadata": {"type": "groundtruth/object-detection", "class-map": {}},
+    }
+    (tmp_path / "output.manifest").write_text(json.dumps(line) + "\n")
+    with pytest.raises(FormatError) as info:
+        read_all(tmp_path)
+    assert str(info.value).endswith(
+        "output.manifest: line 1['job'].image_size: is empty, expected [{width, height, depth}]"
+    )
