@@ -518,3 +518,26 @@ def test_failed_swap_restores_html_and_plots(
     assert calls == ["old-html", "old-plots", "html", "plots", "html", "plots", "html"]
     assert _tree_hashes(out) == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".report")] == []
+
+
+def test_baseline_table_lists_both_weights_per_layer() -> None:
+    from conceptkit.report.pages import baseline_html
+
+    side = {"detectors": 3, "unique_detectors_official": 2, "unique_detectors_naive": 1}
+    doc = {
+        "kind": "random",
+        "seed": 0,
+        "folder": "baseline",
+        "layers": {
+            "layer4": {
+                "trained": {**side, "mean_best_iou": 0.05},
+                "random": {**side, "detectors": 0, "mean_best_iou": 0.0125},
+            }
+        },
+    }
+    html = baseline_html(doc)
+    assert '<th colspan="2">layer4</th>' in html and "<th>trained</th><th>random</th>" in html
+    assert "<tr><td>detectors</td><td>3</td><td>0</td></tr>" in html
+    assert "<td>0.0500</td><td>0.0125</td>" in html
+    assert "near chance" not in html  # runs without chance levels: no flagged rows
+    assert "seed 0" in html and "<code>baseline/</code>" in html
