@@ -8,16 +8,23 @@ pickled. The lines ``build`` gives through ``options.warn`` in a worker come bac
 outcome, to be given in the main process in order; a FormatError comes back as its fields
 (pickling an exception drops them). An error raised while iterating the items is raised after
 the outcomes of the items before it, as when they are built one by one.
+
+Records travel :func:`pack`-ed: each ``bool`` mask as its bits (:class:`Packed`), an eighth of
+its bytes, so a mask format's records cost little to send (this is also what
+:mod:`conceptkit.convert` sends its own workers and keeps in its spool).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from conceptkit.annotations import ImageAnnotation
 from conceptkit.errors import FormatError
@@ -39,6 +46,36 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Packed:
+    """An annotation to send or keep: ``ann`` with its ``bool`` masks taken out, and
+    ``masks``: (shape index, ``np.packbits`` of the mask ``(ceil(h * w / 8),) uint8``, (h, w))."""
+
+    ann: ImageAnnotation
+    masks: list[tuple[int, np.ndarray, tuple[int, int]]]
+
+
+def pack(ann: ImageAnnotation) -> Packed:
+    """``ann`` as a :class:`Packed` (``ann`` itself is left as it is)."""
+    shapes = []
+    masks: list[tuple[int, np.ndarray, tuple[int, int]]] = []
+    for i, shape in enumerate(ann.shapes):
+        mask = shape.mask
+        if mask is not None and mask.dtype == np.bool_ and mask.ndim == 2:
+            masks.append((i, np.packbits(mask), (mask.shape[0], mask.shape[1])))
+            shape = dataclasses.replace(shape, mask=None)
+        shapes.append(shape)
+    return Packed(dataclasses.replace(ann, shapes=shapes), masks)
+
+
+def unpack(packed: Packed) -> ImageAnnotation:
+    """The annotation :func:`pack` was given (masks ``(h, w) bool``, C-contiguous)."""
+    ann = packed.ann
+    for i, bits, (h, w) in packed.masks:
+        ann.shapes[i].mask = np.unpackbits(bits, count=h * w).reshape(h, w).view(np.bool_)
+    return ann
+
+
 def can_fork() -> bool:
     """True where worker processes can be forked (``build`` need not be picklable)."""
     return "fork" in mp.get_all_start_methods()
@@ -50,20 +87,21 @@ def _start(build: Callable[[Any], ImageAnnotation | None], options: Any) -> None
     _WORKER["build"], _WORKER["options"] = build, options
 
 
-def _build_one(item: Any) -> tuple[ImageAnnotation | None, _Fields | None, list[str]]:
-    """In a worker: (record, error fields, warnings) of ``build(item)``."""
+def _build_one(item: Any) -> tuple[Packed | None, _Fields | None, list[str]]:
+    """In a worker: (packed record, error fields, warnings) of ``build(item)``."""
     said: list[str] = []
     _WORKER["options"].warn = said.append
     try:
-        return _WORKER["build"](item), None, said
+        record = _WORKER["build"](item)
+        return (None if record is None else pack(record)), None, said
     except FormatError as exc:
         return None, (type(exc), exc.message, exc.file, exc.place, exc.hint), said
 
 
 def _outcome(future: Future[Any]) -> Outcome:
-    record, fields, said = future.result()
+    packed, fields, said = future.result()
     if fields is None:
-        return Outcome(record, None, said)
+        return Outcome(None if packed is None else unpack(packed), None, said)
     kind, message, file, place, hint = fields
     return Outcome(None, kind(message, file=file, place=place, hint=hint), said)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from conceptkit import broden, images
 from conceptkit.annotations import ImageAnnotation, Shape
+from conceptkit.converters import _parallel
 from conceptkit.errors import ConceptkitError, FormatError
 from conceptkit.rasterize import crop_box, paint, resample_labels, self_intersecting
 
@@ -42,6 +43,13 @@ class Job:
     overlap: str
     pixels: str | None
     plane_scale: int
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the annotation's masks as bits (:func:`~conceptkit.converters._parallel.pack`)."""
+        return {**self.__dict__, "ann": _parallel.pack(self.ann)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, ann=_parallel.unpack(state["ann"]))
 
 
 @dataclass

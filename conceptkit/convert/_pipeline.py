@@ -33,7 +33,7 @@ from conceptkit.concepts import (
 from conceptkit.consistency import analyse, consensus
 from conceptkit.convert._image import Job, run_jobs
 from conceptkit.convert._options import ConvertOptions, Summary
-from conceptkit.converters import Reader, ReadOptions
+from conceptkit.converters import Reader, ReadOptions, _parallel
 from conceptkit.errors import ConceptkitError, FormatError
 from conceptkit.rasterize import IGNORE, check_shape
 from conceptkit.validate import validate
@@ -116,7 +116,8 @@ class Concepts:
 class Spool:
     """The annotations the scan accepted, in reading order, as (SRC index, annotation) records
     in the file ``path``: each record is its length (8 bytes, little-endian) then the
-    zlib-compressed pickle of the pair (a mask patch shrinks about 50 times).
+    zlib-compressed pickle of the SRC index and the :func:`~conceptkit.converters._parallel.pack`-ed
+    annotation (masks as bits: a mask patch shrinks about 50 times).
 
     The file is written and read by this process only, inside the conversion's own temporary
     folder (never a file from outside), so unpickling it loads nothing a stranger wrote.
@@ -127,7 +128,8 @@ class Spool:
     def write(self, records: Iterator[tuple[int, ImageAnnotation]]) -> None:
         """Write ``records`` (consumed as they come, one in memory at a time)."""
         with open(self.path, "wb") as fh:
-            for record in records:
+            for i, ann in records:
+                record = (i, _parallel.pack(ann))
                 data = zlib.compress(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL), 1)
                 fh.write(len(data).to_bytes(8, "little"))
                 fh.write(data)
@@ -136,10 +138,10 @@ class Spool:
         """The records in the order written."""
         with open(self.path, "rb") as fh:
             while head := fh.read(8):
-                record: tuple[int, ImageAnnotation] = pickle.loads(
+                record: tuple[int, _parallel.Packed] = pickle.loads(
                     zlib.decompress(fh.read(int.from_bytes(head, "little")))
                 )
-                yield record
+                yield record[0], _parallel.unpack(record[1])
 
     def remove(self) -> None:
         """Delete the file (once the last pass is done)."""
