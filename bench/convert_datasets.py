@@ -10,8 +10,8 @@ layout and encoding: VOC palette class and object PNGs with Annotations XML; ADE
 ``id * 1000 + k``); Supervisely bitmaps (base64 zlib PNG at an origin); CamVid colour masks
 with ``train.txt``. Then it runs ``conceptkit convert FORMAT SRC -o OUT --min-images 1
 --no-validate --workers W`` in a subprocess per format and size, and prints the wall time,
-images/s and the peak resident memory of the convert process (``ru_maxrss`` of a wrapper's
-children). Run it with two sizes to see that memory does not grow with the number of images.
+images/s, the CPU time per image (user + system of the command and its workers) and the peak
+resident memory of the convert process (``ru_maxrss`` of a wrapper's children). Run it with two sizes to see that memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -183,12 +183,13 @@ def generate(fmt: str, root: Path, n: int, seed: int = 0) -> None:
 
 _WRAPPER = (
     "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(u.ru_utime + u.ru_stime, u.ru_maxrss); sys.exit(rc)"
 )
 
 
-def run(fmt: str, src: Path, out: Path, workers: int) -> tuple[float, int]:
-    """(wall seconds, peak RSS kB of the convert process)."""
+def run(fmt: str, src: Path, out: Path, workers: int) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS kB of the convert process)."""
     cmd = [sys.executable, "-m", "conceptkit", "convert", fmt, str(src), "-o", str(out)]
     cmd += ["--min-images", "1", "--no-validate", "--force", "--workers", str(workers)]
     t0 = time.perf_counter()
@@ -196,7 +197,8 @@ def run(fmt: str, src: Path, out: Path, workers: int) -> tuple[float, int]:
     dt = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"convert {fmt} failed:\n{proc.stderr}")
-    return dt, int(proc.stdout.split()[-1])
+    cpu, rss = proc.stdout.split()[-2:]
+    return dt, float(cpu), int(rss)
 
 
 def main() -> None:
@@ -216,9 +218,10 @@ def main() -> None:
                 src = base / f"{fmt}_{n}"
                 if not src.exists():
                     generate(fmt, src, n)
-                dt, rss = run(fmt, src, base / f"out_{fmt}_{n}", args.workers)
+                dt, cpu, rss = run(fmt, src, base / f"out_{fmt}_{n}", args.workers)
                 print(
-                    f"{fmt:12s} {n:6d} images: {dt:6.2f} s  {n / dt:6.1f} images/s  peak RSS {rss / 1024:6.1f} MiB"
+                    f"{fmt:12s} {n:6d} images: {dt:6.2f} s  {n / dt:6.1f} images/s  "
+                    f"{1000 * cpu / n:6.1f} ms CPU/image  peak RSS {rss / 1024:6.1f} MiB"
                 )
     finally:
         if args.keep is None:

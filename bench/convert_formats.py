@@ -3,7 +3,8 @@
 For each format (labelstudio, via, vott, labelbox, sagemaker, vertex, azure) writes N images of
 640x480 with 20 shapes each (polygons, boxes, or for the mask formats one label PNG / brush RLE
 per image holding 20 blobs) in that tool's layout, runs ``conceptkit convert FORMAT SRC -o OUT``
-in a subprocess and prints images/s (wall time of the whole command, start-up included).
+in a subprocess and prints images/s (wall time of the whole command, start-up included) and
+the CPU time per image of the command and its workers (user + system, start-up included).
 
     python bench/convert_formats.py --images 50 [--formats via,vott] [--workers 1]
 """
@@ -224,6 +225,14 @@ WRITERS: dict[str, Callable[[Path, int, np.random.Generator], None]] = {
 }
 
 
+def _children_cpu() -> float:
+    """User + system seconds of the finished child processes (the commands and their workers)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50)
@@ -255,14 +264,15 @@ def main() -> None:
                 "--workers",
                 str(args.workers),
             ]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _children_cpu()
             proc = subprocess.run(cmd, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
             if proc.returncode != 0:
                 print(f"{fmt:12s} FAILED: {proc.stderr.strip().splitlines()[-1:]}")
                 continue
             print(
-                f"{fmt:12s} {args.images} images x {SHAPES} shapes, 640x480: {wall:6.2f} s  {args.images / wall:6.1f} images/s"
+                f"{fmt:12s} {args.images} images x {SHAPES} shapes, 640x480: {wall:6.2f} s  "
+                f"{args.images / wall:6.1f} images/s  {1000 * cpu / args.images:6.1f} ms CPU/image"
             )
 
 
