@@ -124,24 +124,27 @@ class TopQuantile:
         left-aligned, padded with -inf (never among the k largest: ``top`` holds k finite
         values). Found by one comparison in the batch's own layout (no transposed copy)."""
         assert self._floor is not None
-        if acts.dim() == 4 and acts.is_contiguous(memory_format=torch.channels_last):
-            dense, stride = acts.permute(0, 2, 3, 1), 1  # (B, h, w, C) in memory order
-            floor = self._floor
-        else:
-            dense, stride = acts.contiguous(), acts[0, 0].numel()
-            floor = self._floor.view(-1, *([1] * (acts.dim() - 2)))
-        flat = dense.reshape(-1)
-        where = torch.nonzero((dense > floor).reshape(-1)).flatten()
-        unit = torch.div(where, stride, rounding_mode="floor") % self.units
-        counts = torch.bincount(unit, minlength=self.units)
+        C = self.units
+        floor = self._floor.view(1, -1, *([1] * (acts.dim() - 2)))
+        if not (acts.is_contiguous() or acts.is_contiguous(memory_format=torch.channels_last)):
+            acts = acts.contiguous()
+        # compared in the batch's own layout; the few hits listed unit by unit
+        above = (acts > floor).transpose(0, 1).reshape(C, -1)  # (C, B * h * w)
+        unit, pos = torch.nonzero(above, as_tuple=True)  # sorted by unit
+        counts = torch.bincount(unit, minlength=C)
         width = int(counts.max()) if unit.numel() else 0
-        out = torch.full((self.units, width), -math.inf, device=acts.device)
+        out = torch.full((C, width), -math.inf, device=acts.device)
         if width == 0:
             return out
-        order = torch.argsort(unit, stable=True)
-        unit = unit[order]
+        # memory offset of (image b, unit, pixel) with pos = b * S + pixel
+        S = acts[0, 0].numel()
+        if acts.is_contiguous():  # (B, C, S): b * C * S + unit * S + pixel
+            offset = pos + torch.div(pos, S, rounding_mode="floor") * ((C - 1) * S) + unit * S
+        else:  # channels-last, (B, S, C): (b * S + pixel) * C + unit
+            offset = pos * C + unit
+        flat = acts.as_strided((acts.numel(),), (1,))
         first = torch.cumsum(counts, 0) - counts
-        out[unit, torch.arange(unit.shape[0], device=out.device) - first[unit]] = flat[where[order]]
+        out[unit, torch.arange(unit.shape[0], device=out.device) - first[unit]] = flat[offset]
         return out
 
     def merge(self, other: TopQuantile) -> None:
