@@ -48,13 +48,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from conceptkit.dissection.results import SUPPORT_MIN, Z_MIN, flags
 from conceptkit.dissection.stats import IoUTally, LabelBatch
 
+__all__ = [
+    "EPS",
+    "SUPPORT_MIN",
+    "Z_MIN",
+    "ChanceLevels",
+    "ChanceTally",
+    "chance_iou",
+    "flags",
+    "merge_chance",
+    "overlap_probability",
+    "spread",
+    "variance_scale",
+]
+
 EPS = 1e-10
-#: a label's IoU is called clearly above chance when its z reaches this
-Z_MIN = 3.0
-#: Broden kept only labels seen in at least this many images
-SUPPORT_MIN = 10
 #: fixed-point fraction of the non-integer sums
 FRACTION_BITS = 28
 _ONE = float(1 << FRACTION_BITS)
@@ -100,19 +111,6 @@ def chance_iou(
     iou_sd = sd * A / (D * D + EPS)
     z = np.divide(inter - E, sd, out=np.zeros_like(E), where=sd > 0)
     return chance, iou_sd, z
-
-
-def flags(
-    z: float, support: int, z_min: float = Z_MIN, support_min: int = SUPPORT_MIN
-) -> list[str]:
-    """A best label's flags: ``near_chance`` (its z below ``z_min``), ``few_images`` (its
-    support below ``support_min``)."""
-    out = []
-    if z < z_min:
-        out.append("near_chance")
-    if support < support_min:
-        out.append("few_images")
-    return out
 
 
 def _fixed(x: torch.Tensor) -> torch.Tensor:

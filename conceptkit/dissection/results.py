@@ -5,7 +5,7 @@ contract: ``tally_<layer>.csv`` (NetDissect-Lite's exact columns, then per categ
 label's ``<cat>-iou_chance`` and ``<cat>-z``), ``quantile_<layer>.npy``, ``topn_<layer>.npz``
 and ``results.json`` (per unit its best label's support, chance level, z and flags; per layer
 the flagged counts), atomically through :func:`conceptkit.outdir.atomic_dir`. The chance
-levels are :mod:`conceptkit.dissection.chance`'s.
+levels are :mod:`conceptkit.dissection.chance`'s (this module imports no torch).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from conceptkit.dissection.chance import SUPPORT_MIN, Z_MIN, flags
 from conceptkit.outdir import atomic_dir
 
 TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
@@ -28,7 +27,24 @@ TALLY_FIELDS = ("label", "truth", "activation", "intersect", "iou")
 #: find theirs where they were)
 CHANCE_FIELDS = ("iou_chance", "z")
 RUNNERS_UP = 4
+#: a label's IoU is called clearly above chance when its z reaches this
+Z_MIN = 3.0
+#: Broden kept only labels seen in at least this many images
+SUPPORT_MIN = 10
 BASELINE_DIR = "baseline"
+
+
+def flags(
+    z: float, support: int, z_min: float = Z_MIN, support_min: int = SUPPORT_MIN
+) -> list[str]:
+    """A best label's flags: ``near_chance`` (its z below ``z_min``), ``few_images`` (its
+    support below ``support_min``); the levels are :mod:`conceptkit.dissection.chance`'s."""
+    out = []
+    if z < z_min:
+        out.append("near_chance")
+    if support < support_min:
+        out.append("few_images")
+    return out
 
 
 @dataclass
