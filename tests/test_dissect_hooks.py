@@ -116,8 +116,9 @@ def test_stop_after_ends_the_forward_once_its_layers_ran():
     net = Counting().eval()
     x = torch.randn(2, 3, 4, 4)
     with FeatureHooks(net, ["a", "b", "c"]) as hooks, torch.no_grad():
+        assert not hooks.stoppable
         early = hooks.run(net, x, stop_after=["a"])  # no whole forward seen yet: runs whole
-        assert net.calls == {"a": 1, "b": 1, "c": 1} and not hooks.stoppable
+        assert net.calls == {"a": 1, "b": 1, "c": 1} and hooks.stoppable  # and learns from it
         whole = hooks.run(net, x)
         assert hooks.stoppable and hooks.order == ["a", "b", "c"]
         early = hooks.run(net, x, stop_after=["b", "a"])

@@ -160,7 +160,7 @@ class FeatureHooks:
         missing = [n for n in wanted if n not in self.features]
         if missing:
             raise UsageError(f"layer(s) {', '.join(missing)} were not called in the forward pass")
-        if stop_after is None and self.extractor is None:
+        if not handles and self.extractor is None:  # a whole forward: learn from it
             self.order = list(dict.fromkeys(self._fired))
             self.stoppable = sorted(self._fired) == sorted(self.names)
         return {n: self.read(n, self.features[n], input_hw) for n in wanted}
