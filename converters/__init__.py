@@ -21,6 +21,7 @@ reader, as ``"module:function"`` strings imported on first use by :func:`get_rea
 from __future__ import annotations
 
 import importlib
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -171,23 +172,39 @@ def each_record(
         yield record
 
 
+#: the fewest items :func:`each_record` builds in worker processes (fewer are not worth starting
+#: them: a reader that calls it once per file of one image builds in this process)
+PARALLEL_FROM = 16
+
+
 def _built(
     items: Iterable[T], build: Callable[[T], ImageAnnotation | None], options: ReadOptions
 ) -> Iterator[tuple[ImageAnnotation | None, FormatError | None]]:
     """(record, None) or (None, its FormatError) for each item, in order."""
+    it = iter(items)
+    head: list[T] = []
+    failure: Exception | None = None
     if options.workers > 1 and _parallel.can_fork():
-        for outcome in _parallel.outcomes(items, build, options, options.workers):
-            for line in outcome.warnings:
-                options.warn(line)
-            yield outcome.record, outcome.error
-        return
-    for item in items:
+        try:
+            head.extend(itertools.islice(it, PARALLEL_FROM))
+        except Exception as exc:  # raised once the items before it are built
+            failure = exc
+        if failure is None and len(head) == PARALLEL_FROM:
+            many = itertools.chain(head, it)
+            for outcome in _parallel.outcomes(many, build, options, options.workers):
+                for line in outcome.warnings:
+                    options.warn(line)
+                yield outcome.record, outcome.error
+            return
+    for item in itertools.chain(head, () if failure else it):
         try:
             record = build(item)
         except FormatError as exc:
             yield None, exc
             continue
         yield record, None
+    if failure is not None:
+        raise failure
 
 
 def line_records(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conceptkit.converters import ReadOptions, each_record
+from conceptkit.converters import PARALLEL_FROM, ReadOptions, each_record
 
 from conceptkit.annotations import ImageAnnotation
 from conceptkit.convert import ConvertOptions, convert
@@ -65,9 +65,10 @@ def test_an_error_in_a_worker_keeps_its_file_place_and_hint() -> None:
         )
 
 
-def test_an_error_listing_the_items_comes_after_the_records_before_it() -> None:
+@pytest.mark.parametrize("before", [3, 40])  # fewer than PARALLEL_FROM items: built here
+def test_an_error_listing_the_items_comes_after_the_records_before_it(before: int) -> None:
     def items() -> Iterator[int]:
-        yield from (0, 1, 2)
+        yield from range(before)
         raise FormatError("the list breaks off", file="list.txt", place="line 4")
 
     for workers in (1, 2):
@@ -81,7 +82,22 @@ def test_an_error_listing_the_items_comes_after_the_records_before_it() -> None:
         with pytest.raises(FormatError, match="the list breaks off"):
             for record in each_record(items(), build, options, ""):
                 got.append(record.key)
-        assert got == ["k0", "k1", "k2"]
+        assert got == [f"k{i}" for i in range(before)]
+
+
+def test_few_items_are_built_in_this_process() -> None:
+    import os
+
+    pids: list[int] = []
+
+    def build(i: int) -> ImageAnnotation:
+        return ImageAnnotation(key=str(os.getpid()), width=1, height=1)
+
+    for n in (PARALLEL_FROM - 1, PARALLEL_FROM + 4):
+        options = ReadOptions(workers=2)
+        pids = [int(r.key) for r in each_record(range(n), build, options, "")]
+        assert len(pids) == n
+        assert (set(pids) == {os.getpid()}) == (n < PARALLEL_FROM)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -97,7 +113,13 @@ def _files(root: Path) -> dict[str, bytes]:
         ("voc", FIX / "voc" / "labelme"),
     ],
 )
-def test_conversion_is_the_same_with_reading_workers(fmt: str, src: Path, tmp_path: Path) -> None:
+def test_conversion_is_the_same_with_reading_workers(
+    fmt: str, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conceptkit.converters
+
+    # the fixtures hold a few images: build them in workers all the same
+    monkeypatch.setattr(conceptkit.converters, "PARALLEL_FROM", 1)
     outs = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
