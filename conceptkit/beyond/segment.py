@@ -202,6 +202,7 @@ class Segmenter:
         device: str = "cpu",
     ) -> None:
         from conceptkit.beyond.net2vec import read_embedding
+        from conceptkit.dissection.forward import Forward
         from conceptkit.dissection.preprocess import get_preprocess
 
         st = info.settings
@@ -211,7 +212,8 @@ class Segmenter:
             self.prep = get_preprocess("imagenet", st.get("mean"), st.get("std"))
         self.layer = layer
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.forward = Forward.of_run(model, self.device, st)  # the run's layout, precision
+        self.model = self.forward.model
         self.legend = legend(info)
         self.thresholds = thresholds(info, layer)
         self.embedding = read_embedding(embedding) if embedding is not None else None
@@ -223,9 +225,9 @@ class Segmenter:
         from conceptkit.errors import FormatError
 
         x = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous().to(self.device)
-        with FeatureHooks(self.model, [self.layer]) as hooks, torch.inference_mode():
+        with FeatureHooks(self.model, [self.layer]) as hooks:
             try:
-                f = hooks.run(self.model, self.prep(x))[self.layer]
+                f = self.forward(hooks, self.prep(x))[self.layer]
             except RuntimeError as exc:
                 msg = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
                 raise FormatError(f"the model cannot take this image ({msg})", source) from None

@@ -268,6 +268,7 @@ def compute_features(
 ) -> dict[str, FeatureStore]:
     """One forward pass over the run's dataset in its batch size and preprocessing."""
     from conceptkit.dissection.data import BrodenDataset, collate
+    from conceptkit.dissection.forward import Forward
     from conceptkit.dissection.hooks import FeatureHooks
     from conceptkit.dissection.preprocess import get_preprocess
 
@@ -286,13 +287,13 @@ def compute_features(
         collate_fn=collate,
     )
     dev = torch.device(opts.device)
-    model = model.to(dev).eval()
+    fwd = Forward.of_run(model, dev, st)  # the run's own layout and precision
     stores: dict[str, FeatureStore] = {}
     used = 0
-    with FeatureHooks(model, layers) as hooks, torch.inference_mode():
+    with FeatureHooks(fwd.model, layers) as hooks:
         for batch in loader:
             assert batch.images is not None
-            feats = hooks.run(model, prep(batch.images.to(dev)))
+            feats = fwd(hooks, prep(batch.images.to(dev)))
             a = int(batch.rows[0])
             for name, f in feats.items():
                 if name not in stores:
