@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 from conceptkit import limits
-from conceptkit.dissection.results import TALLY_FIELDS
+from conceptkit.dissection.results import CHANCE_FIELDS, TALLY_FIELDS
 from conceptkit.errors import LayoutError, UsageError
 from conceptkit.report.pages import strip_name
 from conceptkit.report.run import layer_file, load_run
@@ -140,8 +140,23 @@ def _float(text: str, file: Path, line: int, column: str) -> float:
     return value
 
 
+def _chance_columns(header: list[str]) -> int:
+    """How many of the header's last columns are conceptkit's ``<cat>-iou_chance``,
+    ``<cat>-z`` (per category, after every category's NetDissect-Lite columns)."""
+    m = sum(h.endswith("-iou_chance") for h in header)
+    if m == 0 or len(header) < 4 + 7 * m:
+        return 0
+    cats = [h[: -len("-label")] for h in header[4 : 4 + 5 * m : 5]]
+    want = [f"{c}-{f}" for c in cats for f in CHANCE_FIELDS]
+    return 2 * m if header[-2 * m :] == want else 0
+
+
 def _categories(header: list[str], file: Path) -> list[str]:
-    """The categories a tally header names, in its order; LayoutError when it is malformed."""
+    """The categories a tally header names, in its order; LayoutError when it is malformed.
+    conceptkit's trailing chance columns (:data:`CHANCE_FIELDS`) are read as they are."""
+    extra = _chance_columns(header)
+    if extra:
+        header = header[:-extra]
     if tuple(header[:4]) != HEAD:
         raise LayoutError(
             f"header starts {','.join(header[:4])!r}, expected 'unit,category,label,score'",
@@ -192,7 +207,8 @@ def _row(cells: list[str], header: list[str], cats: list[str], file: Path, line:
             file=file,
             place=f"line {line}, column category",
         )
-    for key in ["score"] + [f"{cat}-{f}" for cat in cats for f in FLOAT_FIELDS]:
+    chance = header[len(HEAD) + len(TALLY_FIELDS) * len(cats) :]  # conceptkit's, or none
+    for key in ["score"] + [f"{cat}-{f}" for cat in cats for f in FLOAT_FIELDS] + chance:
         row[key] = _float(row[key], file, line, key)
         if key.endswith(("score", "-iou")) and not (0.0 <= row[key] <= 1.0):
             raise LayoutError(
