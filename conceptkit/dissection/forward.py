@@ -29,9 +29,7 @@ import torch
 from torch import nn
 
 from conceptkit.dissection.hooks import FeatureHooks
-
-CHANNELS_LAST = ("auto", "on", "off")
-AUTOCASTS = (None, "bf16", "fp16")
+from conceptkit.dissection.settings import AUTOCASTS
 
 
 def conv_share(model: nn.Module) -> float:

@@ -54,6 +54,7 @@ from conceptkit.dissection.distributed import (
     parse_device,
     shard_batches,
 )
+from conceptkit.dissection.forward import Forward
 from conceptkit.dissection.hooks import FeatureHooks
 from conceptkit.dissection.models import fingerprint
 from conceptkit.dissection.preprocess import Preprocess, get_preprocess
@@ -312,77 +313,6 @@ def _check_finite(feats: Mapping[str, torch.Tensor], model_file: str | None) -> 
             )
 
 
-class _Stop(Exception):
-    """Raised by a hook once the forward has reached every layer it was asked for."""
-
-
-def _module(model: nn.Module, name: str) -> nn.Module | None:
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        return None
-
-
-def _noter(name: str, fired: list[str]) -> Any:
-    def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
-        fired.append(name)
-
-    return hook
-
-
-def _stopper(name: str, fired: set[str], wanted: set[str]) -> Any:
-    def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
-        fired.add(name)
-        if fired >= wanted:
-            raise _Stop
-
-    return hook
-
-
-def _run_until(
-    model: nn.Module, hooks: FeatureHooks, x: torch.Tensor, only: Sequence[str]
-) -> dict[str, torch.Tensor]:
-    """``hooks``' features of the layers ``only``, the forward of ``x: (B, 3, H, W)`` stopped
-    once it has passed all of them (the whole forward when one is not a module)."""
-    mods = {n: _module(model, n) for n in only}
-    if any(m is None for m in mods.values()):
-        feats = hooks.run(model, x)
-        return {n: feats[n] for n in only}
-    fired: set[str] = set()
-    handles = [
-        m.register_forward_hook(_stopper(n, fired, set(only)))
-        for n, m in mods.items()
-        if m is not None
-    ]
-    try:
-        feats = hooks.run(model, x)
-    except _Stop:
-        hw = (int(x.shape[-2]), int(x.shape[-1]))
-        return {n: hooks.read(n, hooks.features[n], hw) for n in only}
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: feats[n] for n in only}
-
-
-def _use_channels_last(model: nn.Module, dev: torch.device, choice: str) -> bool:
-    """Channels-last for conv nets: ``on``, ``off``, or ``auto`` (on CUDA only, where it is
-    faster; on the CPU the float32 path stays the tested, bit-stable one)."""
-    if choice == "off" or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return False
-    return choice == "on" or dev.type == "cuda"
-
-
-@contextmanager
-def _autocast(dev: torch.device, kind: str | None) -> Iterator[None]:
-    if kind is None:
-        yield
-        return
-    dtype = torch.bfloat16 if kind == "bf16" else torch.float16
-    with torch.autocast(device_type=dev.type, dtype=dtype):
-        yield
-
-
 def _available_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -437,12 +367,9 @@ class Dissection:
         )
         self.ctx = run.dist_ctx or DistContext()
         self.labels = LabelSpace.of(self.ds)
-        self.model = model.to(self.dev).eval()
-        self.channels_last = _use_channels_last(self.model, self.dev, run.channels_last)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.order: list[str] = list(self.layers)
-        self.stoppable = False  # whether pass 2 may stop the forward early (see _record_order)
+        self.fwd = Forward.choose(model, self.dev, run.channels_last, run.autocast)
+        self.model = self.fwd.model
+        self.order: list[str] = list(self.layers)  # the order the forward reaches them
         self.batches = shard_batches(
             len(self.ds), run.batch_size, self.ctx.rank, self.ctx.world, run.shard
         )
@@ -486,6 +413,7 @@ class Dissection:
             "preprocess": [self.prep.name, list(self.prep.mean), list(self.prep.std)],
             **self._reading(),
             "batch_size": run.batch_size,
+            **self.fwd.describe(),
             "thresholds": thresholds,
             "world_size": self.ctx.world,
             "shard": run.shard,
@@ -598,44 +526,13 @@ class Dissection:
         self, images: torch.Tensor | None, hooks: FeatureHooks, only: Sequence[str] | None = None
     ) -> dict[str, torch.Tensor]:
         """``{layer: (B, C, h, w) float32}``; with ``only``, those layers, the forward stopped
-        after the last of them where the layers are modules."""
+        after the last of them where the layers are modules (see ``FeatureHooks.run``)."""
         if images is None:
             raise RuntimeError("a batch without images reached the forward pass")
         self.work["forward"] += 1
-        x = self.prep(images.to(self.dev, non_blocking=True))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        run = self.settings.run
-        with torch.inference_mode(), _autocast(self.dev, run.autocast):
-            if only is None or hooks.extractor is not None or not self.stoppable:
-                feats = hooks.run(self.model, x)
-            else:
-                feats = _run_until(self.model, hooks, x, only)
-        if run.autocast is not None:
-            feats = {n: f.float() for n, f in feats.items()}
-        return feats
-
-    def _record_order(
-        self, hooks: FeatureHooks, images: torch.Tensor | None
-    ) -> dict[str, torch.Tensor]:
-        """The first forward, noting the order in which it reaches the layers."""
-        fired: list[str] = []
-        handles = []
-        if hooks.extractor is None:
-            for name in self.layers:
-                mod = _module(self.model, name)
-                if mod is not None:
-                    handles.append(mod.register_forward_hook(_noter(name, fired)))
-        try:
-            feats = self._forward(images, hooks)
-        finally:
-            for h in handles:
-                h.remove()
-        seen = list(dict.fromkeys(fired))
-        if sorted(seen) == sorted(self.layers):
-            self.order = seen
-        # a layer called twice in one forward: its hook keeps the last call, so no early stop
-        self.stoppable = sorted(fired) == sorted(self.layers)
+        feats = self.fwd(hooks, self.prep(images.to(self.dev, non_blocking=True)), only)
+        if sorted(hooks.order) == sorted(self.layers):
+            self.order = hooks.order
         return feats
 
     def _label_batch(self, batch: Batch) -> LabelBatch:
@@ -654,11 +551,9 @@ class Dissection:
         desc = "dissect" if self.one_pass else "pass 1/2 forward"
         with self._bar(desc, start) as bar:
             for j, batch in enumerate(self._loader(ds, start), start):
+                feats = self._forward(batch.images, hooks)
                 if j == start:
-                    feats = self._record_order(hooks, batch.images)
                     _check_finite(feats, (self.settings.run.model_info or {}).get("spec"))
-                else:
-                    feats = self._forward(batch.images, hooks)
                 if not self.stats:
                     self._setup({n: f.shape[1:] for n, f in feats.items()})
                 if j == start and not self.one_pass:
@@ -787,6 +682,7 @@ class Dissection:
                 "std": list(self.prep.std),
                 **self._reading(),
                 "batch_size": run.batch_size,
+                **self.fwd.describe(),
                 "thresholds_from": sci.thresholds_from,
             },
             model={

@@ -124,8 +124,9 @@ class RunSettings:
     receives one-line notes; ``model_info`` gives ``spec``/``description``/``fingerprint``
     for results.json. ``autocast`` (``bf16``/``fp16``, default None: float32) runs the
     forward in reduced precision: faster on GPUs, but it changes the activations and so the
-    results. ``channels_last`` (``auto``: on CUDA only; ``on``; ``off``) lays out conv nets'
-    tensors channels-last (same values within float tolerance).
+    results. ``channels_last`` (``auto``: for conv nets, whose convolutions hold most
+    parameters; ``on``; ``off``) lays tensors out channels-last, faster on CPUs and GPUs (same
+    values within float32 rounding; see :mod:`conceptkit.dissection.forward`).
     """
 
     batch_size: int = 64
