@@ -105,3 +105,26 @@ def test_broken_extras_name_the_file_and_place(
         report.build(out, workers=1)
     assert exc.value.place == place and Path(str(exc.value.file)).name == name
     assert not (out / "html").exists()  # nothing half-written
+
+
+def test_the_dissections_own_chance_check_reaches_the_cards(tmp_path: Path) -> None:
+    """Without chance_<layer>.csv the cards show the chance check results.json carries."""
+    import json
+
+    out = synthetic.make(tmp_path, layers={"l": (8, 2)}, images=6)
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    detail = doc["layers"]["l"]["units_detail"]
+    detail[0].update(support=40, iou_chance=0.09, z=1.5, flags=["near_chance"])
+    detail[1].update(support=3, iou_chance=0.01, z=4.0, flags=["few_images"])
+    (out / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+    report.build(out, workers=1)
+    cards = _cards((out / "html" / "layer-l.html").read_text(encoding="utf-8"))
+    assert "chance IoU 0.0900 · z 1.50 · support 40 images" in cards[0]
+    assert '<b class="flag">near_chance</b>' in cards[0]
+    assert '<b class="flag">few_images</b>' in cards[1]
+    assert "chance" not in cards[2]
+    assert "Chance check" in (out / "html" / "index.html").read_text(encoding="utf-8")
+    detail[0]["z"] = "high"
+    (out / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(LayoutError, match=r"units_detail\[0\]\.z"):
+        report.build(out, workers=1)

@@ -43,7 +43,8 @@ class LayerExtras:
 
 
 def load_extras(run: RunInfo, lay: LayerInfo) -> LayerExtras:
-    """The layer's extras from ``explain_<layer>.csv`` and ``chance_<layer>.csv`` (each if there)."""
+    """The layer's extras from ``explain_<layer>.csv`` and ``chance_<layer>.csv`` (each if there;
+    without the CSV, the chance check the dissection itself wrote into results.json)."""
     ex = LayerExtras()
     path = run.out / af.explain_csv(lay.name)
     if path.is_file():
@@ -51,6 +52,15 @@ def load_extras(run: RunInfo, lay: LayerInfo) -> LayerExtras:
     path = run.out / af.chance_csv(lay.name)
     if path.is_file():
         ex.chance = af.read_chance(path, lay.units)
+    else:
+        cut = float(run.results["settings"].get("iou_threshold", 0.04))
+        ex.chance = {
+            u.unit: af.Chance(
+                u.chance.iou_chance, u.chance.z, u.chance.support, u.iou > cut, u.chance.flags
+            )  # fmt: skip
+            for u in lay.unit_info
+            if u.chance is not None
+        }
     return ex
 
 
@@ -92,7 +102,7 @@ def index_html(run: RunInfo, extras: dict[str, LayerExtras]) -> str:
     )
     return (
         f'<h2>Chance check</h2>\n<table class="grid">\n{head}\n{rows}</table>\n'
-        '<p class="note">From chance_&lt;layer&gt;.csv (<code>conceptkit chance</code>): '
-        "detectors whose IoU is near what chance gives, or whose label occurs in few images."
-        "</p>"
+        '<p class="note">From the dissection (or chance_&lt;layer&gt;.csv of '
+        "<code>conceptkit chance</code>): detectors whose IoU is near what chance gives, or "
+        "whose label occurs in few images.</p>"
     )

@@ -59,6 +59,18 @@ class UnitInfo:
     threshold: float
     top_images: tuple[int, ...]
     runners_up: tuple[RunnerUp, ...]
+    #: the best label's chance check from results.json (a run made with chance levels)
+    chance: UnitChance | None = None
+
+
+@dataclass(frozen=True)
+class UnitChance:
+    """``support`` images with the best label, its chance IoU, ``z`` and ``flags``."""
+
+    support: int
+    iou_chance: float
+    z: float
+    flags: tuple[str, ...]
 
 
 @dataclass
@@ -228,6 +240,14 @@ def _unit(doc: _Doc, value: Any, where: str, units: int, cats: list[str]) -> Uni
             )
         )
     tops = doc.items(u.get("top_images", []), _child(where, "top_images"))
+    chance = None
+    if all(k in u for k in ("support", "iou_chance", "z")):
+        chance = UnitChance(
+            support=doc.whole(u["support"], _child(where, "support")),
+            iou_chance=doc.number(u["iou_chance"], _child(where, "iou_chance")),
+            z=doc.number(u["z"], _child(where, "z")),
+            flags=tuple(doc.texts(u.get("flags", []), _child(where, "flags"))),
+        )
     return UnitInfo(
         unit=unit,
         label=doc.text(u.get("label", ""), _child(where, "label")),
@@ -239,6 +259,7 @@ def _unit(doc: _Doc, value: Any, where: str, units: int, cats: list[str]) -> Uni
             for i, t in enumerate(tops)
         ),
         runners_up=tuple(runners),
+        chance=chance,
     )
 
 
