@@ -360,14 +360,16 @@ class IoUTally:
         nc, K = uniq.shape[0], self.num_categories
         image = torch.arange(B, device=dev).repeat_interleave(S)[:, None]
         areas = torch.bincount((image * nc + inv).flatten(), minlength=B * nc).view(B, nc)
-        cat_pixels = self._category_pixels(inv, torch.where(has, ucat, -1), B)
+        cat_pixels = self._category_pixels(inv, torch.where(has, ucat, -1), image[:, 0], B)
         return LabelBatch((sh, sw), truth, uniq, inv, catmat, il, imgcat[:, :K], areas, cat_pixels)
 
-    def _category_pixels(self, inv: torch.Tensor, ucat: torch.Tensor, B: int) -> torch.Tensor:
+    def _category_pixels(
+        self, inv: torch.Tensor, ucat: torch.Tensor, image: torch.Tensor, B: int
+    ) -> torch.Tensor:
         """``(B, K)``: per image, the pixels carrying a label of each category in any plane.
         ``inv: (B * S, P)`` indices into the present labels, ``ucat: (Lc,)`` their category
-        (-1: none). Each pixel's categories as bits, OR-ed over the planes, then one
-        histogram of (image, bit pattern) per batch."""
+        (-1: none), ``image: (B * S,)`` each pixel's image. Each pixel's categories as bits,
+        OR-ed over the planes, then one histogram of (image, bit pattern) per batch."""
         K, dev = self.num_categories, inv.device
         if K == 0:
             return torch.zeros((B, 0), dtype=torch.int64, device=dev)
@@ -380,7 +382,6 @@ class IoUTally:
         pattern = bit[inv[:, 0]]
         for p in range(1, inv.shape[1]):
             pattern |= bit[inv[:, p]]
-        image = torch.arange(B, device=dev).repeat_interleave(inv.shape[0] // B)
         hist = torch.bincount(image * (1 << K) + pattern, minlength=B << K).view(B, 1 << K)
         bits = (torch.arange(1 << K, device=dev)[:, None] >> torch.arange(K, device=dev)) & 1
         return hist @ bits
