@@ -7,10 +7,13 @@ every distinct value into one ``mask`` :class:`~conceptkit.annotations.Shape` ho
 
 - :func:`read_plane` opens a label PNG through :func:`conceptkit.images.open_image` (its declared
   size checked against the limits, and against the image's size, before any pixel is decoded)
-  and returns its raw values: palette indices for mode ``P`` (never converted to RGB), 16-bit
-  values for ``I;16``, ``(H, W, 3) uint8`` for colour PNGs.
-- :func:`regions` splits an ``(H, W)`` integer plane into the patches of its values (one
-  comparison per value, or one radix sort of the values' ranks when there are many).
+  and returns its raw values in their own type: palette indices for mode ``P`` (never converted
+  to RGB) as ``uint8``, 16-bit values for ``I;16`` as ``uint16``, ``(H, W, 3) uint8`` for colour
+  PNGs (no wider copy: the planes of a 640x480 image stay a few hundred kB).
+- :func:`regions` splits an ``(H, W)`` integer plane into the patches of its values: the plane
+  is cut into runs (stretches of one value within a row), and one radix sort of the runs'
+  value ranks gives each value's pixel count and tight box (:func:`boxes`), so the cost is one
+  pass over the pixels plus the runs, whatever the number of values.
 - :func:`colour_codes` packs RGB into one integer per pixel (``R << 16 | G << 8 | B``) and
   :func:`lookup` maps values through a table, refusing a value the table lacks with the first
   pixel that has it.
@@ -53,7 +56,9 @@ def read_plane(
     what: str,
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """The raw values of the label PNG ``path``: ``(H, W)`` int64, or ``(H, W, 3) uint8`` for RGB.
+    """The raw values of the label PNG ``path``: ``(H, W)`` integers (``uint8`` for ``P``, ``L``
+    and ``1``, ``uint16`` for ``I;16``, ``int32`` for ``I``; native byte order), or ``(H, W, 3)
+    uint8`` for RGB. Possibly read-only.
 
     ``size`` ``(width, height)``: the size the plane must have (checked on the header, before
     decoding). Palette PNGs give their indices; RGBA drops alpha; ``LA`` drops alpha.
@@ -77,7 +82,9 @@ def read_plane(
                 f"{what} has pixel mode {mode!r}, expected an index or RGB PNG", file, place
             )
     if arr.ndim == 2:
-        return arr.astype(np.int64)
+        if arr.dtype == np.bool_:
+            return arr.astype(np.uint8)  # Pillow stores a set bit as 255: values 0 and 1
+        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
     return np.ascontiguousarray(arr[..., :3], dtype=np.uint8)
 
 
@@ -88,9 +95,17 @@ def plane_size(path: Path, *, file: Path, place: str, what: str) -> tuple[int, i
 
 
 def colour_codes(rgb: np.ndarray) -> np.ndarray:
-    """``(H, W, 3) uint8`` -> ``(H, W) int64`` ``R << 16 | G << 8 | B``."""
-    rgb = rgb.astype(np.int64)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    """``(H, W, 3) uint8`` -> ``(H, W) uint32`` ``R << 16 | G << 8 | B``."""
+    return pack_bytes(rgb[..., 0], rgb[..., 1], rgb[..., 2])
+
+
+def pack_bytes(high: np.ndarray, mid: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Three ``uint8`` arrays of one shape -> ``uint32`` ``high << 16 | mid << 8 | low``."""
+    out = high.astype(np.uint32)
+    out <<= 16
+    out |= mid.astype(np.uint32) << 8
+    out |= low
+    return out
 
 
 def describe_colour(code: int) -> str:
@@ -107,7 +122,8 @@ def lookup(
     what: str,
     describe: bool = False,
 ) -> np.ndarray:
-    """``plane`` ``(H, W) int64`` with every value replaced by ``table[value]``.
+    """``plane`` ``(H, W)`` integers with every value replaced by ``table[value]``: ``(H, W)
+    int16`` (``int64`` when a value lies outside 0..2**24 - 1).
 
     A value not in the table raises FormatError naming it (as a colour when ``describe``) and
     the first pixel (row, column) holding it. The table's values must fit in 15 bits.
@@ -118,13 +134,13 @@ def lookup(
         # per table (every image of a dataset shares it): one gather
         lut = _lookup_table(tuple(table.items()))
         if top < len(lut):
-            mapped = lut[plane].astype(np.int64)
+            mapped = lut[plane]
         else:  # values past the table's last key: not in it
             inside = plane < len(lut)
-            mapped = np.where(inside, lut[np.where(inside, plane, 0)], -1).astype(np.int64)
-        missing = np.flatnonzero(mapped.reshape(-1) < 0)
-        if len(missing):
-            _refuse(plane, int(plane.reshape(-1)[missing[0]]), file, place, what, describe)
+            mapped = np.where(inside, lut[np.where(inside, plane, 0)], -1).astype(np.int16)
+        if int(mapped.min()) < 0:
+            first = int(np.flatnonzero(mapped.reshape(-1) < 0)[0])
+            _refuse(plane, int(plane.reshape(-1)[first]), file, place, what, describe)
         return mapped
     values, inverse = np.unique(plane, return_inverse=True)
     out = np.empty(len(values), dtype=np.int64)
@@ -167,14 +183,17 @@ _TABLE_RANGE = 1 << 22
 
 
 def _ranked(flat: np.ndarray) -> tuple[list[int], list[int], np.ndarray]:
-    """(distinct values ascending, their pixel counts, ``(N,)`` rank of each pixel's value).
+    """(distinct values ascending, how often each occurs, ``(N,)`` rank of each item's value).
 
-    Ranks are the narrowest unsigned type that holds them, so that the stable sort of
-    :func:`regions` is a radix sort.
+    Ranks are the narrowest unsigned type that holds them, so that a stable sort of them is a
+    radix sort. The values are ranked through a table over their range when that range is
+    small, both absolutely and against the number of items; else by a sort.
     """
     lo, hi = int(flat.min()), int(flat.max())
-    if hi - lo < _TABLE_RANGE:
-        shifted = flat - lo if lo else flat
+    if hi - lo < min(_TABLE_RANGE, 16 * flat.size + 4096):
+        shifted = flat.astype(np.intp)  # the type bincount counts in; no wrap-around below
+        if lo:
+            shifted -= lo
         counts = np.bincount(shifted)
         present = np.flatnonzero(counts)
         dtype = _rank_type(len(present))
@@ -186,63 +205,64 @@ def _ranked(flat: np.ndarray) -> tuple[list[int], list[int], np.ndarray]:
     return values.tolist(), np.bincount(ranks, minlength=len(values)).tolist(), ranks
 
 
-def distinct(plane: np.ndarray) -> np.ndarray:
-    """The distinct values of ``plane`` (any shape, integers), ascending, ``(K,) int64``."""
-    flat = plane.reshape(-1)
-    if not flat.size:
-        return np.zeros(0, dtype=np.int64)
-    lo, hi = int(flat.min()), int(flat.max())
-    if hi - lo < _TABLE_RANGE:
-        return np.flatnonzero(np.bincount(flat - lo if lo else flat)).astype(np.int64) + lo
-    return np.unique(flat).astype(np.int64)
-
-
 def _rank_type(k: int) -> type[np.unsignedinteger[Any]] | type[np.int64]:
     """The narrowest type holding ranks 0..k - 1 (a radix sort for 8 and 16 bits)."""
     return np.uint8 if k <= 1 << 8 else np.uint16 if k <= 1 << 16 else np.int64
 
 
-#: up to this many values, each value's region is found by one comparison over the ranks (no
-#: sort); past it, one sort of the ranks groups them all
-_SCAN_VALUES = 48
+@dataclass
+class Boxes:
+    """The distinct values of a plane, ascending, with per value its pixel ``count`` and its
+    tight box ``(x0, y0, x1, y1)`` (inclusive)."""
+
+    values: list[int]
+    counts: list[int]
+    boxes: list[tuple[int, int, int, int]]
 
 
-def regions(plane: np.ndarray, skip: set[int]) -> Iterator[Region]:
+def boxes(plane: np.ndarray) -> Boxes:
+    """The :class:`Boxes` of an ``(H, W)`` integer plane (at least one pixel).
+
+    The plane is cut into runs, one wherever the value changes or a row starts (reading
+    order). A stable radix sort of the runs' value ranks groups each value's runs in reading
+    order: its first and last run give its rows, the least start and greatest end among them
+    its columns, the sum of their lengths its pixel count.
+    """
+    height, width = plane.shape
+    flat = plane.reshape(-1)
+    change = flat[1:] != flat[:-1]
+    change[width - 1 :: width] = True  # the next pixel starts a row
+    starts = np.flatnonzero(change)
+    starts += 1
+    starts = np.concatenate((np.zeros(1, dtype=starts.dtype), starts))
+    lengths = np.diff(starts, append=flat.size)
+    values, runs, ranks = _ranked(flat[starts])
+    order = np.argsort(ranks, kind="stable")
+    last = np.cumsum(runs)
+    first = last - np.asarray(runs, dtype=last.dtype)
+    last -= 1
+    starts, lengths = starts[order], lengths[order]
+    rows, left = np.divmod(starts, width)
+    right = left + lengths - 1
+    counts = np.add.reduceat(lengths, first).tolist()
+    x0 = np.minimum.reduceat(left, first).tolist()
+    x1 = np.maximum.reduceat(right, first).tolist()
+    y0, y1 = rows[first].tolist(), rows[last].tolist()
+    return Boxes(values, counts, list(zip(x0, y0, x1, y1)))
+
+
+def regions(plane: np.ndarray, skip: set[int], found: Boxes | None = None) -> Iterator[Region]:
     """The region of every distinct value of ``plane`` ``(H, W)`` not in ``skip``, by value.
 
-    Each pixel's value is ranked first (:func:`_ranked`). For a few values, one comparison of
-    the ranks per value gives its rows and columns and, cut to the tight box around its pixels,
-    its patch. For many, one stable radix sort of the ranks groups the pixels of each value in
-    reading order: the first and last pixel of a value give its rows, the least and greatest
-    column among them its columns, and its patch is the comparison over that box.
+    Each value's tight box comes from :func:`boxes` (``found``: already computed for this
+    plane), its patch is the comparison of the plane with the value over that box.
     """
     if not plane.size:
         return
-    values, counts, flat = _ranked(plane.reshape(-1))
-    ranks = flat.reshape(plane.shape)
-    wanted = [(k, v) for k, v in enumerate(values) if v not in skip]
-    if len(wanted) <= _SCAN_VALUES:
-        for k, value in wanted:
-            same = ranks == k
-            rows = np.flatnonzero(same.any(axis=1))
-            cols = np.flatnonzero(same.any(axis=0))
-            y0, x0 = int(rows[0]), int(cols[0])
-            mask = np.ascontiguousarray(same[y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1])
-            yield Region(value, mask, (x0, y0), counts[k])
-        return
-    width = plane.shape[1]
-    order = np.argsort(flat, kind="stable")
-    sizes = np.asarray(counts, dtype=np.int64)
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
-    columns = order % width
-    left = np.minimum.reduceat(columns, starts).tolist()
-    right = np.maximum.reduceat(columns, starts).tolist()
-    first, last = (order[starts] // width).tolist(), (order[ends - 1] // width).tolist()
-    for k, value in wanted:
-        y0, x0 = first[k], left[k]
-        mask = ranks[y0 : last[k] + 1, x0 : right[k] + 1] == k
-        yield Region(value, mask, (x0, y0), counts[k])
+    found = boxes(plane) if found is None else found
+    for value, count, (x0, y0, x1, y1) in zip(found.values, found.counts, found.boxes):
+        if value not in skip:
+            yield Region(value, plane[y0 : y1 + 1, x0 : x1 + 1] == value, (x0, y0), count)
 
 
 def mask_shape(

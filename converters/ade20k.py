@@ -37,6 +37,7 @@ from conceptkit.converters._masks import (
     files_under,
     image_in,
     mask_shape,
+    pack_bytes,
     read_plane,
     read_text,
     regions,
@@ -141,13 +142,11 @@ def _first_pixel(plane: np.ndarray, value: int) -> str:
 
 def level_shapes(rgb: np.ndarray, level: int, names: Names, png: Path, start: int) -> list[Shape]:
     """The Shapes of one level's PNG ``(H, W, 3) uint8`` (level 0 = objects, N = part level N)."""
-    # int32 holds every key below (at most 25 * 2**16 + 2**16 - 1) and sorts faster than int64
-    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
     category = "part" if level > 0 else None
     shapes: list[Shape] = []
     if names.by_number:
-        klass = (r // 10) * 256 + g
-        key = klass * 256 + b
+        # class * 256 + B = (R // 10) << 16 | G << 8 | B: at most 25 * 2**16 + 2**16 - 1
+        key = pack_bytes(rgb[..., 0] // 10, rgb[..., 1], rgb[..., 2])
         # keys below 256 are class 0 (unlabelled): never a region
         for region in regions(key, set(range(256))):
             number, blue = divmod(region.value, 256)
@@ -170,9 +169,10 @@ def level_shapes(rgb: np.ndarray, level: int, names: Names, png: Path, start: in
                 )
             )
         return shapes
+    b = rgb[..., 2]
     present = np.bincount(b.reshape(-1), minlength=256) > 0
     present[0] = True  # B = 0 is rank 0 whether or not it occurs
-    ranks = (np.cumsum(present) - 1)[b]
+    ranks = (np.cumsum(present) - 1).astype(np.uint8)[b]
     for region in regions(ranks, set()):
         label = names.by_instance.get((level, region.value))
         if label is None:

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from conceptkit.converters import ReadOptions, check_points, each_record
 from conceptkit.converters._masks import (
-    distinct,
+    Boxes,
+    boxes,
     files_under,
     image_in,
     lookup,
@@ -114,11 +115,12 @@ _FILE = re.compile(
 )
 
 
-def _pixel_shapes(values: np.ndarray, instances: bool) -> list[Shape]:
+def _pixel_shapes(values: np.ndarray, instances: bool, found: Boxes | None = None) -> list[Shape]:
     """Mask Shapes of a plane of class ids (or ``id * 1000 + k`` when ``instances``) ``(H, W)``;
-    every value's class is already known to be in the table."""
+    every value's class is already known to be in the table (``found``: its boxes, when
+    already computed)."""
     shapes: list[Shape] = []
-    for region in regions(values, set()):
+    for region in regions(values, set(), found):
         v = region.value
         class_id, k = divmod(v, 1000) if instances and v >= 1000 else (v, -1)
         if BY_ID[class_id].ignore:
@@ -142,14 +144,17 @@ def _class_ids(values: np.ndarray, instances: bool) -> np.ndarray:
 
 def _check_ids(
     plane: np.ndarray, instances: bool, table: dict[int, int], path: Path, kind: str
-) -> None:
-    """FormatError naming the first pixel whose class id the label table lacks.
+) -> Boxes:
+    """The :class:`Boxes` of ``plane``; FormatError naming the first pixel whose class id the
+    label table lacks.
 
     Checked on the distinct values; only when one is missing is the whole plane looked up (to
     name its first pixel)."""
-    if all(int(i) in table for i in _class_ids(distinct(plane), instances).tolist()):
-        return
-    lookup(_class_ids(plane, instances), table, file=path, place="pixels", what=kind)
+    found = boxes(plane)
+    ids = _class_ids(np.asarray(found.values, dtype=np.int64), instances)
+    if not all(i in table for i in ids.tolist()):
+        lookup(_class_ids(plane, instances), table, file=path, place="pixels", what=kind)
+    return found
 
 
 def _from_png(path: Path, kind: str) -> tuple[tuple[int, int], list[Shape]]:
@@ -160,8 +165,8 @@ def _from_png(path: Path, kind: str) -> tuple[tuple[int, int], list[Shape]]:
     table = {i: i for i in BY_ID}
     if kind in ("instanceIds.png", "labelIds.png"):
         instances = kind == "instanceIds.png"
-        _check_ids(plane, instances, table, path, kind)
-        return size, _pixel_shapes(plane, instances)
+        found = _check_ids(plane, instances, table, path, kind)
+        return size, _pixel_shapes(plane, instances, found)
     train = {lab.train_id: lab.id for lab in BY_TRAIN_ID.values()} | {255: 0}
     ids = lookup(plane, train, file=path, place="pixels", what=kind)
     return size, _pixel_shapes(ids, False)
