@@ -7,7 +7,6 @@ import torchvision
 from torch import nn
 
 from conceptkit.dissection.forward import Forward, conv_share, use_channels_last
-from conceptkit.dissection.hooks import FeatureHooks
 
 
 class TokenNet(nn.Module):
@@ -38,12 +37,15 @@ def test_forward_record_rebuilds_the_same_forward():
     torch.manual_seed(0)
     net = torchvision.models.resnet18(weights=None, num_classes=10)
     cpu = torch.device("cpu")
-    fwd = Forward.choose(net, cpu, "auto")
-    assert fwd.describe() == {"channels_last": True, "autocast": None}
-    again = Forward.of_run(net, cpu, fwd.describe())
+    fwd = Forward.choose(net, cpu, "auto", layers=["layer1.0.bn1"])
+    folds = fwd.describe()["fold_bn"]
+    assert fwd.describe() == {"channels_last": True, "autocast": None, "fold_bn": folds}
+    assert len(folds) == 19 and ["layer1.0.conv1", "layer1.0.bn1"] not in folds
+    again = Forward.of_run(net, cpu, fwd.describe())  # the same folds, not the default's 20
     assert again.describe() == fwd.describe()
     old = Forward.of_run(net, cpu, {})  # a run from before the record: plain layout on CPU
-    assert old.describe() == {"channels_last": False, "autocast": None}
+    assert old.describe() == {"channels_last": False, "autocast": None, "fold_bn": []}
+    assert old.net is old.model
 
 
 def test_channels_last_features_equal_plain_within_rounding_and_stop_early():
@@ -55,7 +57,7 @@ def test_channels_last_features_equal_plain_within_rounding_and_stop_early():
     cpu = torch.device("cpu")
     fast, plain = Forward.choose(net, cpu, "on"), Forward.choose(plain_net, cpu, "off")
     layers = ["layer1", "layer3"]
-    with FeatureHooks(fast.model, layers) as h1, FeatureHooks(plain.model, layers) as h2:
+    with fast.hooks(layers) as h1, plain.hooks(layers) as h2:
         a, b = fast(h1, x), plain(h2, x)
         first = fast(h1, x, stop_after=["layer1"])
     for n in layers:

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conceptkit.dissection.hooks import FeatureHooks
 from conceptkit.dissection.preprocess import get_preprocess
 from conceptkit.dissection.results import DissectResult
 from conceptkit.dissection.run import dissect
@@ -33,6 +32,7 @@ def _run(
     golden: str | None,
     layers: tuple[str, ...] = tuple(LAYERS),
     channels_last: str = "auto",
+    fold_bn: str = "auto",
 ) -> DissectResult:
     return dissect(
         seeded_resnet18(),
@@ -44,12 +44,15 @@ def _run(
         workers=0,
         device="cpu",
         channels_last=channels_last,
+        fold_bn=fold_bn,
     )
 
 
-def golden_run(mini_broden: Path, golden_dir: Path, channels_last: str = "off") -> DissectResult:
-    """NetDissect-Lite's thresholds; the plain layout (its forward's) unless asked."""
-    return _run(str(mini_broden), str(golden_dir), channels_last=channels_last)
+def golden_run(mini_broden: Path, golden_dir: Path, fast: bool = False) -> DissectResult:
+    """NetDissect-Lite's thresholds; its forward (plain layout, batch norms run) unless
+    ``fast``: the default forward (channels-last, batch norms folded)."""
+    mode = "auto" if fast else "off"
+    return _run(str(mini_broden), str(golden_dir), channels_last=mode, fold_bn=mode)
 
 
 def own_run(mini_broden: Path) -> DissectResult:
@@ -89,14 +92,13 @@ def test_golden_tally_matches_netdissect_lite(mini_broden, golden_dir, layer):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", LAYERS)
-def test_default_channels_last_layout_stays_close_to_netdissect_lite(
-    mini_broden, golden_dir, layer
-):
-    """The default forward (channels-last) sums in another order: a few pixels at a unit's
-    threshold flip, so counts may move: every unit's label stays, IoUs within 2e-5 (a
-    category's own label may swap between two near-equal IoUs)."""
-    res = golden_run(mini_broden, golden_dir, channels_last="auto")
+def test_default_forward_stays_close_to_netdissect_lite(mini_broden, golden_dir, layer):
+    """The default forward (channels-last, batch norms folded) sums and rounds in another
+    order: a few pixels at a unit's threshold flip, so counts may move: every unit's label
+    stays, IoUs within 2e-5 (a category's own label may swap between two near-equal IoUs)."""
+    res = golden_run(mini_broden, golden_dir, fast=True)
     assert res.settings["channels_last"] is True
+    assert len(res.settings["fold_bn"]) == 20  # every batch norm of ResNet-18
     gold = _golden(golden_dir, layer)
     ours = _by_unit(pd.DataFrame(res.tally_rows(layer)))
     assert (ours["label"] == gold["label"]).all()
@@ -166,7 +168,7 @@ def test_own_quantile_is_exact_and_agrees_with_golden(mini_broden, golden_dir):
     assert fwd.channels_last
     ds = BrodenDataset(mini_broden, load_planes=False)
     images = torch.stack([ds[i].image for i in range(len(ds))])
-    with FeatureHooks(fwd.model, LAYERS) as hooks:
+    with fwd.hooks(LAYERS) as hooks:
         feats = [fwd(hooks, get_preprocess("netdissect")(images[i : i + 100])) for i in (0, 100)]
     for layer in LAYERS:
         acts = (

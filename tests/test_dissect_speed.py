@@ -68,7 +68,11 @@ def test_threads_restored_after_a_run_with_workers(small_broden: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kw", "msg"),
-    [({"autocast": "int8"}, "bf16 or fp16"), ({"channels_last": "maybe"}, "auto, on or off")],
+    [
+        ({"autocast": "int8"}, "bf16 or fp16"),
+        ({"channels_last": "maybe"}, "auto, on or off"),
+        ({"fold_bn": "on"}, "auto or off"),
+    ],
 )
 def test_speed_settings_checked(kw: dict[str, str], msg: str) -> None:
     with pytest.raises(UsageError, match=msg):

@@ -221,11 +221,10 @@ class Segmenter:
 
     def features(self, image: np.ndarray, source: Path) -> torch.Tensor:
         """``(C, h, w) float32`` of ``image: (H, W, 3) uint8``."""
-        from conceptkit.dissection.hooks import FeatureHooks
         from conceptkit.errors import FormatError
 
         x = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous().to(self.device)
-        with FeatureHooks(self.model, [self.layer]) as hooks:
+        with self.forward.hooks([self.layer]) as hooks:
             try:
                 f = self.forward(hooks, self.prep(x))[self.layer]
             except RuntimeError as exc:

@@ -367,7 +367,9 @@ class Dissection:
         )
         self.ctx = run.dist_ctx or DistContext()
         self.labels = LabelSpace.of(self.ds)
-        self.fwd = Forward.choose(model, self.dev, run.channels_last, run.autocast)
+        self.fwd = Forward.choose(
+            model, self.dev, run.channels_last, run.autocast, run.fold_bn, self.layers
+        )
         self.model = self.fwd.model
         self.order: list[str] = list(self.layers)  # the order the forward reaches them
         self.batches = shard_batches(
@@ -619,7 +621,7 @@ class Dissection:
         if self.workers > 0 and self.dev.type == "cpu":
             torch.set_num_threads(_available_cores())  # decoding is in the worker processes
         try:
-            with FeatureHooks(self.model, self.layers, grid=self.settings.science.grid) as hooks:
+            with self.fwd.hooks(self.layers, grid=self.settings.science.grid) as hooks:
                 self.pass1(hooks)
                 if not self.one_pass:
                     self.pass2(hooks)
@@ -722,7 +724,7 @@ def dissect(
     ``spill=True``, ``spill_dir``, ``spill_dtype="float32"``; ``batch_size=64``, ``workers``,
     ``device``, ``checkpoint_dir``, ``checkpoint_every=50``, ``resume=True``, ``dist_ctx``,
     ``shard="strided"``, ``progress``, ``log``, ``model_info``, ``autocast`` (None, ``bf16``,
-    ``fp16``: changes the activations), ``channels_last="auto"``; ``baseline="random"``: the
+    ``fp16``: changes the activations), ``channels_last="auto"``, ``fold_bn="auto"``; ``baseline="random"``: the
     same layers of :func:`randomized` weights dissected too (``result.baseline``, saved into
     ``OUT/baseline/``, compared in results.json). ``settings`` gives them as a
     :class:`~conceptkit.dissection.settings.DissectSettings` (``options`` then override it).

@@ -32,6 +32,7 @@ UNIONS = ("category", "global")
 SPILL_DTYPES = ("float32", "float16")
 AUTOCASTS = (None, "bf16", "fp16")
 CHANNELS_LAST = ("auto", "on", "off")
+FOLD_BN = ("auto", "off")
 BASELINES = (None, "random")
 
 ProgressFactory = Callable[[str, int], Any]
@@ -126,7 +127,10 @@ class RunSettings:
     forward in reduced precision: faster on GPUs, but it changes the activations and so the
     results. ``channels_last`` (``auto``: for conv nets, whose convolutions hold most
     parameters; ``on``; ``off``) lays tensors out channels-last, faster on CPUs and GPUs (same
-    values within float32 rounding; see :mod:`conceptkit.dissection.forward`).
+    values within float32 rounding; see :mod:`conceptkit.dissection.forward`). ``fold_bn``
+    (``auto``: every batch norm that follows a convolution and is not a layer read is folded
+    into it, in a copy of the model; ``off``) saves a pass over those activations (same values
+    within float32 rounding; see :mod:`conceptkit.dissection.fold`).
     """
 
     batch_size: int = 64
@@ -142,12 +146,15 @@ class RunSettings:
     model_info: Mapping[str, Any] | None = None
     autocast: str | None = None
     channels_last: str = "auto"
+    fold_bn: str = "auto"
 
     def check(self) -> None:
         if self.autocast not in AUTOCASTS:
             raise UsageError(f"--autocast must be bf16 or fp16, not {self.autocast!r}")
         if self.channels_last not in CHANNELS_LAST:
             raise UsageError(f"--channels-last must be auto, on or off, not {self.channels_last!r}")
+        if self.fold_bn not in FOLD_BN:
+            raise UsageError(f"--fold-bn must be auto or off, not {self.fold_bn!r}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.workers is not None and self.workers < 0:

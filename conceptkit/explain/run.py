@@ -269,7 +269,6 @@ def compute_features(
     """One forward pass over the run's dataset in its batch size and preprocessing."""
     from conceptkit.dissection.data import BrodenDataset, collate
     from conceptkit.dissection.forward import Forward
-    from conceptkit.dissection.hooks import FeatureHooks
     from conceptkit.dissection.preprocess import get_preprocess
 
     st = run.settings
@@ -290,7 +289,7 @@ def compute_features(
     fwd = Forward.of_run(model, dev, st)  # the run's own layout and precision
     stores: dict[str, FeatureStore] = {}
     used = 0
-    with FeatureHooks(fwd.model, layers) as hooks:
+    with fwd.hooks(layers) as hooks:
         for batch in loader:
             assert batch.images is not None
             feats = fwd(hooks, prep(batch.images.to(dev)))
