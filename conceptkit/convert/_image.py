@@ -162,7 +162,9 @@ def run_jobs(jobs: Iterator[Job], workers: int) -> Iterator[Result | ConceptkitE
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_parallel.steady_heap
+    ) as pool:
         pending: deque[Any] = deque()
         for job in jobs:
             pending.append(pool.submit(_process_in_worker, job))
