@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from conceptkit.dissection import settings
 from conceptkit.errors import ConceptkitError, UsageError
 
 if TYPE_CHECKING:
@@ -62,9 +63,8 @@ Speed: the forward runs under torch.inference_mode with the loader's workers dec
 faster on GPUs too; values equal within float32 rounding; off: the plain layout); --fold-bn
 auto folds each batch norm into the convolution before it, in a copy of the model (0.87x the
 forward time for ResNet-18; the layers read are kept; values equal within float32 rounding;
-off: run the batch norms); --autocast
-bf16|fp16 runs the forward in reduced precision (faster on GPUs, but it changes the
-activations and so the results).
+off: run the batch norms); --autocast bf16|fp16 runs the forward in reduced precision
+(faster on GPUs, but it changes the activations and so the results).
 
 \b
 Resume: statistics are checkpointed to OUT.partial/ every --checkpoint-every batches; rerun
@@ -292,7 +292,7 @@ def _echo_baseline(layer: str, trained: dict[str, Any], random: dict[str, Any]) 
 @click.option("--top-n", type=int, default=10, show_default=True, help="Top images kept per unit.")
 @click.option(
     "--union",
-    type=click.Choice(["category", "global"]),
+    type=click.Choice(settings.UNIONS),
     default="category",
     show_default=True,
     help="category: NetDissect's union (images touching the category); global: every image.",
@@ -305,7 +305,7 @@ def _echo_baseline(layer: str, trained: dict[str, Any], random: dict[str, Any]) 
 )
 @click.option(
     "--baseline",
-    type=click.Choice(["random"]),
+    type=click.Choice([b for b in settings.BASELINES if b]),
     default=None,
     help="Also dissect the same architecture with random weights (seed 0) into OUT/baseline/.",
 )
@@ -346,27 +346,27 @@ def _echo_baseline(layer: str, trained: dict[str, Any], random: dict[str, Any]) 
 )
 @click.option(
     "--spill-dtype",
-    type=click.Choice(["float32", "float16"]),
+    type=click.Choice(settings.SPILL_DTYPES),
     default="float32",
     show_default=True,
     help="Disk format of spilled features (float16: half the disk, not bit-exact).",
 )
 @click.option(
     "--autocast",
-    type=click.Choice(["bf16", "fp16"]),
+    type=click.Choice([a for a in settings.AUTOCASTS if a]),
     default=None,
     help="Reduced-precision forward (faster on GPUs; changes the activations and results).",
 )
 @click.option(
     "--channels-last",
-    type=click.Choice(["auto", "on", "off"]),
+    type=click.Choice(settings.CHANNELS_LAST),
     default="auto",
     show_default=True,
     help="Channels-last layout (auto: for conv nets; off: the plain layout).",
 )
 @click.option(
     "--fold-bn",
-    type=click.Choice(["auto", "off"]),
+    type=click.Choice(settings.FOLD_BN),
     default="auto",
     show_default=True,
     help="Fold batch norms into the convolutions before them (auto; off: run them).",
