@@ -135,11 +135,11 @@ def check_shape(
 
 def self_intersecting(shapes: list[Shape]) -> list[bool]:
     """For each shape: is it a polygon whose ring crosses itself (shapely: not valid)?"""
-    import shapely
-
     idx = [i for i, s in enumerate(shapes) if _polygon_like(s) and len(s.points) >= 3]
     out = [False] * len(shapes)
     if idx:
+        import shapely
+
         rings = [np.asarray(shapes[i].points, dtype=np.float64).reshape(-1, 2) for i in idx]
         which = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
         polys = shapely.polygons(shapely.linearrings(np.concatenate(rings), indices=which))
@@ -378,6 +378,7 @@ def paint(
     width: int,
     overlap: str = "front",
     convention: Convention | None = None,
+    grid: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Label planes of one image: ``{category: [(height, width) int32 plane, ...]}``.
 
@@ -389,51 +390,87 @@ def paint(
     ``overlap="front"``: one plane per category, the front shape wins (labelme2voc's pixels).
     ``overlap="planes"``: plane 0 is the same; plane k holds, at each pixel, the k-th distinct
     label counted from the front, so no label is lost. Categories without pixels are absent.
+
+    ``grid`` ``(rows, cols)``: non-decreasing source rows ``(h,)`` and columns ``(w,)``
+    (:func:`sample_grid`); the planes are then ``(h, w)``: the full-size planes sampled at
+    ``np.ix_(rows, cols)``, painted on those pixels only (every step above is per pixel, so the
+    result is the same, and it costs the output's size, not the image's).
     """
     if overlap not in ("front", "planes"):
         raise ValueError(f"overlap must be 'front' or 'planes', not {overlap!r}")
     planes: dict[str, list[np.ndarray]] = {}
     blocked: np.ndarray | None = None
-    canvas = Canvas(height, width)
+    canvas: Canvas | None = None
+    size = (height, width) if grid is None else (len(grid[0]), len(grid[1]))
     for shape in reversed(ann.painting_order()):
         cat = category_of(shape)
         if cat is None:
             continue
+        if canvas is None and shape.kind != "mask":
+            canvas = Canvas(height, width)
         patch = shape_patch(shape, height, width, convention, canvas)
         if patch is None or not patch.mask.any():
             continue
-        ys = slice(patch.y0, patch.y0 + patch.mask.shape[0])
-        xs = slice(patch.x0, patch.x0 + patch.mask.shape[1])
-        m = patch.mask.copy()
+        m, ys, xs = _painted(patch, grid)
         if blocked is not None:
             m &= ~blocked[ys, xs]
         if cat == IGNORE:
             if blocked is None:
-                blocked = np.zeros((height, width), dtype=bool)
+                blocked = np.zeros(size, dtype=bool)
             blocked[ys, xs] |= m
             continue
-        number = number_of(shape)
         stack = planes.setdefault(cat, [])
-        if overlap == "front":
-            if not stack:
-                stack.append(np.zeros((height, width), dtype=np.int32))
-            win = stack[0][ys, xs]
-            win[m & (win == 0)] = number
-            continue
-        for plane in stack:
-            m &= plane[ys, xs] != number
-        for plane in stack:
-            if not m.any():
-                break
-            win = plane[ys, xs]
-            free = m & (win == 0)
-            win[free] = number
-            m &= ~free
-        if m.any():
-            plane = np.zeros((height, width), dtype=np.int32)
-            plane[ys, xs][m] = number
-            stack.append(plane)
+        _put(stack, m, ys, xs, number_of(shape), size, overlap == "front")
     return {cat: stack for cat, stack in planes.items() if any(p.any() for p in stack)}
+
+
+def _painted(
+    patch: Patch, grid: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, slice, slice]:
+    """(a writable copy of the patch's pixels, its rows, its columns) in plane coordinates:
+    the image's, or with ``grid`` the sampled pixels that fall in the patch (maybe none)."""
+    h, w = patch.mask.shape
+    if grid is None:
+        ys, xs = slice(patch.y0, patch.y0 + h), slice(patch.x0, patch.x0 + w)
+        return patch.mask.copy(), ys, xs
+    rows, cols = grid
+    i0, i1 = np.searchsorted(rows, (patch.y0, patch.y0 + h)).tolist()
+    j0, j1 = np.searchsorted(cols, (patch.x0, patch.x0 + w)).tolist()
+    m = patch.mask[np.ix_(rows[i0:i1] - patch.y0, cols[j0:j1] - patch.x0)]
+    return m, slice(i0, i1), slice(j0, j1)
+
+
+def _put(
+    stack: list[np.ndarray],
+    m: np.ndarray,
+    ys: slice,
+    xs: slice,
+    number: int,
+    size: tuple[int, int],
+    front: bool,
+) -> None:
+    """Paint ``number`` on the pixels ``m`` of the window (``ys``, ``xs``) of a category's
+    planes ``stack`` (``front``: one plane, what is painted stays; else each pixel's labels
+    go to the first plane free there, a label once per pixel). ``m`` is changed."""
+    if front:
+        if not stack:
+            stack.append(np.zeros(size, dtype=np.int32))
+        win = stack[0][ys, xs]
+        win[m & (win == 0)] = number
+        return
+    for plane in stack:
+        m &= plane[ys, xs] != number
+    for plane in stack:
+        if not m.any():
+            break
+        win = plane[ys, xs]
+        free = m & (win == 0)
+        win[free] = number
+        m &= ~free
+    if m.any():
+        plane = np.zeros(size, dtype=np.int32)
+        plane[ys, xs][m] = number
+        stack.append(plane)
 
 
 def instance_plane(
@@ -489,6 +526,15 @@ def nearest_indices(src: int, dst: int, start: int = 0, length: int | None = Non
     return np.clip(idx, 0, src - 1)
 
 
+def sample_grid(
+    height: int, width: int, out_h: int, out_w: int, box: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The source (rows ``(out_h,)``, columns ``(out_w,)``) that :func:`resample_labels`
+    samples from an ``(height, width)`` plane (non-decreasing; ``box`` as there)."""
+    x0, y0, x1, y1 = box if box is not None else (0, 0, width, height)
+    return nearest_indices(height, out_h, y0, y1 - y0), nearest_indices(width, out_w, x0, x1 - x0)
+
+
 def resample_labels(
     plane: np.ndarray, out_h: int, out_w: int, box: tuple[int, int, int, int] | None = None
 ) -> np.ndarray:
@@ -496,10 +542,7 @@ def resample_labels(
 
     ``box`` = (x0, y0, x1, y1) crops the source first (used with ``--fit crop``).
     """
-    h, w = plane.shape
-    x0, y0, x1, y1 = box if box is not None else (0, 0, w, h)
-    rows = nearest_indices(h, out_h, y0, y1 - y0)
-    cols = nearest_indices(w, out_w, x0, x1 - x0)
+    rows, cols = sample_grid(plane.shape[0], plane.shape[1], out_h, out_w, box)
     return plane[np.ix_(rows, cols)]
 
 

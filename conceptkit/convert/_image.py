@@ -20,7 +20,7 @@ from conceptkit import broden, images
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.converters import _parallel
 from conceptkit.errors import ConceptkitError, FormatError
-from conceptkit.rasterize import crop_box, paint, resample_labels, self_intersecting
+from conceptkit.rasterize import crop_box, paint, sample_grid, self_intersecting
 
 JPEG_QUALITY = 90
 
@@ -109,16 +109,18 @@ def process(job: Job) -> Result:
         return lookup[id(s)][1]
 
     conv: Any = job.pixels
-    planes = paint(ann, category_of, number_of, h, w, overlap=job.overlap, convention=conv)
     box = crop_box(h, w) if job.fit == "crop" and job.size is not None else (0, 0, w, h)
-    if job.size is None:
-        ih, iw = h, w
-    else:
-        ih = iw = job.size
+    ih, iw = (h, w) if job.size is None else (job.size, job.size)
+    sh, sw = max(1, ih // job.plane_scale), max(1, iw // job.plane_scale)
+    # the planes are painted at their output pixels only (the nearest-neighbour samples)
+    grid = sample_grid(h, w, sh, sw, box)
+    planes = paint(
+        ann, category_of, number_of, h, w, overlap=job.overlap, convention=conv, grid=grid
+    )
+    if job.size is not None:
         sx, sy = image.size[0] / w, image.size[1] / h  # < 1 when decoded at a reduced scale
         fbox = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
         image = image.resize((iw, ih), Image.Resampling.BICUBIC, box=fbox)
-    sh, sw = max(1, ih // job.plane_scale), max(1, iw // job.plane_scale)
     folder = job.root / "images"
     image.save(folder / job.name, format="JPEG", quality=JPEG_QUALITY, optimize=False)
     stem = PurePosixPath(job.name).stem
@@ -133,8 +135,7 @@ def process(job: Job) -> Result:
     )
     out: dict[str, list[np.ndarray]] = {}
     for cat, stack in planes.items():
-        small = [resample_labels(p, sh, sw, box) for p in stack]
-        small = [p for p in small if p.any()]
+        small = [p for p in stack if p.any()]
         if not small:
             continue
         names = (
