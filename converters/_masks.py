@@ -63,6 +63,26 @@ def read_plane(
     ``size`` ``(width, height)``: the size the plane must have (checked on the header, before
     decoding). Palette PNGs give their indices; RGBA drops alpha; ``LA`` drops alpha.
     """
+    return _read(path, file, place, what, size, codes=False)[0]
+
+
+def read_labels(
+    path: Path,
+    *,
+    file: Path,
+    place: str,
+    what: str,
+    size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """(values, colour) of the label PNG ``path``: an index PNG's raw values as
+    :func:`read_plane` gives them and False, or an RGB(A) PNG's ``(H, W) uint32`` colour codes
+    (:func:`colour_codes`, read straight from Pillow's 4-byte pixels) and True."""
+    return _read(path, file, place, what, size, codes=True)
+
+
+def _read(
+    path: Path, file: Path, place: str, what: str, size: tuple[int, int] | None, codes: bool
+) -> tuple[np.ndarray, bool]:
     with images.open_image(path, file=file, place=place, what=what) as im:
         if size is not None and im.size != size:
             raise FormatError(
@@ -74,7 +94,10 @@ def read_plane(
         if mode in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
             arr = np.asarray(im)
         elif mode in ("RGB", "RGBA"):
-            arr = np.asarray(im.convert("RGB") if mode == "RGBA" else im)
+            rgb = im.convert("RGB") if mode == "RGBA" else im
+            if codes:
+                return _codes(rgb), True
+            arr = np.asarray(rgb)
         elif mode == "LA":
             arr = np.asarray(im)[..., 0]
         else:
@@ -83,9 +106,19 @@ def read_plane(
             )
     if arr.ndim == 2:
         if arr.dtype == np.bool_:
-            return arr.astype(np.uint8)  # Pillow stores a set bit as 255: values 0 and 1
-        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-    return np.ascontiguousarray(arr[..., :3], dtype=np.uint8)
+            return arr.astype(np.uint8), False  # Pillow stores a set bit as 255: values 0 and 1
+        return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")), False
+    return np.ascontiguousarray(arr[..., :3], dtype=np.uint8), False
+
+
+def _codes(rgb: Any) -> np.ndarray:
+    """``(H, W) uint32`` ``R << 16 | G << 8 | B`` of an RGB PIL image: its pixels as 4 bytes
+    (R, G, B, pad) read as one big-endian number, shifted past the pad byte."""
+    width, height = rgb.size
+    raw = np.frombuffer(rgb.tobytes("raw", "RGBX"), dtype=">u4").reshape(height, width)
+    out = raw.astype(np.uint32)
+    out >>= 8
+    return out
 
 
 def plane_size(path: Path, *, file: Path, place: str, what: str) -> tuple[int, int]:
@@ -218,6 +251,14 @@ class Boxes:
     values: list[int]
     counts: list[int]
     boxes: list[tuple[int, int, int, int]]
+
+    def take(self, order: list[int]) -> Boxes:
+        """These values (with their counts and boxes) in the order ``order`` (their indices)."""
+        return Boxes(
+            [self.values[k] for k in order],
+            [self.counts[k] for k in order],
+            [self.boxes[k] for k in order],
+        )
 
 
 def boxes(plane: np.ndarray) -> Boxes:

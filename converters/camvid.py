@@ -28,11 +28,11 @@ from pathlib import Path, PurePosixPath
 
 from conceptkit.converters import ReadOptions, each_record, inside
 from conceptkit.converters._masks import (
-    colour_codes,
+    boxes,
     files_under,
     lookup,
     mask_shape,
-    read_plane,
+    read_labels,
     read_text,
     regions,
 )
@@ -166,19 +166,23 @@ def read_image(
     root: Path, image: Path, mask: Path, split: str, colours: dict[int, int], names: list[str]
 ) -> ImageAnnotation:
     """The annotation of one image from its ``mask``."""
-    plane = read_plane(mask, file=mask, place="header", what="mask")
-    if plane.ndim == 3:
-        index = lookup(
-            colour_codes(plane), colours, file=mask, place="pixels", what="mask", describe=True
-        )
-        labels = names
+    plane, colour = read_labels(mask, file=mask, place="header", what="mask")
+    if colour:
+        # the regions of the colours themselves (the table maps colours one to one), taken in
+        # the order of their classes
+        found = boxes(plane)
+        index = [colours.get(v, -1) for v in found.values]
+        if min(index) < 0:  # names the first pixel of a colour the table lacks
+            lookup(plane, colours, file=mask, place="pixels", what="mask", describe=True)
+        found = found.take(sorted(range(len(index)), key=index.__getitem__))
+        labelled = [(names[colours[r.value]], r) for r in regions(plane, set(), found)]
     else:
         table = {i: i for i in range(len(SEGNET))} | {SEGNET_VOID: SEGNET_VOID}
-        index = lookup(plane, table, file=mask, place="pixels", what="mask")
+        index_plane = lookup(plane, table, file=mask, place="pixels", what="mask")
         labels = list(SEGNET) + ["Void"]
+        labelled = [(labels[r.value], r) for r in regions(index_plane, set())]
     shapes: list[Shape] = []
-    for region in regions(index, set()):
-        label = labels[region.value]
+    for label, region in labelled:
         if label.casefold() in _VOID_NAMES:
             continue
         shapes.append(mask_shape(label, region, order=len(shapes), place=f"class {label}"))

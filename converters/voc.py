@@ -44,7 +44,7 @@ from conceptkit.converters._masks import (
     image_in,
     lookup,
     mask_shape,
-    read_plane,
+    read_labels,
     read_text,
     regions,
 )
@@ -105,11 +105,11 @@ _COLOUR_TO_INDEX = {int(c): i for i, c in enumerate(colour_codes(colormap()[None
 
 
 def _indices(path: Path, size: tuple[int, int] | None, what: str) -> np.ndarray:
-    """The ``(H, W) int64`` indices of a VOC mask PNG (palette/grey as is, RGB via the colour map)."""
-    plane = read_plane(path, file=path, place="header", what=what, size=size)
-    if plane.ndim == 3:
+    """The ``(H, W)`` indices of a VOC mask PNG (palette/grey as is, RGB via the colour map)."""
+    plane, colour = read_labels(path, file=path, place="header", what=what, size=size)
+    if colour:
         plane = lookup(
-            colour_codes(plane),
+            plane,
             _COLOUR_TO_INDEX,
             file=path,
             place="pixels",

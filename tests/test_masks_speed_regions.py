@@ -148,3 +148,19 @@ def test_read_plane_keeps_the_png_type(
     plane = _masks.read_plane(path, file=path, place="header", what="mask")
     assert plane.dtype == dtype and plane.shape == (2, 3)
     assert plane.tolist() == [values, values[::-1]]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_read_labels_gives_colour_codes(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    arr = np.concatenate([rgb, np.full((5, 7, 1), 9, np.uint8)], axis=2) if mode == "RGBA" else rgb
+    path = tmp_path / "c.png"
+    Image.fromarray(arr, mode).save(path)
+    codes, colour = _masks.read_labels(path, file=path, place="header", what="mask")
+    assert colour is True and codes.dtype == np.uint32 and codes.shape == (5, 7)
+    assert codes.tolist() == _masks.colour_codes(rgb).tolist()
+    grey = tmp_path / "g.png"
+    Image.fromarray(rgb[..., 0]).save(grey)
+    values, colour = _masks.read_labels(grey, file=grey, place="header", what="mask")
+    assert colour is False and values.dtype == np.uint8 and values.tolist() == rgb[..., 0].tolist()
