@@ -29,11 +29,13 @@ JPEG_QUALITY = 90
 class Job:
     """Everything a worker needs for one image (picklable).
 
-    ``resolved[i]`` is (category, number) of ``ann.shapes[i]``: category None = left out,
+    ``packed``: the annotation with its masks as bits (:func:`~conceptkit.converters._parallel.pack`,
+    as the scan's spool keeps it: sent as it is, unpacked by :func:`process`).
+    ``resolved[i]`` is (category, number) of shape i: category None = left out,
     :data:`~conceptkit.rasterize.IGNORE` = clears the planes behind it.
     """
 
-    ann: ImageAnnotation
+    packed: _parallel.Packed
     name: str
     resolved: list[tuple[str | None, int]]
     image_labels: dict[str, tuple[int, ...]]
@@ -43,13 +45,6 @@ class Job:
     overlap: str
     pixels: str | None
     plane_scale: int
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled with the annotation's masks as bits (:func:`~conceptkit.converters._parallel.pack`)."""
-        return {**self.__dict__, "ann": _parallel.pack(self.ann)}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, ann=_parallel.unpack(state["ann"]))
 
 
 @dataclass
@@ -93,7 +88,7 @@ def process(job: Job) -> Result:
     """Rasterise, resize and write one image and its planes into ``job.root/images``."""
     from PIL import Image
 
-    ann = job.ann
+    ann = _parallel.unpack(job.packed)
     image, w, h = load_image(ann, job.size)
     warnings = [
         f"{ann.source}: {s.place}: self-intersecting polygon, filled even-odd"

@@ -136,12 +136,17 @@ class Spool:
 
     def read(self) -> Iterator[tuple[int, ImageAnnotation]]:
         """The records in the order written."""
+        for i, packed in self.read_packed():
+            yield i, _parallel.unpack(packed)
+
+    def read_packed(self) -> Iterator[tuple[int, _parallel.Packed]]:
+        """The records in the order written, their masks left as bits."""
         with open(self.path, "rb") as fh:
             while head := fh.read(8):
                 record: tuple[int, _parallel.Packed] = pickle.loads(
                     zlib.decompress(fh.read(int.from_bytes(head, "little")))
                 )
-                yield record[0], _parallel.unpack(record[1])
+                yield record
 
     def remove(self) -> None:
         """Delete the file (once the last pass is done)."""
@@ -349,20 +354,23 @@ def make_jobs(
     opts = inputs.opts
     done: set[str] = set()
     used_names: dict[str, str] = {}
-    for i, ann in found.spool.read():
-        if (i, ann.key) in found.bad or ann.key in done:
+    for i, packed in found.spool.read_packed():
+        if (i, packed.ann.key) in found.bad or packed.ann.key in done:
             continue
-        ann = merged.get(ann.key, ann)
-        done.add(ann.key)
-        name = image_name(ann.key)
-        if used_names.get(name, ann.key) != ann.key:
-            name = image_name(ann.key, qualified=True)
-        if used_names.setdefault(name, ann.key) != ann.key:
+        if packed.ann.key in merged:
+            packed = _parallel.pack(merged[packed.ann.key])
+        ann = packed.ann  # its shapes' masks are bits in ``packed``: only names are read here
+        key = ann.key
+        done.add(key)
+        name = image_name(key)
+        if used_names.get(name, key) != key:
+            name = image_name(key, qualified=True)
+        if used_names.setdefault(name, key) != key:
             raise FormatError(
-                f"images {used_names[name]!r} and {ann.key!r} both become {name}", ann.source
+                f"images {used_names[name]!r} and {key!r} both become {name}", ann.source
             )
         yield Job(
-            ann=ann,
+            packed=packed,
             name=name,
             resolved=concepts.shapes(ann, numbering.number),
             image_labels=concepts.tags(ann, numbering.number),
