@@ -92,6 +92,10 @@ def check_shape(
     as the tools do), only when ``intersections``
     (:func:`self_intersecting` tests many shapes at once, faster).
     """
+    m = max(16.0, 0.1 * max(height, width)) if margin is None else margin
+    if shape.kind == "mask" and isinstance(shape.points, np.ndarray) and not shape.points.size:
+        _check_mask(shape, height, width, m)  # the readers' pixel masks: no array arithmetic
+        return []
     pts = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
     need = {
         "polygon": 3,
@@ -117,7 +121,6 @@ def check_shape(
         ox, oy = shape.origin
         mh, mw = np.asarray(shape.mask).shape
         pts = np.array([[ox, oy], [ox + mw - 1, oy + mh - 1]], dtype=np.float64)
-    m = max(16.0, 0.1 * max(height, width)) if margin is None else margin
     if len(pts):
         bad = (
             (pts[:, 0] < -m) | (pts[:, 0] > width + m) | (pts[:, 1] < -m) | (pts[:, 1] > height + m)
@@ -131,6 +134,21 @@ def check_shape(
     if intersections and self_intersecting([shape])[0]:
         return [f"{shape.place}: self-intersecting polygon, filled even-odd"]
     return []
+
+
+def _check_mask(shape: Shape, height: int, width: int, margin: float) -> None:
+    """:func:`check_shape` of a ``mask`` shape without points: its first and last pixel lie
+    within ``margin`` of the image (the same errors, in the same order)."""
+    if shape.mask is None or np.ndim(shape.mask) != 2:
+        raise FormatError("a mask shape needs a 2-D mask", place=shape.place)
+    ox, oy = shape.origin
+    mh, mw = np.shape(shape.mask)
+    for x, y in ((float(ox), float(oy)), (float(ox + mw - 1), float(oy + mh - 1))):
+        if x < -margin or x > width + margin or y < -margin or y > height + margin:
+            raise FormatError(
+                f"point ({x:g}, {y:g}) lies far outside the {width}x{height} image",
+                place=shape.place,
+            )
 
 
 def self_intersecting(shapes: list[Shape]) -> list[bool]:

@@ -85,3 +85,33 @@ def test_hand_computed_grid() -> None:
     assert plane.tolist() == [[7, 0], [0, 0]]
     rows, cols = sample_grid(4, 4, 2, 2)
     assert rows.tolist() == [1, 3] and cols.tolist() == [1, 3]
+
+
+def test_check_shape_of_a_mask_matches_the_general_path() -> None:
+    """The readers' masks (no points) take a short path; a mask given its points as a list
+    takes the general one: both give the same verdict and message."""
+    from conceptkit.errors import FormatError
+    from conceptkit.rasterize import check_shape
+
+    def verdict(shape: Shape, h: int, w: int, margin: float | None) -> str:
+        try:
+            return repr(check_shape(shape, h, w, margin))
+        except FormatError as exc:
+            return f"{exc.message} @ {exc.place}"
+
+    rng = np.random.default_rng(11)
+    seen = set()
+    for _ in range(300):
+        h, w = int(rng.integers(1, 60)), int(rng.integers(1, 60))
+        mask = np.ones((int(rng.integers(1, 30)), int(rng.integers(1, 30))), dtype=bool)
+        origin = (int(rng.integers(-40, 90)), int(rng.integers(-40, 90)))
+        margin = None if rng.random() < 0.5 else float(rng.integers(0, 20))
+        fast = Shape("a", "mask", mask=mask, origin=origin, place="class a")
+        general = Shape("a", "mask", points=[], mask=mask, origin=origin, place="class a")  # type: ignore[arg-type]
+        got, want = verdict(fast, h, w, margin), verdict(general, h, w, margin)
+        assert got == want
+        seen.add(got == "[]")
+    assert seen == {True, False}  # both outcomes were tried
+    for bad in (None, np.ones(3, dtype=bool)):
+        with pytest.raises(FormatError, match="needs a 2-D mask"):
+            check_shape(Shape("a", "mask", mask=bad), 10, 10)
