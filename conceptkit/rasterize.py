@@ -454,7 +454,7 @@ def _painted(
     rows, cols = grid
     i0, i1 = np.searchsorted(rows, (patch.y0, patch.y0 + h)).tolist()
     j0, j1 = np.searchsorted(cols, (patch.x0, patch.x0 + w)).tolist()
-    m = patch.mask[np.ix_(rows[i0:i1] - patch.y0, cols[j0:j1] - patch.x0)]
+    m = patch.mask.take(rows[i0:i1] - patch.y0, axis=0).take(cols[j0:j1] - patch.x0, axis=1)
     return m, slice(i0, i1), slice(j0, j1)
 
 
