@@ -2,8 +2,10 @@
 
 With the run's detector units (best label IoU above the run's cut), a pixel gets the label of
 the unit that is most strongly active there *relative to its threshold*, ``(a - T) / |T|``
-with ``a`` the unit's map upsampled bilinearly (``align_corners=False``) to the image size;
-no label (0) where no detector passes its threshold. With Net2Vec embeddings
+with ``a`` the unit's map upsampled bilinearly (``align_corners=False``) to the image size by
+the dissection's own arithmetic (:func:`~conceptkit.dissection.upsample.bilinear`), so a
+detector's pixels are exactly those its dissection mask would hold; no label (0) where no
+detector passes its threshold. With Net2Vec embeddings
 (:mod:`conceptkit.beyond.net2vec`, ``embed_<layer>.npz``), a pixel gets the concept whose
 combination ``w . f + b`` is largest there, 0 where none is positive.
 
@@ -25,13 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from conceptkit import artefacts as af
+from conceptkit.dissection.upsample import bilinear
 from conceptkit.errors import LayoutError, UsageError
 from conceptkit.explain.run import RunInfo, thresholds
 
-CHUNK = 1 << 24  # upsampled values held at once
+CHUNK = 1 << 22  # upsampled values held at once (the float64 arithmetic holds a few times more)
 
 
 @dataclass
@@ -93,18 +95,16 @@ def detectors(info: RunInfo, layer: str, lg: Legend) -> Detectors:
 
 
 def strongest(scores: Any, count: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per pixel the largest of ``count`` maps upsampled to ``size`` and which one it is.
+    """Per pixel the largest of ``count`` upsampled score maps and which one it is.
 
-    ``scores(a, b) -> (b - a, h, w) float32`` gives maps ``a:b`` at the feature resolution
-    (already shifted so that 0 is the cut); returns ``(H, W)`` values and indices."""
+    ``scores(a, b) -> (b - a, H, W) float32`` gives maps ``a:b`` upsampled to ``size``
+    (shifted so that 0 is the cut); returns ``(H, W)`` values and indices."""
     H, W = size
     best = torch.full((H, W), -torch.inf)
     which = torch.full((H, W), -1, dtype=torch.int64)
     step = max(1, CHUNK // (H * W))
     for a in range(0, count, step):
-        maps = scores(a, min(count, a + step))
-        up = F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
-        value, idx = up.max(dim=0)
+        value, idx = scores(a, min(count, a + step)).max(dim=0)
         better = value > best
         best = torch.where(better, value, best)
         which = torch.where(better, idx + a, which)
@@ -122,7 +122,10 @@ def unit_labels(
     maps = feats[torch.from_numpy(det.units)]
 
     def scores(a: int, b: int) -> torch.Tensor:
-        return (maps[a:b] - t[a:b, None, None]) / scale[a:b, None, None]
+        # the dissection's own upsample, then the cut: a pixel scores > 0 exactly where the
+        # unit's dissection mask holds it (upsampled value > threshold)
+        up = bilinear(maps[a:b], size)
+        return (up - t[a:b, None, None]) / scale[a:b, None, None]
 
     best, which = strongest(scores, len(det.units), size)
     labels = det.numbers[which.clamp(min=0).numpy()]
@@ -142,7 +145,7 @@ def embedding_labels(
     b = torch.from_numpy(bias.astype(np.float32))
 
     def scores(a: int, c: int) -> torch.Tensor:
-        return torch.einsum("chw,ck->khw", feats, W[:, a:c]) + b[a:c, None, None]
+        return bilinear(torch.einsum("chw,ck->khw", feats, W[:, a:c]) + b[a:c, None, None], size)
 
     best, which = strongest(scores, W.shape[1], size)
     labels = numbers[which.clamp(min=0).numpy()]
