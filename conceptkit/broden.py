@@ -576,7 +576,7 @@ class LabelStats:
         for cat, arrays in planes.items():
             seen: dict[int, float] = {}
             for arr in arrays:
-                nums, counts = np.unique(np.asarray(arr), return_counts=True)
+                nums, counts = _value_counts(np.asarray(arr))
                 size = float(np.asarray(arr).size)
                 for n, c in zip(nums.tolist(), counts.tolist()):
                     if n:
@@ -592,6 +592,19 @@ class LabelStats:
         key = (cat, number)
         self.frequency[key] = self.frequency.get(key, 0) + 1
         self.coverage[key] = self.coverage.get(key, 0.0) + cov
+
+
+def _value_counts(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of ``arr`` ascending and their counts (``np.unique``'s), by one
+    ``bincount`` for a plane of small label numbers (no sort)."""
+    flat = arr.reshape(-1)
+    if flat.size and arr.dtype.kind in "ui":
+        lo, hi = int(flat.min()), int(flat.max())
+        if lo >= 0 and hi < 1 << 16:
+            counts = np.bincount(flat, minlength=hi + 1)
+            nums = np.flatnonzero(counts)
+            return nums, counts[nums]
+    return np.unique(arr, return_counts=True)
 
 
 def build_tables(

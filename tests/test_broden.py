@@ -235,3 +235,19 @@ def test_plane_header_over_the_limit_is_refused_before_decoding(tmp_path: Path) 
     (tmp_path / "p.png").write_bytes(huge_png())
     with pytest.raises(ConceptkitError, match="over the limit"):
         broden.decode_plane(tmp_path / "p.png")
+
+
+def test_label_stats_value_counts_equal_numpy_unique():
+    from conceptkit.broden import _value_counts
+
+    rng = np.random.default_rng(1)
+    planes = [
+        rng.integers(0, 5, (9, 11)).astype(np.uint8),
+        rng.integers(0, 70000, (6, 6)).astype(np.int64),  # past the bincount range
+        rng.integers(-3, 3, (4, 4)).astype(np.int32),  # negative values
+        np.zeros((0, 3), dtype=np.uint16),
+    ]
+    for plane in planes:
+        nums, counts = _value_counts(plane)
+        want = np.unique(plane, return_counts=True)
+        assert nums.tolist() == want[0].tolist() and counts.tolist() == want[1].tolist()

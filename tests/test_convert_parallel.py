@@ -145,3 +145,26 @@ def test_steady_heap_sets_the_thresholds_in_a_worker() -> None:
         pytest.skip("mallopt is glibc's")
     with mp.get_context("fork").Pool(1) as pool:
         assert pool.apply(_parallel.steady_heap) is True
+
+
+def test_packing_again_reuses_the_bits_of_unchanged_masks() -> None:
+    from conceptkit.converters import _parallel
+
+    from conceptkit.annotations import Shape
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random((5, 13)) > 0.5, rng.random((7, 3)) > 0.5]
+    shapes = [Shape(label=f"s{k}", kind="mask", mask=m, origin=(k, k)) for k, m in enumerate(masks)]
+    ann = ImageAnnotation(key="a.jpg", width=20, height=20, shapes=shapes)
+    first = _parallel.pack(ann)
+    back = _parallel.unpack(first)
+    assert all(np.array_equal(s.mask, m) for s, m in zip(back.shapes, masks))
+    with pytest.raises(ValueError):
+        back.shapes[0].mask[0, 0] = True  # read-only: its bits cannot go stale
+    again = _parallel.pack(back)
+    assert all(a[1] is b[1] for a, b in zip(again.masks, first.masks))  # the same bits
+    assert not hasattr(again.ann, "_packed_bits")  # nothing extra is pickled
+    back.shapes[1].mask = ~back.shapes[1].mask  # a new mask is packed afresh
+    third = _parallel.pack(back)
+    assert third.masks[0][1] is first.masks[0][1]
+    assert np.array_equal(third.masks[1][1], np.packbits(~masks[1]))
