@@ -13,17 +13,15 @@ Records travel :func:`pack`-ed: each ``bool`` mask as its bits (:class:`Packed`)
 its bytes, so a mask format's records cost little to send (this is also what
 :mod:`conceptkit.convert` sends its own workers and keeps in its spool).
 
-Workers call :func:`steady_heap` first: each image allocates and frees arrays of a few hundred
-kB to a few MB, and glibc's default thresholds hand most of them back to the kernel and fault
-them in again for the next image (a third of a forked worker's CPU time went to page faults).
+Workers call :func:`conceptkit.heap.steady_heap` first: each image allocates and frees arrays
+of a few hundred kB to a few MB, and glibc's default thresholds hand most of them back to the
+kernel and fault them in again for the next image.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import multiprocessing as mp
-import platform
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptkit import heap
 from conceptkit.annotations import ImageAnnotation
 from conceptkit.errors import FormatError
 
@@ -97,27 +96,6 @@ def unpack(packed: Packed) -> ImageAnnotation:
     return ann
 
 
-#: glibc's mallopt parameters and the values :func:`steady_heap` sets: blocks up to 16 MiB come
-#: from the heap, and up to 64 MiB of free heap is kept (per worker, whatever the image count)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_TRIM_BYTES, _MMAP_BYTES = 64 << 20, 16 << 20
-
-
-def steady_heap() -> bool:
-    """In a worker process: keep freed memory for the next image instead of returning it to
-    the kernel (glibc's ``mallopt``; True when set, False elsewhere, where nothing changes)."""
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    trim = mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES)
-    mmap = mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES)
-    return bool(trim and mmap)
-
-
 def can_fork() -> bool:
     """True where worker processes can be forked (``build`` need not be picklable)."""
     return "fork" in mp.get_all_start_methods()
@@ -125,7 +103,7 @@ def can_fork() -> bool:
 
 def _start(build: Callable[[Any], ImageAnnotation | None], options: Any) -> None:
     """Worker initialiser: keep ``build`` and ``options`` (a worker reads on its own)."""
-    steady_heap()
+    heap.steady_heap()
     options.workers = 1
     _WORKER["build"], _WORKER["options"] = build, options
 

@@ -134,19 +134,6 @@ def test_conversion_is_the_same_with_reading_workers(
     assert planes and all(np.frombuffer(files[name][:8], np.uint8)[1] == 80 for name in planes)
 
 
-def test_steady_heap_sets_the_thresholds_in_a_worker() -> None:
-    """glibc accepts both mallopt settings (in a forked process: this one is left as it is)."""
-    import multiprocessing as mp
-    import platform
-
-    from conceptkit.converters import _parallel
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
-    with mp.get_context("fork").Pool(1) as pool:
-        assert pool.apply(_parallel.steady_heap) is True
-
-
 def test_packing_again_reuses_the_bits_of_unchanged_masks() -> None:
     from conceptkit.converters import _parallel
 

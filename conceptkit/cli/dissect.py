@@ -235,6 +235,11 @@ def _echo_baseline(layer: str, trained: dict[str, Any], random: dict[str, Any]) 
     click.echo(f"{layer}, trained vs random weights: {', '.join(parts)}")
 
 
+#: blocks up to this size come from the heap, and this much free heap is kept (a batch's
+#: activations are reused instead of faulted in again)
+DISSECT_HEAP = 1 << 30
+
+
 @click.command("dissect", epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--model",
@@ -407,7 +412,12 @@ def dissect(**opts: Any) -> None:
         sys.exit(_launch(opts["nproc"]))
     if opts["nproc"] < 1:
         raise UsageError("--nproc must be at least 1")
+    from conceptkit import heap
     from conceptkit.dissection import models
+
+    # this process does one dissection: keep freed activations for the next batch (faults
+    # cost 16 of 108 CPU seconds of a 2,000-image ResNet-18 run otherwise; conceptkit.heap)
+    heap.steady_heap(mmap_bytes=DISSECT_HEAP, trim_bytes=DISSECT_HEAP)
 
     loaded = models.load_model(
         opts["model_spec"],

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptkit import broden, images
+from conceptkit import broden, heap, images
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.converters import _parallel
 from conceptkit.errors import ConceptkitError, FormatError
@@ -159,7 +159,7 @@ def run_jobs(jobs: Iterator[Job], workers: int) -> Iterator[Result | ConceptkitE
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_parallel.steady_heap
+        max_workers=workers, mp_context=ctx, initializer=heap.steady_heap
     ) as pool:
         pending: deque[Any] = deque()
         for job in jobs:
