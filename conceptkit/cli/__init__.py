@@ -135,8 +135,17 @@ def main(argv: list[str] | None = None) -> Any:
 
     SIGTERM is handled like SIGINT (temporary folders removed, exit 143 instead of 130).
     """
+    before = None  # the caller's handler, given back on return (main() may be called in-process)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        before = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _main(argv: list[str] | None) -> Any:
     try:
         rv = cli.main(args=argv, prog_name="conceptkit", standalone_mode=False)
     except Terminated:

@@ -21,6 +21,7 @@ from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.converters import _parallel
 from conceptkit.errors import ConceptkitError, FormatError
 from conceptkit.rasterize import crop_box, paint, sample_grid, self_intersecting
+from conceptkit.workers import reset_signals
 
 JPEG_QUALITY = 90
 
@@ -159,7 +160,7 @@ def run_jobs(jobs: Iterator[Job], workers: int) -> Iterator[Result | ConceptkitE
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=heap.steady_heap
+        max_workers=workers, mp_context=ctx, initializer=_start_worker
     ) as pool:
         pending: deque[Any] = deque()
         for job in jobs:
@@ -168,6 +169,11 @@ def run_jobs(jobs: Iterator[Job], workers: int) -> Iterator[Result | ConceptkitE
                 yield _result(pending.popleft())
         while pending:
             yield _result(pending.popleft())
+
+
+def _start_worker() -> None:
+    reset_signals()
+    heap.steady_heap()
 
 
 def _process_in_worker(job: Job) -> Result | tuple[type, str, str | None, str | None]:

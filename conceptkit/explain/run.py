@@ -38,6 +38,7 @@ from conceptkit.explain.masks import (
     unit_mask,
 )
 from conceptkit.explain.search import UnitExplanation, UnitSearch, explain_unit
+from conceptkit.workers import reset_signals
 
 DEFAULT_CACHE_MEM = 2 << 30
 _LAYER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")  # a dotted module name: safe in file names
@@ -314,6 +315,7 @@ _WORK: dict[str, Any] = {}
 
 
 def _init_worker() -> None:
+    reset_signals()
     torch.set_num_threads(1)  # a forked process: one thread each, no inherited pool
 
 
@@ -361,6 +363,8 @@ def explain_layer(
                 out.append(res)
                 if progress is not None:
                     progress(1)
+            pool.close()  # the workers end on the queue's sentinels, not on SIGTERM
+            pool.join()
         return out
     finally:
         _WORK.clear()

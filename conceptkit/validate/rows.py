@@ -17,6 +17,7 @@ import numpy as np
 from conceptkit import broden, images
 from conceptkit.errors import ConceptkitError
 from conceptkit.validate.findings import Finding, finding
+from conceptkit.workers import reset_signals
 
 
 @dataclass
@@ -284,6 +285,7 @@ def init_worker(ctx: RowContext) -> None:
     process, which gets it too, cancels the queued chunks and joins them.
     """
     global _WORKER_CTX
+    reset_signals()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_CTX = ctx
 
