@@ -238,18 +238,25 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--formats", default=",".join(WRITERS))
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="folder for the generated exports (kept, reused when there) and the outputs",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ck-bench-formats-") as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
         for fmt in args.formats.split(","):
-            src = root / fmt
-            src.mkdir()
-            rng = np.random.default_rng(0)
-            for i in range(args.images):
-                pixels = rng.integers(0, 255, (H // 8, W // 8, 3), dtype=np.uint8)
-                Image.fromarray(pixels).resize((W, H)).save(src / f"img{i:04d}.jpg", quality=85)
-            WRITERS[fmt](src, args.images, rng)
-            out = root / f"out-{fmt}"
+            src = root / (f"{fmt}_{args.images}" if args.keep else fmt)
+            if not src.exists():
+                src.mkdir(parents=True)
+                rng = np.random.default_rng(0)
+                for i in range(args.images):
+                    pixels = rng.integers(0, 255, (H // 8, W // 8, 3), dtype=np.uint8)
+                    img = Image.fromarray(pixels).resize((W, H))
+                    img.save(src / f"img{i:04d}.jpg", quality=85)
+                WRITERS[fmt](src, args.images, rng)
+            out = root / f"out-{fmt}_{args.images}"
             cmd = [
                 sys.executable,
                 "-m",
@@ -263,6 +270,7 @@ def main() -> None:
                 "1",
                 "--workers",
                 str(args.workers),
+                "--force",
             ]
             t0, c0 = time.perf_counter(), _children_cpu()
             proc = subprocess.run(cmd, capture_output=True, text=True)
