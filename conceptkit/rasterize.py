@@ -26,7 +26,8 @@ with many small shapes costs little more than its planes. The tools' rounding de
 coordinates themselves (a shifted coordinate can land on the other side of a rounding tie:
 pycocotools scales by 5 first; PIL moved 2 of 600 test polygons by a pixel), so coordinates are
 never shifted: ``inclusive`` draws on one full-size PIL canvas per image and reads back the
-window (then clears it), ``center`` runs pycocotools on the full canvas and cuts the window.
+window (then clears it), ``center`` runs pycocotools' encoder on the full canvas and decodes
+only the window from its run lengths.
 
 Resampling of label planes is nearest-neighbour on labels, never interpolation: output pixel
 (i, j) of an (h, w) plane takes the source pixel (floor((i + 0.5) * H / h), floor((j + 0.5) * W /
@@ -271,15 +272,81 @@ def _inclusive(
     return canvas.take(win)
 
 
-def _coco_polygon(rings: list[np.ndarray], h: int, w: int) -> np.ndarray:
-    """pycocotools rasterisation of polygons (unioned) on an (h, w) canvas."""
+def _coco_polygon(
+    rings: list[np.ndarray], h: int, w: int, win: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """pycocotools rasterisation of polygons (unioned) on an (h, w) canvas: the window ``win``
+    = (x0, y0, x1, y1) of it (default the whole canvas).
+
+    ``frPyObjects`` encodes each ring on the whole canvas with the original coordinates (its
+    rounding is left as it is); only the window is decoded from each ring's run lengths
+    (:func:`_rle_window`) and the windows are unioned, which is pixel for pixel what
+    ``decode(merge(rles))`` gives, without writing the full canvas per shape.
+    """
     from pycocotools import mask as mask_utils
 
+    x0, y0, x1, y1 = (0, 0, w, h) if win is None else win
     flat = [np.asarray(r, dtype=np.float64).reshape(-1).tolist() for r in rings if len(r) >= 3]
     if not flat:
-        return np.zeros((h, w), dtype=bool)
-    rles = mask_utils.frPyObjects(flat, h, w)
-    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+        return np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    out: np.ndarray | None = None
+    for rle in mask_utils.frPyObjects(flat, h, w):
+        part = _rle_window(_rle_counts(rle["counts"]), h, (x0, y0, x1, y1))
+        out = part if out is None else out | part
+    assert out is not None
+    return out
+
+
+def _rle_counts(text: bytes) -> np.ndarray:
+    """The run lengths ``(m,) int64`` of a compressed COCO RLE string (``rleFrString``: 5 bits
+    per character, least significant first, 0x20 = more to come, 0x10 of the last = negative;
+    from the fourth run on, each is stored as its difference from the run two before)."""
+    c = np.frombuffer(text, dtype=np.uint8).astype(np.int64)
+    c -= 48
+    last = np.flatnonzero((c & 0x20) == 0)  # the last character of each number
+    first = np.empty_like(last)
+    first[0] = 0
+    first[1:] = last[:-1] + 1
+    digit = np.arange(len(c)) - np.repeat(first, last - first + 1)
+    x: np.ndarray = np.add.reduceat((c & 0x1F) << (5 * digit), first)
+    negative = (c[last] & 0x10) != 0
+    x[negative] -= np.int64(1) << (5 * (digit[last[negative]] + 1))
+    x[3::2] = np.cumsum(x[1::2])[1:]
+    x[4::2] = np.cumsum(x[2::2])[1:]
+    return x
+
+
+def _rle_window(counts: np.ndarray, h: int, win: tuple[int, int, int, int]) -> np.ndarray:
+    """The window (x0, y0, x1, y1) ``(y1 - y0, x1 - x0) bool`` of the column-major run
+    lengths ``counts`` (0s first, alternating) of an ``h``-row canvas, as ``rleDecode``
+    writes them."""
+    x0, y0, x1, y1 = win
+    bounds = np.cumsum(counts)
+    stop = bounds[1::2]  # the runs of 1s: [start, stop) in column-major pixel order
+    start = bounds[0::2][: len(stop)]
+    keep = (stop > start) & (stop > x0 * h) & (start < x1 * h)
+    start, stop = start[keep], stop[keep]
+    col, last = start // h, (stop - 1) // h
+    span = last - col + 1
+    if len(span) and int(span.max()) > 1:  # runs that go on into the next columns: cut
+        run = np.repeat(np.arange(len(span)), span)
+        cols = col[run] + np.arange(len(run)) - np.repeat(np.cumsum(span) - span, span)
+        r0 = np.where(cols == col[run], start[run] - cols * h, 0)
+        r1 = np.where(cols == last[run], stop[run] - cols * h, h)
+        col = cols
+    else:
+        r0, r1 = start - col * h, stop - col * h
+    r0 = np.maximum(r0, y0) - y0
+    r1 = np.minimum(r1, y1) - y0
+    ok = (r1 > r0) & (col >= x0) & (col < x1)
+    rows = y1 - y0
+    base = (col[ok] - x0) * (rows + 1)
+    edges = np.zeros((x1 - x0) * (rows + 1), dtype=np.int8)
+    edges[base + r0[ok]] = 1  # the pieces of one column are disjoint, in order
+    edges[base + r1[ok]] -= 1
+    inside = np.cumsum(edges, dtype=np.int8).view(np.bool_)
+    out: np.ndarray = inside.reshape(x1 - x0, rows + 1)[:, :rows].T
+    return out
 
 
 def _center(
@@ -289,16 +356,18 @@ def _center(
 
     ``pts`` are in image coordinates: pycocotools scales coordinates by 5 and rounds, so it
     runs on the whole ``height x width`` canvas with the original numbers (shifting them to the
-    window first would move its rounding ties), and the window is cut from the result.
+    window first would move its rounding ties), and only the window is decoded.
     """
     kind = shape.kind
     x0, y0, x1, y1 = win
     h, w = y1 - y0, x1 - x0
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    cx_grid, cy_grid = xx + 0.5, yy + 0.5
 
     def coco(rings: list[np.ndarray]) -> np.ndarray:
-        return _coco_polygon(rings, height, width)[y0:y1, x0:x1]
+        return _coco_polygon(rings, height, width, win)
+
+    def centres() -> tuple[np.ndarray, np.ndarray]:
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        return xx + 0.5, yy + 0.5
 
     if kind in ("polygon", "oriented_rectangle"):
         return coco([pts])
@@ -316,6 +385,7 @@ def _center(
             rx, ry, a = abs(px - cx), abs(py - cy), math.radians(shape.angle)
         if rx <= 0 or ry <= 0:
             return np.zeros((h, w), dtype=bool)
+        cx_grid, cy_grid = centres()
         dx, dy = cx_grid - cx, cy_grid - cy
         u = dx * math.cos(a) + dy * math.sin(a)
         v = -dx * math.sin(a) + dy * math.cos(a)
@@ -323,6 +393,7 @@ def _center(
     if kind in ("point", "points"):
         r = shape.width / 2 if shape.width else POINT_RADIUS
         out = np.zeros((h, w), dtype=bool)
+        cx_grid, cy_grid = centres()
         for px, py in pts:
             out |= (cx_grid - px) ** 2 + (cy_grid - py) ** 2 <= r * r
         return out
