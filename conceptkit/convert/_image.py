@@ -81,7 +81,13 @@ def load_image(ann: ImageAnnotation, want: int | None) -> tuple[Any, int, int]:
             )
         if want is not None and im.format == "JPEG":
             im.draft("RGB", (want, want))
-        rgb = im.convert("RGB")
+        im.load()
+        if im.mode == "RGB" and not im.readonly:
+            # the decoded pixels themselves, in an image that outlives closing the file
+            # (convert("RGB") of an RGB image is a copy of them, with the same info)
+            rgb = im._new(im.im)
+        else:
+            rgb = im.convert("RGB")
     return images.make_upright(rgb, orient), w, h
 
 
