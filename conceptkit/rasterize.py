@@ -324,8 +324,7 @@ def _rle_window(counts: np.ndarray, h: int, win: tuple[int, int, int, int]) -> n
     bounds = np.cumsum(counts)
     stop = bounds[1::2]  # the runs of 1s: [start, stop) in column-major pixel order
     start = bounds[0::2][: len(stop)]
-    keep = (stop > start) & (stop > x0 * h) & (start < x1 * h)
-    start, stop = start[keep], stop[keep]
+    # the runs of a shape lie in its window's columns (the rest are cut off below)
     col, last = start // h, (stop - 1) // h
     span = last - col + 1
     if len(span) and int(span.max()) > 1:  # runs that go on into the next columns: cut
@@ -495,7 +494,11 @@ def paint(
         cat = category_of(shape)
         if cat is None:
             continue
-        if canvas is None and shape.kind != "mask":
+        if (
+            canvas is None
+            and shape.kind != "mask"
+            and (convention or shape.convention) == "inclusive"
+        ):
             canvas = Canvas(height, width)
         patch = shape_patch(shape, height, width, convention, canvas)
         if patch is None or not patch.mask.any():
