@@ -205,7 +205,8 @@ _WRAPPER = (
 def run(fmt: str, src: Path, out: Path, workers: int) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, peak RSS kB of the convert process)."""
     cmd = [sys.executable, "-m", "conceptkit", "convert", fmt, str(src), "-o", str(out)]
-    cmd += ["--min-images", "1", "--no-validate", "--force", "--workers", str(workers)]
+    cmd += ["--min-images", "1", "--no-validate", "--workers", str(workers)]
+    shutil.rmtree(out, ignore_errors=True)  # a kept earlier output (--keep), not timed
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True)
     dt = time.perf_counter() - t0

