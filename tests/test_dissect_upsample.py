@@ -7,7 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conceptkit.dissection.upsample import axis, bilinear, mask_pixels
+from conceptkit.dissection.upsample import axis, bilinear, mask_pixels, mask_pixels_torch
+
+#: the CPU kernel (what mask_pixels runs here) and the tensor code (what it runs on CUDA)
+IMPLEMENTATIONS = pytest.mark.parametrize(
+    "impl", [mask_pixels, mask_pixels_torch], ids=["cpu", "torch"]
+)
 
 
 def _maps(k: int, h: int, w: int, seed: int, kind: str) -> torch.Tensor:
@@ -46,12 +51,13 @@ def test_axis_blocks_partition_the_output_and_share_taps():
             assert set(ax.hi[s : s + n].tolist()) == {int(hi)}
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("kind", ["relu", "signed", "ties"])
 @pytest.mark.parametrize(
     "shape", [(7, 7, 112, 112), (56, 56, 112, 112), (9, 5, 30, 11), (224, 224, 112, 112),
               (1, 1, 8, 8), (5, 9, 5, 9), (3, 4, 50, 7)],
 )  # fmt: skip
-def test_mask_pixels_equal_the_dense_threshold(kind, shape):
+def test_mask_pixels_equal_the_dense_threshold(impl, kind, shape):
     h, w, sh, sw = shape
     x = _maps(120, h, w, sum(shape), kind)
     dense = bilinear(x, (sh, sw)).reshape(120, -1)
@@ -59,16 +65,38 @@ def test_mask_pixels_equal_the_dense_threshold(kind, shape):
         t = torch.quantile(dense, q, dim=1)
         if kind == "ties":  # thresholds equal to sample values and to constant areas
             t = torch.round(t)
-        m, p = mask_pixels(x, t, (sh, sw))
+        m, p = impl(x, t, (sh, sw))
         got = torch.zeros_like(dense, dtype=torch.bool)
         got[m, p] = True
         assert m.numel() == int(got.sum()), "a pixel reported twice"
         assert torch.equal(got, dense > t[:, None]), (kind, shape, q)
 
 
-def test_mask_pixels_of_constant_and_empty_maps():
+@IMPLEMENTATIONS
+def test_mask_pixels_of_constant_and_empty_maps(impl):
     x = torch.full((3, 7, 7), 2.0)
-    m, _ = mask_pixels(x, torch.tensor([1.0, 2.0, 3.0]), (112, 112))
+    m, _ = impl(x, torch.tensor([1.0, 2.0, 3.0]), (112, 112))
     assert m.tolist() == [0] * 112 * 112  # above 1 everywhere; never above 2 or 3
-    m, p = mask_pixels(torch.zeros(0, 7, 7), torch.zeros(0), (112, 112))
+    m, p = impl(torch.zeros(0, 7, 7), torch.zeros(0), (112, 112))
     assert m.numel() == p.numel() == 0
+
+
+@pytest.mark.parametrize("kind", ["relu", "signed", "ties"])
+def test_the_cpu_kernel_gives_the_tensor_codes_pixels_in_its_order(kind):
+    """Same pairs, same order, at every layer size of a ResNet and some odd ones, thresholds
+    from the upsampled values' top quantiles (the dissection's) down to the median."""
+    for h, w, sh, sw in [(56, 56, 112, 112), (28, 28, 112, 112), (14, 14, 112, 112),
+                         (7, 7, 112, 112), (9, 5, 30, 11), (224, 224, 112, 112), (3, 4, 50, 7)]:  # fmt: skip
+        x = _maps(200, h, w, h * w + sh, kind)
+        dense = bilinear(x, (sh, sw)).reshape(200, -1)
+        for q in (0.5, 0.99, 0.995, 0.999):
+            t = torch.quantile(dense, q, dim=1)
+            a, b = mask_pixels(x, t, (sh, sw)), mask_pixels_torch(x, t, (sh, sw))
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), (kind, h, w, q)
+
+
+def test_the_cpu_kernel_grows_its_output():
+    """More pixels above threshold than its first guess of the output's size (every pixel of
+    four 7x7 maps upsampled to 112x112: 50,176 against 16,384)."""
+    m, p = mask_pixels(torch.ones(4, 7, 7), torch.zeros(4), (112, 112))
+    assert torch.equal(torch.sort(m * 12544 + p).values, torch.arange(4 * 12544))

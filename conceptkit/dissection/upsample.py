@@ -30,6 +30,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -39,7 +40,10 @@ class Axis:
 
     Per output index, ``(n_out,)``: ``lo``/``hi`` int64 taps, ``w_lo``/``w_hi`` float32
     weights. Output indices grouped into blocks that share their taps, ``(nb,)``: ``start``,
-    ``length`` (1 <= length <= ``width``), ``block_lo``/``block_hi`` the taps.
+    ``length`` (1 <= length <= ``width``), ``block_lo``/``block_hi`` the taps, ``ends_lo``/
+    ``ends_hi`` ``(nb, 2)`` the weights of its first and last index (the extremes: a block's
+    weights are monotone). ``touch``, ``(n_in, d)``: per input sample the blocks it is a tap of
+    (-1 pads).
     """
 
     lo: torch.Tensor
@@ -50,6 +54,9 @@ class Axis:
     length: torch.Tensor
     block_lo: torch.Tensor
     block_hi: torch.Tensor
+    ends_lo: torch.Tensor
+    ends_hi: torch.Tensor
+    touch: torch.Tensor
     width: int
 
 
@@ -84,8 +91,15 @@ def axis(n_in: int, n_out: int, device: str = "cpu") -> Axis:
             starts.append(i)
             lengths.append(1)
     dev = torch.device(device)
+    touch: list[list[int]] = [[] for _ in range(n_in)]
+    for b, s in enumerate(starts):
+        touch[lo[s]].append(b)
+        if hi[s] != lo[s]:
+            touch[hi[s]].append(b)
+    d = max(1, max(len(t) for t in touch))
+    ends = torch.tensor([[s, s + n - 1] for s, n in zip(starts, lengths, strict=True)])
 
-    def ints(values: list[int]) -> torch.Tensor:
+    def ints(values: list[int] | list[list[int]]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.int64, device=dev)
 
     return Axis(
@@ -97,6 +111,9 @@ def axis(n_in: int, n_out: int, device: str = "cpu") -> Axis:
         length=ints(lengths),
         block_lo=ints([lo[s] for s in starts]),
         block_hi=ints([hi[s] for s in starts]),
+        ends_lo=(1.0 - w_hi)[ends].to(dev),
+        ends_hi=w_hi[ends].to(dev),
+        touch=ints([t + [-1] * (d - len(t)) for t in touch]),
         width=width,
     )
 
@@ -125,7 +142,9 @@ def candidates(maps: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     threshold. A pixel is a convex combination of its four taps; its computed value exceeds
     the largest tap by at most a few float32 roundings of the map's largest magnitude, so a
     margin of ``2**-18`` of that magnitude (and of the threshold) is safe."""
-    mag = torch.maximum(maps.abs().amax(dim=(1, 2)), thresholds.abs())
+    mag = torch.maximum(
+        torch.maximum(maps.amax(dim=(1, 2)), -maps.amin(dim=(1, 2))), thresholds.abs()
+    )
     floor = thresholds - mag * 2.0**-18
     return maps > floor[:, None, None]
 
@@ -137,17 +156,68 @@ def mask_pixels(
 
     ``maps: (k, h, w) float32``, ``thresholds: (k,) float32`` (compared strictly) ->
     ``(map, pixel)``: two ``(q,) int64``, the map index and the flat pixel index ``i * sw +
-    j`` of every pixel above threshold (unordered).
+    j`` of every pixel above threshold, ordered by map. On the CPU a compiled kernel
+    (:mod:`conceptkit.dissection._upsample_cpu`) computes the same pixels as the tensor code
+    of :func:`mask_pixels_torch`, which runs elsewhere.
     """
+    if maps.device.type != "cpu":
+        return mask_pixels_torch(maps, thresholds, size)
+    from conceptkit.dissection._upsample_cpu import mask_kernel
+
     ay, ax = _axes(maps, size)
-    cand = candidates(maps, thresholds)
-    rows_hot = cand.index_select(1, ay.block_lo) | cand.index_select(1, ay.block_hi)
-    hot = rows_hot.index_select(2, ax.block_lo) | rows_hot.index_select(2, ax.block_hi)
-    m, by, bx = torch.nonzero(hot, as_tuple=True)  # (n,) blocks next to a candidate tap
-    h, w = maps.shape[-2:]
+    x = maps.detach().contiguous().numpy()
+    t = thresholds.detach().to(torch.float32).contiguous().numpy()
+    if x.shape[0] == 0:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty.clone()
+    tables = [
+        v.numpy()
+        for v in (
+            ay.w_lo, ay.w_hi, ay.start, ay.length, ay.block_lo, ay.block_hi, ay.touch,
+            ax.w_lo, ax.w_hi, ax.start, ax.length, ax.block_lo, ax.block_hi, ax.touch,
+            ay.ends_lo, ay.ends_hi, ax.ends_lo, ax.ends_hi,
+        )
+    ]  # fmt: skip
+    cap = max(1 << 14, x.shape[0] * ay.width * ax.width * 4)
+    while True:
+        out_map = np.empty(cap, np.int64)
+        out_pix = np.empty(cap, np.int64)
+        n = int(mask_kernel(x, t, *tables, size[1], out_map, out_pix))  # type: ignore[call-arg, arg-type]
+        if n <= cap:
+            return torch.from_numpy(out_map[:n]), torch.from_numpy(out_pix[:n])
+        cap = n
+
+
+def mask_pixels_torch(
+    maps: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`mask_pixels` in tensor operations (any device)."""
+    ay, ax = _axes(maps, size)
+    k, h, w = maps.shape
+    # the blocks next to a candidate tap, (n,) each: marked from the (few) candidates
+    cm, cy, cx = torch.nonzero(candidates(maps, thresholds), as_tuple=True)
+    nby, nbx = ay.start.shape[0], ax.start.shape[0]
+    ty, tx = ay.touch[cy][:, :, None], ax.touch[cx][:, None, :]  # (q, dy, 1), (q, 1, dx)
+    keys = (cm[:, None, None] * nby + ty) * nbx + tx
+    hot = torch.zeros(k * nby * nbx, dtype=torch.bool, device=maps.device)
+    hot[keys[(ty >= 0) & (tx >= 0)]] = True
+    m, by, bx = torch.nonzero(hot.view(k, nby, nbx), as_tuple=True)
     flat = maps.reshape(-1)
     y_lo, y_hi = m * (h * w) + ay.block_lo[by] * w, m * (h * w) + ay.block_hi[by] * w
     x_lo, x_hi = ax.block_lo[bx], ax.block_hi[bx]
+    a, b, c, d = flat[y_lo + x_lo], flat[y_lo + x_hi], flat[y_hi + x_lo], flat[y_hi + x_hi]
+    # a pixel is bilinear in its two weights (up to rounding), so a block's largest pixel is
+    # at one of its corners: keep the blocks whose corners, in plain float32 (a few roundings
+    # off), come near the threshold
+    xl, xh = ax.ends_lo[bx], ax.ends_hi[bx]  # (n, 2)
+    corner_top = a[:, None] * xl + b[:, None] * xh
+    corner_bot = c[:, None] * xl + d[:, None] * xh
+    yl, yh = ay.ends_lo[by], ay.ends_hi[by]
+    corner = corner_top[:, None, :] * yl[:, :, None] + corner_bot[:, None, :] * yh[:, :, None]
+    t = thresholds[m]
+    mag = torch.maximum(torch.maximum(a.abs(), b.abs()), torch.maximum(c.abs(), d.abs()))
+    near = corner.amax(dim=(1, 2)) > t - (mag + t.abs()) * 2.0**-18
+    m, by, bx, a, b, c, d, t = (v[near] for v in (m, by, bx, a, b, c, d, t))
     dev = maps.device
     gy = torch.arange(ay.width, device=dev)
     gx = torch.arange(ax.width, device=dev)
@@ -156,8 +226,8 @@ def mask_pixels(
     rows = ay.start[by][:, None] + torch.where(ry, gy[None, :], 0)  # (n, Gy)
     cols = ax.start[bx][:, None] + torch.where(rx, gx[None, :], 0)
     wl, wh = ax.w_lo[cols], ax.w_hi[cols]  # (n, Gx)
-    top = fma(flat[y_lo + x_lo][:, None], wl, flat[y_lo + x_hi][:, None] * wh)
-    bot = fma(flat[y_hi + x_lo][:, None], wl, flat[y_hi + x_hi][:, None] * wh)
+    top = fma(a[:, None], wl, b[:, None] * wh)
+    bot = fma(c[:, None], wl, d[:, None] * wh)
     hl, hh = ay.w_lo[rows], ay.w_hi[rows]  # (n, Gy)
     # along a row a pixel is linear in its column weight (up to rounding), so the row's
     # largest pixel is at one of its ends: keep the rows whose ends come near the threshold
@@ -169,7 +239,6 @@ def mask_pixels(
         + ends_bot[:, None, :] * hh.double()[:, :, None]
     )  # (n, Gy, 2)
     mag = torch.maximum(ends_top.abs().amax(1), ends_bot.abs().amax(1))
-    t = thresholds[m]
     floor = t.double() - (mag + t.double().abs()) * 2.0**-18
     blk, iy = torch.nonzero((ends.amax(2) > floor[:, None]) & ry, as_tuple=True)
     value = fma(top[blk], hl[blk, iy][:, None], bot[blk] * hh[blk, iy][:, None])  # (r, Gx)
