@@ -91,10 +91,11 @@ def test_cache_keeps_to_the_disk_budget_batch_by_batch(tmp_path: Path) -> None:
     shapes = {"a": (2, 4, 4), "b": (1, 2, 2)}  # 128 B and 16 B per image
     plan = cache.plan(shapes, n_images=20)  # a: 2560 B, b: 320 B -> both on disk
     assert _where(plan) == {"a": "disk", "b": "disk"}
-    cache.disk_budget = 300  # the budget shrinks below the plan: later writes recompute
+    cache.disk_budget = 270  # the budget shrinks below the plan: later writes recompute
     feats = {"a": torch.arange(64.0).reshape(2, 2, 4, 4), "b": torch.ones(2, 1, 2, 2)}
     cache.put(0, feats)  # a (256 B) fits; with its file written, b (32 B) no longer does
     assert cache.counts([0], "a") == (0, 1) and cache.counts([0], "b") == (0, 0)
+    assert cache.disk == 256  # the file holds the elements' bytes and nothing else
     assert not cache.complete(0, ["a", "b"])
     got = cache.take(0)
     assert set(got) == {"a"} and torch.equal(got["a"], feats["a"])
@@ -121,20 +122,33 @@ L34 = 24 * (R18["layer3"] + R18["layer4"])  # bytes of layer3+layer4 over small_
         ("0", "0", "layer1+layer2+layer3+layer4 recompute", "layer1 0 memory / 0 disk / 3"),
         ("0", "auto", "layer1+layer2+layer3+layer4 disk", "layer1 0 memory / 3 disk / 0"),
         ("3MB", "6MB", "layer3 disk 4.6 MB, layer4 memory 2.3 MB", "layer4 3 memory / 0 disk"),
-        # planned to fit exactly; the files' headers overflow it: the last batch recomputed
-        ("1KB", str(L34), "layer3+layer4 disk 6.9 MB", "layer4 0 memory / 2 disk / 1 recompute"),
+        ("1KB", str(L34), "layer3+layer4 disk 6.9 MB", "layer4 0 memory / 3 disk / 0 recompute"),
+        # planned to fit exactly, then a byte less: the last batch recomputed
+        ("1KB", f"{L34}-1", "layer3+layer4 disk 6.9 MB", "layer4 0 memory / 2 disk / 1 recompute"),
     ],
 )
 def test_results_identical_whatever_the_cache_mix(
     small_broden: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     mem: str,
     disk: str,
     plan: str,
     note: str,
 ) -> None:
     from conceptkit.cli import main
+
+    if disk.endswith("-1"):
+        disk = disk[:-2]
+        planned = FeatureCache.plan
+
+        def plan_then_shrink(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            layout = planned(self, *args, **kwargs)
+            self.disk_budget -= 1
+            return layout
+
+        monkeypatch.setattr(FeatureCache, "plan", plan_then_shrink)
 
     weights = tmp_path / "r18.pth"
     torch.save(seeded_resnet18().state_dict(), weights)
@@ -182,4 +196,21 @@ def test_spill_stops_when_the_free_space_falls_below_the_reserve(monkeypatch, tm
     cache.put(1, feats)
     cache.put(2, feats)
     assert cache.counts([0, 1, 2], "a") == (0, 1) and 1 not in cache and 2 not in cache
+    cache.close()
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_spilled_features_come_back_with_their_values_and_layout(tmp_path, layout, dtype):
+    f = torch.randn(3, 5, 4, 6)
+    if layout == "channels_last":
+        f = f.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        f = f.transpose(1, 3)
+    cache = FeatureCache(CacheSettings(cache_mem=0, spill_dir=tmp_path, spill_dtype=dtype))
+    cache.plan({"a": tuple(f.shape[1:])}, n_images=3)
+    cache.put(0, {"a": f})
+    got = cache.take(0)["a"]
+    want = f.to(getattr(torch, dtype)).to(torch.float32)
+    assert got.shape == f.shape and got.stride() == f.stride() and torch.equal(got, want)
     cache.close()
