@@ -161,7 +161,7 @@ class Spilled:
         order = tuple(int(d) for d in f.dim_order()) if f.dim() else ()
         dense = f.permute(order).contiguous()  # no copy when f is dense
         with open(path, "wb") as fh:
-            fh.write(memoryview(dense.view(torch.uint8).numpy()))
+            dense.reshape(-1).view(torch.uint8).numpy().tofile(fh)
         return cls(path, tuple(f.shape), order, dtype)
 
     def read(self) -> torch.Tensor:
