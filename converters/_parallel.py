@@ -61,39 +61,24 @@ class Packed:
     masks: list[tuple[int, np.ndarray, tuple[int, int]]]
 
 
-#: the attribute under which :func:`unpack` leaves each mask's bits on the annotation, so that
-#: packing it again (the scan spools what the workers sent) reuses them
-_BITS = "_packed_bits"
-
-
 def pack(ann: ImageAnnotation) -> Packed:
-    """``ann`` as a :class:`Packed` (``ann`` itself is left as it is). A mask that
-    :func:`unpack` made (read-only, so unchanged) keeps the bits it was made from."""
+    """``ann`` as a :class:`Packed` (``ann`` itself is left as it is)."""
     shapes = []
     masks: list[tuple[int, np.ndarray, tuple[int, int]]] = []
-    known: dict[int, tuple[np.ndarray, np.ndarray]] = ann.__dict__.get(_BITS, {})
     for i, shape in enumerate(ann.shapes):
         mask = shape.mask
         if mask is not None and mask.dtype == np.bool_ and mask.ndim == 2:
-            made, bits = known.get(id(mask), (None, None))
-            if made is not mask or bits is None:
-                bits = np.packbits(mask)
-            masks.append((i, bits, (mask.shape[0], mask.shape[1])))
+            masks.append((i, np.packbits(mask), (mask.shape[0], mask.shape[1])))
             shape = dataclasses.replace(shape, mask=None)
         shapes.append(shape)
     return Packed(dataclasses.replace(ann, shapes=shapes), masks)
 
 
 def unpack(packed: Packed) -> ImageAnnotation:
-    """The annotation :func:`pack` was given (masks ``(h, w) bool``, C-contiguous, read-only)."""
+    """The annotation :func:`pack` was given (masks ``(h, w) bool``, C-contiguous)."""
     ann = packed.ann
-    known: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i, bits, (h, w) in packed.masks:
-        mask = np.unpackbits(bits, count=h * w).reshape(h, w).view(np.bool_)
-        mask.flags.writeable = False
-        ann.shapes[i].mask = mask
-        known[id(mask)] = (mask, bits)
-    ann.__dict__[_BITS] = known
+        ann.shapes[i].mask = np.unpackbits(bits, count=h * w).reshape(h, w).view(np.bool_)
     return ann
 
 
