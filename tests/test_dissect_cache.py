@@ -199,6 +199,63 @@ def test_spill_stops_when_the_free_space_falls_below_the_reserve(monkeypatch, tm
     cache.close()
 
 
+def test_auto_memory_budget_is_a_safe_share_of_the_available_memory(monkeypatch) -> None:
+    import conceptkit.dissection.cache as cache_mod
+
+    avail = [22 * GB]
+    monkeypatch.setattr(cache_mod, "available_memory", lambda: avail[0])
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    auto = CacheSettings()
+    assert auto.cache_mem is None and cache_mod.mem_budget(auto) == 11 * GB  # half
+    avail[0] = 6 * GB
+    assert cache_mod.mem_budget(auto) == 2 * GB  # 4 GB kept free
+    avail[0] = 3 * GB
+    assert cache_mod.mem_budget(auto) == cache_mod.MEM_FLOOR  # never below 256 MB
+    avail[0] = 22 * GB
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on this machine share it
+    assert cache_mod.mem_budget(auto) == int(5.5 * GB)
+    assert cache_mod.mem_budget(CacheSettings(cache_mem=3 * GB)) == 3 * GB  # given: kept
+    assert cache_mod.mem_budget(CacheSettings(cache_mem=0)) == 0
+    monkeypatch.setattr(cache_mod, "available_memory", lambda: None)  # unknown: the floor
+    assert cache_mod.mem_budget(auto) == cache_mod.MEM_FLOOR
+
+
+def test_available_memory_reads_the_system_and_the_cgroup(monkeypatch, tmp_path: Path) -> None:
+    import conceptkit.dissection.cache as cache_mod
+
+    got = cache_mod.available_memory()
+    assert got is None or 0 < got < 1 << 50
+    monkeypatch.setattr(cache_mod, "_meminfo_available", lambda: 20 * GB)
+    monkeypatch.setattr(cache_mod, "_cgroup_available", lambda: 3 * GB)
+    assert cache_mod.available_memory() == 3 * GB  # the tighter of the two
+    monkeypatch.setattr(cache_mod, "_cgroup_available", lambda: None)
+    assert cache_mod.available_memory() == 20 * GB
+
+
+def test_auto_memory_cache_stops_when_the_machine_runs_short(monkeypatch, tmp_path: Path):
+    import conceptkit.dissection.cache as cache_mod
+
+    avail = [10 * GB]
+    monkeypatch.setattr(cache_mod, "available_memory", lambda: avail[0])
+    monkeypatch.setattr(cache_mod, "RECHECK_BYTES", 1)  # check before every batch kept
+    cache = FeatureCache(CacheSettings(cache_disk=GB, spill_dir=tmp_path))
+    plan = cache.plan({"a": (1, 2, 2)}, n_images=8)
+    assert _where(plan) == {"a": "memory"} and cache.mem == 5 * GB  # half of 10 GB
+    feats = {"a": torch.ones(2, 1, 2, 2)}
+    cache.put(0, feats)
+    avail[0] = cache_mod.MEM_RESERVE  # another program took the memory
+    cache.put(1, feats)
+    cache.put(2, feats)
+    assert cache.counts([0, 1, 2], "a") == (1, 2)  # the rest went to disk
+    assert all(torch.equal(cache.take(k)["a"], feats["a"]) for k in range(3))
+    cache.close()
+    fixed = FeatureCache(CacheSettings(cache_mem=GB, spill=False))  # a given budget is kept
+    fixed.plan({"a": (1, 2, 2)}, n_images=8)
+    for k in range(3):
+        fixed.put(k, feats)
+    assert fixed.counts([0, 1, 2], "a") == (3, 0)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_spilled_features_come_back_with_their_values_and_layout(tmp_path, layout, dtype):

@@ -51,7 +51,8 @@ Writes into OUT (atomically; --force replaces an existing OUT):
 
 \b
 Memory: pass 1 keeps the probed layers' features (float32, exact) for pass 2 so that it needs
-no second forward, layer by layer: the last layers up to --cache-mem in memory, the next up to
+no second forward, layer by layer: the last layers up to --cache-mem (auto: half the available
+memory, 4 GB kept free, shared by the processes on the machine) in memory, the next up to
 --cache-disk (auto: half the free space, 2 GB kept free) in a temporary folder (--spill-dir,
 deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4, 1.5 MB with
 layer1..layer4), and pass 2 re-runs the forward, stopped after them, for the first layers that
@@ -193,7 +194,7 @@ def _settings(opts: dict[str, Any]) -> DissectSettings:
             baseline=opts["baseline"],
         ),
         cache=CacheSettings(
-            cache_mem=parse_size(opts["cache_mem"]),
+            cache_mem=None if opts["cache_mem"] == "auto" else parse_size(opts["cache_mem"]),
             spill=not opts["no_spill"],
             spill_dir=opts["spill_dir"],
             spill_dtype=opts["spill_dtype"],
@@ -330,9 +331,10 @@ DISSECT_HEAP = 1 << 30
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--cache-mem",
-    default="256MB",
+    default="auto",
     show_default=True,
-    help="Features kept in memory between the passes (the rest spill to disk).",
+    help="Features kept in memory between the passes (auto: half the available memory, 4 GB "
+    "kept free; the rest spill to disk).",
 )
 @click.option(
     "--cache-disk",

@@ -2,7 +2,8 @@
 
 Pass 1 puts each batch's features (``{layer: (B, C, h, w)}``) here so that pass 2 needs no
 second forward for them. :func:`plan_cache` decides, per layer, where its features wait:
-``memory`` (float32, exact, within the memory budget), ``disk`` (``torch.save`` files in a
+``memory`` (float32, exact, within the memory budget: by default a safe share of the memory
+available when the run plans its cache, see :func:`mem_budget`), ``disk`` (``torch.save`` files in a
 temporary folder ``conceptkit-features-*`` that :meth:`FeatureCache.close` deletes, within
 the disk budget) or ``recompute`` (pass 2 re-runs the forward, stopped after the last such
 layer). The layers the forward reaches first are the ones recomputed: re-running the
@@ -15,6 +16,7 @@ a write error) is recomputed for that layer in pass 2.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -33,6 +35,17 @@ DISK_RESERVE = 2 << 30
 """... and never closer than this to a full disk (checked again as the spill grows)."""
 RECHECK_BYTES = 256 << 20
 """The free space is checked again after this many bytes written."""
+
+MEM_SHARE = 0.5
+"""``--cache-mem auto``: at most this share of the memory available (the system's
+``MemAvailable``, or what the process's cgroup still allows if that is less) ..."""
+MEM_RESERVE = 4 << 30
+"""... never taking the available memory below this (the rest of the run, the loader
+workers, other programs) ..."""
+MEM_FLOOR = 256 << 20
+"""... and never less than this (the budget the cache had before ``auto``). With ``auto``
+the available memory is checked again every :data:`RECHECK_BYTES` kept; once it falls
+below the reserve (another program grew), the rest goes to disk or is recomputed."""
 
 WHERE = ("memory", "disk", "recompute")
 
@@ -128,13 +141,75 @@ def plan_cache(
 
 def disk_budget(settings: CacheSettings) -> int:
     """Bytes the spill may take: 0 without spill, ``cache_disk`` when given, else
-    :data:`DISK_SHARE` of the free space where the spill goes, less :data:`DISK_RESERVE`."""
+    :data:`DISK_SHARE` of the free space where the spill goes, less :data:`DISK_RESERVE`,
+    shared among this machine's ranks."""
     if not settings.spill:
         return 0
     if settings.cache_disk is not None:
         return max(0, settings.cache_disk)
     free = shutil.disk_usage(spill_root(settings)).free
-    return max(0, min(int(free * DISK_SHARE), free - DISK_RESERVE))
+    return max(0, min(int(free * DISK_SHARE), free - DISK_RESERVE) // local_ranks())
+
+
+def local_ranks() -> int:
+    """Processes of this run on this machine (torchrun's ``LOCAL_WORLD_SIZE``, else 1): the
+    automatic budgets are shared among them."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """What the cgroup (v2) still lets this process take: its limit less its usage, the
+    reclaimable file cache counted as free; None without a limit."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int((root / "memory.current").read_text())
+        inactive = 0
+        for line in (root / "memory.stat").read_text().splitlines():
+            if line.startswith("inactive_file "):
+                inactive = int(line.split()[1])
+        return max(0, int(limit) - used + inactive)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process could still take without swapping (None: unknown)."""
+    known = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    if not known and hasattr(os, "sysconf"):
+        try:
+            known.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError):
+            pass
+    return min(known) if known else None
+
+
+def mem_budget(settings: CacheSettings) -> int:
+    """Bytes of features kept in memory: ``cache_mem`` when given, else :data:`MEM_SHARE` of
+    the available memory less :data:`MEM_RESERVE`, shared among this machine's ranks, at
+    least :data:`MEM_FLOOR`."""
+    if settings.cache_mem is not None:
+        return max(0, settings.cache_mem)
+    avail = available_memory()
+    if avail is None:
+        return MEM_FLOOR
+    share = min(int(avail * MEM_SHARE), avail - MEM_RESERVE) // local_ranks()
+    return max(MEM_FLOOR, share)
 
 
 def spill_root(settings: CacheSettings) -> Path:
@@ -177,7 +252,9 @@ class FeatureCache:
 
     def __init__(self, settings: CacheSettings) -> None:
         self.settings = settings
-        self.mem = max(0, settings.cache_mem)
+        self.mem = 0  # set by plan()
+        self.mem_ok = True
+        self._mem_since_check = 0
         self.spill_dtype = torch.float16 if settings.spill_dtype == "float16" else torch.float32
         self.disk_budget = 0
         self.used = 0
@@ -193,6 +270,7 @@ class FeatureCache:
         """Decide each layer's place from its feature shape ``(C, h, w)`` (``shapes`` in the
         forward's order) and this rank's image count."""
         sizes = [(n, n_images * 4 * _numel(s)) for n, s in shapes.items()]
+        self.mem = mem_budget(self.settings)
         self.disk_budget = disk_budget(self.settings)
         ratio = 0.5 if self.spill_dtype == torch.float16 else 1.0
         self.layout = plan_cache(sizes, self.mem, self.disk_budget, ratio)
@@ -207,7 +285,7 @@ class FeatureCache:
         for name, f in feats.items():
             where = self.layout.where(name)
             size = f.numel() * 4
-            if where == "memory" and self.used + size <= self.mem:
+            if where == "memory" and self._mem_room(size):
                 slot[name] = f.to("cpu", torch.float32, copy=True)
                 self.used += size
             elif where != "recompute":
@@ -223,6 +301,20 @@ class FeatureCache:
             "rerun with --spill-dir on another disk, or --no-spill",
             file=folder,
         )
+
+    def _mem_room(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit the memory budget; with an automatic budget, also
+        whether the machine still has :data:`MEM_RESERVE` available (checked again every
+        :data:`RECHECK_BYTES`)."""
+        if not self.mem_ok or self.used + size > self.mem:
+            return False
+        if self.settings.cache_mem is None:
+            self._mem_since_check += size
+            if self._mem_since_check >= RECHECK_BYTES:
+                self._mem_since_check = 0
+                avail = available_memory()
+                self.mem_ok = avail is None or avail - size >= MEM_RESERVE
+        return self.mem_ok
 
     def _room(self, size: int) -> bool:
         """Whether ``size`` more bytes fit the disk budget and leave the reserve free."""

@@ -720,7 +720,7 @@ def dissect(
     ``top_n=10``, ``union="category"``, ``preprocess="imagenet"`` (or ``netdissect``, or a
     :class:`~conceptkit.dissection.preprocess.Preprocess`), ``mean``, ``std``,
     ``thresholds`` (a mapping ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy``:
-    one pass, no quantile); ``cache_mem=256 MiB``, ``cache_disk`` (None: auto),
+    one pass, no quantile); ``cache_mem`` (None: auto), ``cache_disk`` (None: auto),
     ``spill=True``, ``spill_dir``, ``spill_dtype="float32"``; ``batch_size=64``, ``workers``,
     ``device``, ``checkpoint_dir``, ``checkpoint_every=50``, ``resume=True``, ``dist_ctx``,
     ``shard="strided"``, ``progress``, ``log``, ``model_info``, ``autocast`` (None, ``bf16``,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from conceptkit.dissection.distributed import DistContext
     from conceptkit.dissection.preprocess import Preprocess
 
-DEFAULT_CACHE_MEM = 256 << 20  # features kept in memory between the passes; the rest spill to disk
+DEFAULT_CACHE_MEM: int | None = None  # memory for features between the passes (None: auto)
 UNIONS = ("category", "global")
 SPILL_DTYPES = ("float32", "float16")
 AUTOCASTS = (None, "bf16", "fp16")
@@ -90,7 +90,8 @@ class ScienceSettings:
 class CacheSettings:
     """The feature cache between the passes.
 
-    ``cache_mem`` bytes of float32 features stay in memory; past it up to ``cache_disk``
+    ``cache_mem`` bytes of float32 features (None: a safe share of the available memory, see
+    :func:`conceptkit.dissection.cache.mem_budget`) stay in memory; past it up to ``cache_disk``
     bytes (None: a safe share of the free space there, see
     :func:`conceptkit.dissection.cache.disk_budget`) go to a temporary folder under
     ``spill_dir`` (default: the system's) as ``spill_dtype`` (``float32``: exact;
@@ -99,14 +100,16 @@ class CacheSettings:
     forward, stopped after the last of them (:mod:`conceptkit.dissection.cache`).
     """
 
-    cache_mem: int = DEFAULT_CACHE_MEM
+    cache_mem: int | None = DEFAULT_CACHE_MEM
     cache_disk: int | None = None
     spill: bool = True
     spill_dir: str | Path | None = None
     spill_dtype: str = "float32"
 
     def check(self) -> None:
-        if self.cache_mem < 0 or (self.cache_disk is not None and self.cache_disk < 0):
+        if (self.cache_mem is not None and self.cache_mem < 0) or (
+            self.cache_disk is not None and self.cache_disk < 0
+        ):
             raise UsageError("cache budgets must be 0 or more bytes")
         if self.spill_dtype not in SPILL_DTYPES:
             raise UsageError(f"spill dtype must be float32 or float16, not {self.spill_dtype!r}")
