@@ -253,6 +253,21 @@ class TopImages:
         self.maps = state["maps"].to(dev)
 
 
+_MAX_BITS = 62  # categories as bits of one int64 (the compiled CPU counting's limit)
+
+
+def _compiled(dev: torch.device, categories: int) -> bool:
+    """Whether the compiled CPU counting (:mod:`conceptkit.dissection._tally_cpu`) runs."""
+    return dev.type == "cpu" and categories <= _MAX_BITS
+
+
+def _numpy_ints(t: torch.Tensor) -> np.ndarray:
+    """A CPU integer tensor as a C-contiguous numpy array (no copy when it is one)."""
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        t = t.to(torch.int64)
+    return np.ascontiguousarray(t.detach().numpy())
+
+
 @dataclass
 class LabelBatch:
     """A batch's labels, decoded once and shared by every layer's tally.
@@ -263,7 +278,9 @@ class LabelBatch:
     whether the image has an image-level label of each category; ``areas: (B, Lc) int64``
     each image's pixels carrying ``uniq[j]`` (summed over planes; column 0 is not
     meaningful); ``cat_pixels: (B, K) int64`` each image's pixels carrying at least one
-    label of category ``k`` (in any plane).
+    label of category ``k`` (in any plane); ``catbit: (Lc,) int64`` each present label's
+    category as a bit (``1 << k``; 0 for label 0, for a label without category and when
+    there are more than 62 categories).
     """
 
     size: tuple[int, int]
@@ -275,6 +292,7 @@ class LabelBatch:
     imgcat: torch.Tensor
     areas: torch.Tensor
     cat_pixels: torch.Tensor
+    catbit: torch.Tensor
 
 
 class IoUTally:
@@ -335,12 +353,20 @@ class IoUTally:
         """
         dev = self.truth.device
         nlab = self.truth.shape[0]
+        K = self.num_categories
         B = planes.shape[0]
         sh, sw = planes.shape[-2:]
         S = sh * sw
-        pl = self._clean(planes).reshape(B, -1, S)
+        fast = _compiled(dev, K)
+        raw = planes.reshape(B, -1, S)
         il = self._clean(image_labels).reshape(B, -1)
-        present = torch.bincount(pl.flatten(), minlength=nlab)
+        if fast:
+            from conceptkit.dissection._tally_cpu import present_kernel
+
+            present = torch.from_numpy(present_kernel(_numpy_ints(raw), nlab))
+        else:
+            pl = self._clean(raw)
+            present = torch.bincount(pl.flatten(), minlength=nlab)
         truth = present + torch.bincount(il.flatten(), minlength=nlab) * S
         truth[0] = 0
         # compact one-hot: the labels present in this batch, 0 first
@@ -348,20 +374,37 @@ class IoUTally:
         uniq = torch.nonzero(present).flatten()
         lut = torch.zeros((nlab,), dtype=torch.int64, device=dev)
         lut[uniq] = torch.arange(uniq.shape[0], device=dev)
-        inv = lut[pl.transpose(1, 2)].reshape(B * S, -1)
         ucat = self.label_category[uniq]
         has = (ucat >= 0) & (uniq > 0)
-        catmat = torch.zeros((uniq.shape[0], self.num_categories), dtype=torch.float32, device=dev)
+        nc = uniq.shape[0]
+        catmat = torch.zeros((nc, K), dtype=torch.float32, device=dev)
         catmat[torch.nonzero(has).flatten(), ucat[has]] = 1.0
+        one = torch.ones((), dtype=torch.int64, device=dev)
+        catbit = torch.zeros((nc,), dtype=torch.int64, device=dev)
+        if K <= _MAX_BITS:
+            catbit = torch.where(has, one << ucat.clamp(min=0), 0)
         icat = torch.where(il > 0, self.label_category[il], torch.full_like(il, -1))
-        icat = torch.where(icat >= 0, icat, torch.full_like(icat, self.num_categories))
-        imgcat = torch.zeros((B, self.num_categories + 1), dtype=torch.bool, device=dev)
+        icat = torch.where(icat >= 0, icat, torch.full_like(icat, K))
+        imgcat = torch.zeros((B, K + 1), dtype=torch.bool, device=dev)
         imgcat.scatter_(1, icat, True)
-        nc, K = uniq.shape[0], self.num_categories
-        image = torch.arange(B, device=dev).repeat_interleave(S)[:, None]
-        areas = torch.bincount((image * nc + inv).flatten(), minlength=B * nc).view(B, nc)
-        cat_pixels = self._category_pixels(inv, torch.where(has, ucat, -1), image[:, 0], B)
-        return LabelBatch((sh, sw), truth, uniq, inv, catmat, il, imgcat[:, :K], areas, cat_pixels)
+        if fast:
+            from conceptkit.dissection._tally_cpu import label_kernel
+
+            P = raw.shape[1]
+            inv_np = np.empty((B * S, P), np.int64)
+            areas_np = np.zeros((B, nc), np.int64)
+            cat_np = np.zeros((B, K), np.int64)
+            label_kernel(_numpy_ints(raw), lut.numpy(), catbit.numpy(), inv_np, areas_np, cat_np)
+            inv, areas = torch.from_numpy(inv_np), torch.from_numpy(areas_np)
+            cat_pixels = torch.from_numpy(cat_np)
+        else:
+            inv = lut[pl.transpose(1, 2)].reshape(B * S, -1)
+            image = torch.arange(B, device=dev).repeat_interleave(S)[:, None]
+            areas = torch.bincount((image * nc + inv).flatten(), minlength=B * nc).view(B, nc)
+            cat_pixels = self._category_pixels(inv, torch.where(has, ucat, -1), image[:, 0], B)
+        return LabelBatch(
+            (sh, sw), truth, uniq, inv, catmat, il, imgcat[:, :K], areas, cat_pixels, catbit
+        )
 
     def _category_pixels(
         self, inv: torch.Tensor, ucat: torch.Tensor, image: torch.Tensor, B: int
@@ -423,24 +466,40 @@ class IoUTally:
         step = max(1, self.max_elems // S)
         per_unit = torch.zeros((C, nc), dtype=torch.int64, device=dev)
         sizes = torch.zeros((acts.shape[0], C), dtype=torch.int64, device=dev)
+        fast = _compiled(dev, self.num_categories)
         for start in range(0, b_all.shape[0], step):
             b = b_all[start : start + step]
             c = c_all[start : start + step]
             k = b.shape[0]
             kk, s = mask_pixels(acts[b, c], t32[c], (sh, sw))
-            size = torch.bincount(kk, minlength=k)
+            if fast:
+                from conceptkit.dissection._tally_cpu import count_kernel
+
+                size_np, over_np = np.zeros(k, np.int64), np.zeros(k, np.int64)
+                count_kernel(
+                    kk.numpy(), s.numpy(), b.numpy(), c.numpy(), lb.inv.numpy(), S,
+                    lb.catbit.numpy(), per_unit.numpy(), size_np, over_np,
+                )  # fmt: skip
+                size = torch.from_numpy(size_np)
+                hits = torch.from_numpy(over_np)
+            else:
+                size = torch.bincount(kk, minlength=k)
+                keys = kk[:, None] * nc + torch.index_select(lb.inv, 0, b[kk] * S + s)
+                inter = torch.bincount(keys.flatten(), minlength=k * nc).view(k, nc)
+                inter[:, 0] = 0
+                per_unit.index_add_(0, c, inter)
             sizes[b, c] = size
-            keys = kk[:, None] * nc + torch.index_select(lb.inv, 0, b[kk] * S + s)
-            inter = torch.bincount(keys.flatten(), minlength=k * nc).view(k, nc)
-            inter[:, 0] = 0
-            per_unit.index_add_(0, c, inter)
             # image-level labels: the whole mask intersects them
             lab = lb.image_labels[b]
             ok = lab > 0
             flat = (c[:, None] * nlab + lab)[ok]
             self.inter.view(-1).index_add_(0, flat, size[:, None].expand_as(lab)[ok])
             if self.union == "category":
-                over = ((inter.to(torch.float32) @ lb.catmat) > 0) | lb.imgcat[b]
+                if fast:
+                    bits = torch.arange(self.num_categories, device=dev)
+                    over = ((hits[:, None] >> bits) & 1).bool() | lb.imgcat[b]
+                else:
+                    over = ((inter.to(torch.float32) @ lb.catmat) > 0) | lb.imgcat[b]
                 add = size[:, None] * over
             else:
                 add = size[:, None].expand(k, self.num_categories)
