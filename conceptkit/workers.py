@@ -14,8 +14,18 @@ from __future__ import annotations
 
 import signal
 
+from conceptkit import heap
+
 
 def reset_signals() -> None:
     """SIGTERM's default action in this (worker) process."""
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_image_worker() -> None:
+    """Initialiser of a pool worker that processes images (conversion, the format readers):
+    :func:`reset_signals`, then :func:`conceptkit.heap.steady_heap` (each image allocates and
+    frees arrays of a few hundred kB to a few MB, which glibc's defaults would hand back)."""
+    reset_signals()
+    heap.steady_heap()

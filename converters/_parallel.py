@@ -30,10 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from conceptkit import heap
 from conceptkit.annotations import ImageAnnotation
 from conceptkit.errors import FormatError
-from conceptkit.workers import reset_signals
+from conceptkit.workers import start_image_worker
 
 #: what a worker holds: the ``build`` function and the reader's options (set once per worker)
 _WORKER: dict[str, Any] = {}
@@ -89,8 +88,7 @@ def can_fork() -> bool:
 
 def _start(build: Callable[[Any], ImageAnnotation | None], options: Any) -> None:
     """Worker initialiser: keep ``build`` and ``options`` (a worker reads on its own)."""
-    reset_signals()
-    heap.steady_heap()
+    start_image_worker()
     options.workers = 1
     _WORKER["build"], _WORKER["options"] = build, options
 

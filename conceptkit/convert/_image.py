@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from conceptkit import broden, heap, images
+from conceptkit import broden, images
 from conceptkit.annotations import ImageAnnotation, Shape
 from conceptkit.converters import _parallel
 from conceptkit.errors import ConceptkitError, FormatError
 from conceptkit.rasterize import crop_box, paint, sample_grid, self_intersecting
-from conceptkit.workers import reset_signals
+from conceptkit.workers import start_image_worker
 
 JPEG_QUALITY = 90
 
@@ -178,8 +178,7 @@ def run_jobs(jobs: Iterator[Job], workers: int) -> Iterator[Result | ConceptkitE
 
 
 def _start_worker() -> None:
-    reset_signals()
-    heap.steady_heap()
+    start_image_worker()
 
 
 def _process_in_worker(job: Job) -> Result | tuple[type, str, str | None, str | None]:

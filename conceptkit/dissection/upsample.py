@@ -149,6 +149,22 @@ def candidates(maps: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     return maps > floor[:, None, None]
 
 
+@functools.lru_cache(maxsize=64)
+def _kernel_tables(h: int, w: int, size: tuple[int, int]) -> tuple[tuple[np.ndarray, ...], int]:
+    """The CPU kernel's views of the two axes' tables (made once per map and label size),
+    and the largest block's pixel count."""
+    ay, ax = axis(h, size[0], "cpu"), axis(w, size[1], "cpu")
+    tables = tuple(
+        v.numpy()
+        for v in (
+            ay.w_lo, ay.w_hi, ay.start, ay.length, ay.block_lo, ay.block_hi, ay.touch,
+            ax.w_lo, ax.w_hi, ax.start, ax.length, ax.block_lo, ax.block_hi, ax.touch,
+            ay.ends_lo, ay.ends_hi, ax.ends_lo, ax.ends_hi,
+        )
+    )  # fmt: skip
+    return tables, ay.width * ax.width
+
+
 def mask_pixels(
     maps: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,21 +180,13 @@ def mask_pixels(
         return mask_pixels_torch(maps, thresholds, size)
     from conceptkit.dissection._upsample_cpu import mask_kernel
 
-    ay, ax = _axes(maps, size)
     x = maps.detach().contiguous().numpy()
     t = thresholds.detach().to(torch.float32).contiguous().numpy()
     if x.shape[0] == 0:
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty.clone()
-    tables = [
-        v.numpy()
-        for v in (
-            ay.w_lo, ay.w_hi, ay.start, ay.length, ay.block_lo, ay.block_hi, ay.touch,
-            ax.w_lo, ax.w_hi, ax.start, ax.length, ax.block_lo, ax.block_hi, ax.touch,
-            ay.ends_lo, ay.ends_hi, ax.ends_lo, ax.ends_hi,
-        )
-    ]  # fmt: skip
-    cap = max(1 << 14, x.shape[0] * ay.width * ax.width * 4)
+    tables, width = _kernel_tables(int(maps.shape[-2]), int(maps.shape[-1]), size)
+    cap = max(1 << 14, x.shape[0] * width * 4)
     while True:
         out_map = np.empty(cap, np.int64)
         out_pix = np.empty(cap, np.int64)
