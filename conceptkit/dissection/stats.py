@@ -314,7 +314,8 @@ class IoUTally:
     - ``act_total: (C,)`` all mask pixels.
 
     Label 0 never counts. ``label_category: (L,) int64`` is each label's (primary) category
-    index, -1 for none. ``max_elems`` bounds the upsampled working set (floats).
+    index, -1 for none. ``max_elems`` bounds the pixels one chunk of maps can yield (maps x
+    label pixels), and with it the memory of a chunk's mask and counts.
     """
 
     def __init__(
