@@ -88,3 +88,19 @@ def test_tally_equals_the_tensor_code(monkeypatch, union, seed, P, nlab, K) -> N
     for name in ("inter", "truth", "act_cat", "act_total"):
         assert torch.equal(getattr(fast, name), getattr(ref, name)), name
     assert int(ref.inter.sum()) > 0
+
+
+def test_bad_inputs_raise_instead_of_writing_out_of_bounds() -> None:
+    with pytest.raises(ValueError, match="past the 2 categories"):
+        stats.IoUTally(3, torch.tensor([-1, 0, 2]), 2)
+    gen = torch.Generator().manual_seed(3)
+    label_category, planes, image_labels = _random_labels(gen, 10, 3, 2, 2, 8)
+    tally = stats.IoUTally(4, label_category, 3)
+    small = tally.prepare(planes[:1], image_labels[:1])  # one image's labels
+    acts = torch.ones((2, 4, 4, 4))  # two images
+    with pytest.raises(ValueError, match="outside the label batch"):
+        tally.add(acts, torch.zeros(4, dtype=torch.float64), small)
+    lb = tally.prepare(planes, image_labels)
+    bad = stats.LabelBatch(**{**vars(lb), "inv": lb.inv + lb.uniq.shape[0]})
+    with pytest.raises(ValueError, match="outside the batch's labels"):
+        tally.add(acts, torch.zeros(4, dtype=torch.float64), bad)

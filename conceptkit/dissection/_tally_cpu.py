@@ -59,6 +59,8 @@ def label_kernel(  # pragma: no cover  (compiled; tested through IoUTally.prepar
             k = 0
             while pattern:
                 if pattern & 1:
+                    if k >= cat_pixels.shape[1]:
+                        raise ValueError("a label's category bit is past the categories")
                     cat_pixels[b, k] += 1
                 pattern >>= 1
                 k += 1
@@ -82,14 +84,19 @@ def count_kernel(  # pragma: no cover  (compiled; tested through IoUTally.add)
     gains each pixel's present labels (every plane; label 0 not counted), ``size: (k,)`` each
     pair's pixels, ``over: (k,)`` the OR of the category bits (``bit``) its pixels touch."""
     P = inv.shape[1]
+    nc = per_unit.shape[1]
     for i in range(kk.shape[0]):
         q = kk[i]
         row = pair_image[q] * S + s[i]
         c = pair_unit[q]
+        if not (0 <= row < inv.shape[0] and 0 <= c < per_unit.shape[0]):
+            raise ValueError("a mask pixel outside the label batch or the units")
         size[q] += 1
         acc = over[q]
         for p in range(P):
             u = inv[row, p]
+            if not 0 <= u < nc:
+                raise ValueError("a pixel's label index outside the batch's labels")
             if u != 0:
                 per_unit[c, u] += 1
                 acc |= bit[u]

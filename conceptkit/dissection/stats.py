@@ -333,6 +333,11 @@ class IoUTally:
         self.union = union
         self.max_elems = max_elems
         self.label_category = label_category.to(device=device, dtype=torch.int64)
+        if self.label_category.numel() and int(self.label_category.max()) >= num_categories:
+            raise ValueError(
+                f"label_category holds {int(self.label_category.max())}, past the "
+                f"{num_categories} categories"
+            )
         labels = self.label_category.shape[0]
         self.num_categories = num_categories
         self.inter = torch.zeros((units, labels), dtype=torch.int64, device=device)
