@@ -34,34 +34,48 @@ def _where(plan) -> dict[str, str]:
     return {p.name: p.where for p in plan.layers}
 
 
+def _grain(batch: int) -> dict[str, int]:
+    return {name: per * batch for name, per in R18.items()}
+
+
 def test_plan_broden_on_a_small_machine() -> None:
-    # 256 MB memory, 20 GB disk: layer4 (6.3 GB) and layer3 (12.7 GB) on disk, layer1 and
-    # layer2 (25 GB, 51 GB) recomputed; the forward is re-run only up to layer2
-    plan = plan_cache(_sizes(BRODEN), 256 << 20, 20 * GB)
+    # 256 MB memory, 20 GB disk: layer4 (5.9 GiB) split, its first 41 batches of 64 images in
+    # memory, the rest and layer3 (11.8 GiB) on disk, layer1 and layer2 (47 GiB, 24 GiB)
+    # recomputed; the forward is re-run only up to layer2
+    plan = plan_cache(_sizes(BRODEN), 256 << 20, 20 * GB, grain=_grain(64))
     assert _where(plan) == {
         "layer1": "recompute",
         "layer2": "recompute",
         "layer3": "disk",
-        "layer4": "disk",
+        "layer4": "split",
     }
     assert plan.layers[2].nbytes == R18["layer3"] * BRODEN
+    assert plan.layers[3].mem_bytes == 41 * 64 * R18["layer4"]  # whole batches only
+    assert plan.layers[3].nbytes == R18["layer4"] * BRODEN  # memory + disk
     line = plan.line()
     assert line.startswith("cache: layer1+layer2 recompute (")
-    assert "forwards up to layer2" in line and "layer3+layer4 disk 17.7 GB" in line
+    assert "forwards up to layer2" in line and "layer3 disk 11.8 GB" in line
+    assert "layer4 memory 251.1 MB + disk 5.7 GB" in line
 
 
 def test_plan_memory_first_for_the_last_layers() -> None:
-    plan = plan_cache(_sizes(BRODEN), 7 * GB, 30 * GB)
-    # layer4 (5.9 GiB) in memory, layer3 (11.8 GiB) on disk, layer2 (23.6 GiB) no longer fits
+    plan = plan_cache(_sizes(BRODEN), 7 * GB, 30 * GB, grain=_grain(64))
+    # layer4 (5.9 GiB) in memory, layer3 (11.8 GiB) split: 1.1 GiB of whole batches in memory,
+    # the rest on disk; layer2 (23.6 GiB) no longer fits
     assert _where(plan) == {
         "layer1": "recompute",
         "layer2": "recompute",
-        "layer3": "disk",
+        "layer3": "split",
         "layer4": "memory",
     }
-    plan = plan_cache(_sizes(BRODEN), 7 * GB, 40 * GB)
+    used = sum(p.mem_bytes for p in plan.layers)
+    assert 7 * GB - 64 * R18["layer3"] < used <= 7 * GB  # the memory budget is used up
+    plan = plan_cache(_sizes(BRODEN), 7 * GB, 40 * GB, grain=_grain(64))
     assert _where(plan)["layer2"] == "disk" and _where(plan)["layer1"] == "recompute"
-    assert "layer3+layer2" not in plan.line() and "layer2+layer3 disk" in plan.line()
+    assert "layer2 disk 23.7 GB, layer3 memory 1.1 GB + disk 10.8 GB" in plan.line()
+    # no whole batch fits in what is left: the layer goes to disk whole
+    plan = plan_cache(_sizes(BRODEN), 6 * GB, 30 * GB, grain=_grain(64 * 64))
+    assert _where(plan)["layer3"] == "disk" and _where(plan)["layer4"] == "memory"
 
 
 def test_plan_everything_cached_or_nothing() -> None:
@@ -81,9 +95,15 @@ def test_plan_exact_fit_boundaries() -> None:
     assert _where(plan_cache(sizes, 110, 0)) == {"a": "memory", "b": "memory"}
     assert _where(plan_cache(sizes, 109, 0)) == {"a": "recompute", "b": "memory"}
     assert _where(plan_cache(sizes, 10, 100)) == {"a": "disk", "b": "memory"}
-    assert _where(plan_cache(sizes, 9, 110)) == {"a": "disk", "b": "disk"}
-    assert _where(plan_cache(sizes, 9, 109)) == {"a": "recompute", "b": "disk"}
-    assert _where(plan_cache(sizes, 9, 9)) == {"a": "recompute", "b": "recompute"}
+    # b split (9 bytes in memory, 1 on disk), so a still fits on disk in 109
+    assert _where(plan_cache(sizes, 9, 110)) == {"a": "disk", "b": "split"}
+    assert _where(plan_cache(sizes, 9, 109)) == {"a": "disk", "b": "split"}
+    assert _where(plan_cache(sizes, 9, 100)) == {"a": "recompute", "b": "split"}
+    assert _where(plan_cache(sizes, 9, 0)) == {"a": "recompute", "b": "recompute"}
+    assert _where(plan_cache(sizes, 0, 9)) == {"a": "recompute", "b": "recompute"}
+    # in whole batches: with a grain of 5 bytes, 5 of b's 10 in memory, 5 on disk
+    split = plan_cache(sizes, 9, 105, grain={"a": 50, "b": 5})
+    assert _where(split) == {"a": "disk", "b": "split"} and split.layers[1].mem_bytes == 5
 
 
 def test_cache_keeps_to_the_disk_budget_batch_by_batch(tmp_path: Path) -> None:
@@ -104,6 +124,23 @@ def test_cache_keeps_to_the_disk_budget_batch_by_batch(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_a_split_layer_keeps_to_its_memory_part(tmp_path: Path) -> None:
+    cache = FeatureCache(CacheSettings(cache_mem=160, cache_disk=10_000, spill_dir=tmp_path))
+    shapes = {"a": (2, 2, 2), "b": (1, 2, 2)}  # 32 B and 16 B per image, batches of 2
+    plan = cache.plan(shapes, n_images=6, batch_size=2)  # a: 192 B, b: 96 B
+    # b in memory (96 B); a split: one batch (64 B) of the 64 B left, the rest on disk
+    assert _where(plan) == {"a": "split", "b": "memory"} and plan.layers[0].mem_bytes == 64
+    feats = {"a": torch.arange(16.0).reshape(2, 2, 2, 2), "b": torch.ones(2, 1, 2, 2)}
+    for key in range(3):
+        cache.put(key, feats)
+    assert cache.counts([0, 1, 2], "a") == (1, 2) and cache.counts([0, 1, 2], "b") == (3, 0)
+    assert cache.used == 160 and cache.disk == 128
+    for key in range(3):
+        got = cache.take(key)
+        assert torch.equal(got["a"], feats["a"]) and torch.equal(got["b"], feats["b"])
+    cache.close()
+
+
 def _hashes(folder: Path) -> dict[str, str]:
     pats = ("tally_*.csv", "quantile_*.npy", "topn_*.npz")
     return {
@@ -122,6 +159,13 @@ L34 = 24 * (R18["layer3"] + R18["layer4"])  # bytes of layer3+layer4 over small_
         ("0", "0", "layer1+layer2+layer3+layer4 recompute", "layer1 0 memory / 0 disk / 3"),
         ("0", "auto", "layer1+layer2+layer3+layer4 disk", "layer1 0 memory / 3 disk / 0"),
         ("3MB", "6MB", "layer3 disk 4.6 MB, layer4 memory 2.3 MB", "layer4 3 memory / 0 disk"),
+        # layer4 and one batch of layer3 in memory, layer3's other two batches on disk
+        (
+            str(24 * R18["layer4"] + 8 * R18["layer3"]),
+            "6MB",
+            "layer3 memory 1.5 MB + disk 3.1 MB, layer4 memory 2.3 MB",
+            "layer3 1 memory / 2 disk / 0 recompute, layer4 3 memory / 0 disk",
+        ),
         ("1KB", str(L34), "layer3+layer4 disk 6.9 MB", "layer4 0 memory / 3 disk / 0 recompute"),
         # planned to fit exactly, then a byte less: the last batch recomputed
         ("1KB", f"{L34}-1", "layer3+layer4 disk 6.9 MB", "layer4 0 memory / 2 disk / 1 recompute"),

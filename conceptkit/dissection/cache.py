@@ -3,11 +3,13 @@
 Pass 1 puts each batch's features (``{layer: (B, C, h, w)}``) here so that pass 2 needs no
 second forward for them. :func:`plan_cache` decides, per layer, where its features wait:
 ``memory`` (float32, exact, within the memory budget: by default a safe share of the memory
-available when the run plans its cache, see :func:`mem_budget`), ``disk`` (``torch.save`` files in a
-temporary folder ``conceptkit-features-*`` that :meth:`FeatureCache.close` deletes, within
-the disk budget) or ``recompute`` (pass 2 re-runs the forward, stopped after the last such
-layer). The layers the forward reaches first are the ones recomputed: re-running the
-forward up to them is the cheapest part of it, and they are the largest.
+available when the run plans its cache, see :func:`mem_budget`), ``split`` (the first layer
+that does not fit whole: as many of its batches in memory as fit, the rest on disk),
+``disk`` (raw files in a temporary folder ``conceptkit-features-*`` that
+:meth:`FeatureCache.close` deletes, within the disk budget) or ``recompute`` (pass 2 re-runs
+the forward, stopped after the last such layer). The layers the forward reaches first are the
+ones recomputed: re-running the forward up to them is the cheapest part of it, and they are
+the largest.
 
 The plan is a prediction; the cache keeps to the budgets batch by batch: a batch whose layer
 fits neither in memory nor on disk (budget spent, the disk's free space below the reserve,
@@ -47,16 +49,19 @@ MEM_FLOOR = 256 << 20
 the available memory is checked again every :data:`RECHECK_BYTES` kept; once it falls
 below the reserve (another program grew), the rest goes to disk or is recomputed."""
 
-WHERE = ("memory", "disk", "recompute")
+WHERE = ("memory", "disk", "recompute", "split")
 
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """Where one layer's features wait for pass 2, and how many bytes that takes."""
+    """Where one layer's features wait for pass 2 (``memory``, ``disk``, ``recompute``, or
+    ``split``: its first batches in memory, the rest on disk), how many bytes that takes in
+    all, and how many of them in memory."""
 
     name: str
     where: str
     nbytes: int
+    mem_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,20 +72,29 @@ class CachePlan:
     mem_budget: int
     disk_budget: int
 
+    def layer(self, name: str) -> LayerPlan:
+        return next(p for p in self.layers if p.name == name)
+
     def where(self, name: str) -> str:
-        return next(p.where for p in self.layers if p.name == name)
+        return self.layer(name).where
 
     def line(self) -> str:
         """The plan in one log line, e.g. ``cache: layer1 recompute (802 MB > disk budget
-        20 MB), layer2 disk 401 MB, layer3+layer4 memory 301 MB``."""
+        20 MB), layer2 disk 401 MB, layer3 memory 100 MB + disk 100 MB, layer4 memory
+        100 MB``."""
         parts: list[str] = []
-        for where in ("recompute", "disk", "memory"):
+        for where in ("recompute", "disk", "split", "memory"):
             group = [p for p in self.layers if p.where == where]
             if not group:
                 continue
             names = "+".join(p.name for p in group)
             size = _fmt(sum(p.nbytes for p in group))
-            if where == "recompute":
+            if where == "split":
+                parts += [
+                    f"{p.name} memory {_fmt(p.mem_bytes)} + disk {_fmt(p.nbytes - p.mem_bytes)}"
+                    for p in group
+                ]
+            elif where == "recompute":
                 parts.append(
                     f"{names} recompute ({size} > memory budget {_fmt(self.mem_budget)} + "
                     f"disk budget {_fmt(self.disk_budget)}; pass 2 forwards up to "
@@ -99,16 +113,28 @@ def _fmt(n: int) -> str:
 
 
 def _assign(
-    sizes: Sequence[tuple[str, int]], mem: int, disk: int, disk_ratio: float
+    sizes: Sequence[tuple[str, int]],
+    mem: int,
+    disk: int,
+    disk_ratio: float,
+    grain: Mapping[str, int],
 ) -> list[LayerPlan] | None:
     """Every layer of ``sizes`` (name, float32 bytes) in memory or on disk, the last ones
-    (the smallest, usually) first into memory; None when they do not all fit."""
+    (the smallest, usually) first into memory; the first that does not fit whole keeps as
+    many whole batches (``grain``: a batch's bytes) in memory as are left, the rest on disk.
+    None when they do not all fit."""
     plans: list[LayerPlan] = []
     for name, nbytes in reversed(sizes):
         on_disk = int(nbytes * disk_ratio)
+        step = max(1, grain.get(name, 1))
+        part = min(nbytes, mem // step * step)
         if nbytes <= mem:
             mem -= nbytes
-            plans.append(LayerPlan(name, "memory", nbytes))
+            plans.append(LayerPlan(name, "memory", nbytes, nbytes))
+        elif part > 0 and int((nbytes - part) * disk_ratio) <= disk:
+            rest = int((nbytes - part) * disk_ratio)
+            mem, disk = mem - part, disk - rest
+            plans.append(LayerPlan(name, "split", part + rest, part))
         elif on_disk <= disk:
             disk -= on_disk
             plans.append(LayerPlan(name, "disk", on_disk))
@@ -122,17 +148,20 @@ def plan_cache(
     mem_budget: int,
     disk_budget: int,
     disk_ratio: float = 1.0,
+    grain: Mapping[str, int] | None = None,
 ) -> CachePlan:
     """Where each layer's features wait for pass 2.
 
     ``sizes``: ``(layer, float32 bytes of its features over the whole run)`` in the order the
     forward reaches the layers; ``disk_ratio``: bytes on disk per float32 byte (0.5 for a
-    float16 spill). The shortest prefix of layers is recomputed such that all the others fit:
-    each of them, last first, in memory while the memory budget lasts, else on disk while
+    float16 spill); ``grain``: a batch's float32 bytes per layer (default 1 byte). The
+    shortest prefix of layers is recomputed such that all the others fit: each of them, last
+    first, in memory while the memory budget lasts (the first that does not fit whole
+    ``split``: the whole batches that fit in memory, the rest on disk), else on disk while
     the disk budget lasts. Pure: sizes in, choice out.
     """
     for k in range(len(sizes) + 1):
-        rest = _assign(sizes[k:], max(0, mem_budget), max(0, disk_budget), disk_ratio)
+        rest = _assign(sizes[k:], max(0, mem_budget), max(0, disk_budget), disk_ratio, grain or {})
         if rest is not None:
             head = [LayerPlan(name, "recompute", n) for name, n in sizes[:k]]
             return CachePlan(tuple(head + rest), mem_budget, disk_budget)
@@ -264,16 +293,21 @@ class FeatureCache:
         self.disk_ok = True
         self._since_check = 0
         self._order: list[str] = []
+        self._split_used: dict[str, int] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
-    def plan(self, shapes: Mapping[str, Sequence[int]], n_images: int) -> CachePlan:
+    def plan(
+        self, shapes: Mapping[str, Sequence[int]], n_images: int, batch_size: int = 1
+    ) -> CachePlan:
         """Decide each layer's place from its feature shape ``(C, h, w)`` (``shapes`` in the
-        forward's order) and this rank's image count."""
+        forward's order), this rank's image count and the images per batch."""
         sizes = [(n, n_images * 4 * _numel(s)) for n, s in shapes.items()]
+        grain = {n: batch_size * 4 * _numel(s) for n, s in shapes.items()}
         self.mem = mem_budget(self.settings)
         self.disk_budget = disk_budget(self.settings)
         ratio = 0.5 if self.spill_dtype == torch.float16 else 1.0
-        self.layout = plan_cache(sizes, self.mem, self.disk_budget, ratio)
+        self.layout = plan_cache(sizes, self.mem, self.disk_budget, ratio, grain)
+        self._split_used = dict.fromkeys(shapes, 0)
         self._order = [n for n, _ in sizes]
         return self.layout
 
@@ -283,11 +317,16 @@ class FeatureCache:
             raise RuntimeError("the feature cache was not planned")
         slot: dict[str, torch.Tensor | Spilled] = {}
         for name, f in feats.items():
-            where = self.layout.where(name)
+            layer = self.layout.layer(name)
+            where = layer.where
             size = f.numel() * 4
-            if where == "memory" and self._mem_room(size):
+            share = where == "memory" or (
+                where == "split" and self._split_used[name] + size <= layer.mem_bytes
+            )
+            if share and self._mem_room(size):
                 slot[name] = f.to("cpu", torch.float32, copy=True)
                 self.used += size
+                self._split_used[name] += size
             elif where != "recompute":
                 path = self._save(key, name, f)
                 if path is not None:

@@ -426,7 +426,9 @@ class Dissection:
     def _plan_cache(self, shape_of: Mapping[str, Sequence[int]]) -> None:
         """Plan the feature cache for this rank's images, layers in the forward's order."""
         rows = sum(b - a for a, b in self.batches)
-        plan = self.cache.plan({n: shape_of[n] for n in self.order}, rows)
+        plan = self.cache.plan(
+            {n: shape_of[n] for n in self.order}, rows, self.settings.run.batch_size
+        )
         self.say(plan.line())
 
     def _reading(self) -> dict[str, Any]:
