@@ -52,7 +52,8 @@ Writes into OUT (atomically; --force replaces an existing OUT):
 \b
 Memory: pass 1 keeps the probed layers' features (float32, exact) for pass 2 so that it needs
 no second forward, layer by layer: the last layers up to --cache-mem (auto: half the available
-memory, 4 GB kept free, shared by the processes on the machine) in memory, the next up to
+memory, 4 GB kept free, shared by the processes on the machine) in memory (the first that
+does not fit whole: as many of its batches as fit, the rest spilled), the next up to
 --cache-disk (auto: half the free space, 2 GB kept free) in a temporary folder (--spill-dir,
 deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4, 1.5 MB with
 layer1..layer4), and pass 2 re-runs the forward, stopped after them, for the first layers that
