@@ -271,8 +271,10 @@ def test_interrupted_report_leaves_out_as_it_was(
     tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
     """A signal while the new report is being drawn: old html/ and plots/ stay, no temp folder."""
-    out = synthetic_run.make(tmp_path / "ws", layers={"l": (120, 4)}, images=40, size=96)
-    conceptkit.build_report(out, workers=1)
+    # 400 units: the strips take long enough (about 0.7 s on 2 cores) that the signal lands
+    # while they are drawn, not after (120 units took 0.2 s, a window a loaded machine missed)
+    out = synthetic_run.make(tmp_path / "ws", layers={"l": (400, 4)}, images=40, size=96)
+    conceptkit.build_report(out, workers=2)
     before = tree_state(tmp_path / "ws")
     proc = subprocess.Popen(
         [sys.executable, "-m", "conceptkit", "report", str(out), "--force-images"],

@@ -138,11 +138,14 @@ def test_interrupt_closes_database_and_pool(
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
+    """The child processes of ``pid``, forked by any of its threads."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 def test_ctrl_c_with_workers_exits_130_cleanly(mini_broden: Path, tmp_path: Path) -> None:
@@ -154,7 +157,7 @@ def test_ctrl_c_with_workers_exits_130_cleanly(mini_broden: Path, tmp_path: Path
         (data / p.name).write_bytes(p.read_bytes())
     (data / "images").symlink_to(mini_broden / "images", target_is_directory=True)
     header, *rows = (mini_broden / "index.csv").read_text().splitlines(keepends=True)
-    (data / "index.csv").write_text(header + "".join(rows) * 40)  # 8,000 rows
+    (data / "index.csv").write_text(header + "".join(rows) * 100)  # 20,000 rows: ~12 s
     temp = tmp_path / "tmp"
     temp.mkdir()
     proc = subprocess.Popen(
@@ -169,6 +172,7 @@ def test_ctrl_c_with_workers_exits_130_cleanly(mini_broden: Path, tmp_path: Path
     while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     workers = _children(proc.pid)
+    assert len(workers) >= 2 and proc.poll() is None, "the workers never started"
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
