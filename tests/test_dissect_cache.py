@@ -250,14 +250,14 @@ def test_auto_memory_budget_is_a_safe_share_of_the_available_memory(monkeypatch)
     monkeypatch.setattr(cache_mod, "available_memory", lambda: avail[0])
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     auto = CacheSettings()
-    assert auto.cache_mem is None and cache_mod.mem_budget(auto) == 11 * GB  # half
-    avail[0] = 6 * GB
-    assert cache_mod.mem_budget(auto) == 2 * GB  # 4 GB kept free
+    assert auto.cache_mem is None and cache_mod.mem_budget(auto) == int(5.5 * GB)  # a quarter
+    avail[0] = 5 * GB
+    assert cache_mod.mem_budget(auto) == 1 * GB  # 4 GB kept free
     avail[0] = 3 * GB
     assert cache_mod.mem_budget(auto) == cache_mod.MEM_FLOOR  # never below 256 MB
     avail[0] = 22 * GB
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on this machine share it
-    assert cache_mod.mem_budget(auto) == int(5.5 * GB)
+    assert cache_mod.mem_budget(auto) == int(2.75 * GB)
     assert cache_mod.mem_budget(CacheSettings(cache_mem=3 * GB)) == 3 * GB  # given: kept
     assert cache_mod.mem_budget(CacheSettings(cache_mem=0)) == 0
     monkeypatch.setattr(cache_mod, "available_memory", lambda: None)  # unknown: the floor
@@ -284,7 +284,7 @@ def test_auto_memory_cache_stops_when_the_machine_runs_short(monkeypatch, tmp_pa
     monkeypatch.setattr(cache_mod, "RECHECK_BYTES", 1)  # check before every batch kept
     cache = FeatureCache(CacheSettings(cache_disk=GB, spill_dir=tmp_path))
     plan = cache.plan({"a": (1, 2, 2)}, n_images=8)
-    assert _where(plan) == {"a": "memory"} and cache.mem == 5 * GB  # half of 10 GB
+    assert _where(plan) == {"a": "memory"} and cache.mem == int(2.5 * GB)  # a quarter of 10 GB
     feats = {"a": torch.ones(2, 1, 2, 2)}
     cache.put(0, feats)
     avail[0] = cache_mod.MEM_RESERVE  # another program took the memory

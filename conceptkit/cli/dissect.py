@@ -51,8 +51,8 @@ Writes into OUT (atomically; --force replaces an existing OUT):
 
 \b
 Memory: pass 1 keeps the probed layers' features (float32, exact) for pass 2 so that it needs
-no second forward, layer by layer: the last layers up to --cache-mem (auto: half the available
-memory, 4 GB kept free, shared by the processes on the machine) in memory (the first that
+no second forward, layer by layer: the last layers up to --cache-mem (auto: a quarter of the
+available memory, 4 GB kept free, shared by the processes on the machine) in memory (the first that
 does not fit whole: as many of its batches as fit, the rest spilled), the next up to
 --cache-disk (auto: half the free space, 2 GB kept free) in a temporary folder (--spill-dir,
 deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4, 1.5 MB with
@@ -334,7 +334,7 @@ DISSECT_HEAP = 1 << 30
     "--cache-mem",
     default="auto",
     show_default=True,
-    help="Features kept in memory between the passes (auto: half the available memory, 4 GB "
+    help="Features kept in memory between the passes (auto: a quarter of the available memory, 4 GB "
     "kept free; the rest spill to disk).",
 )
 @click.option(

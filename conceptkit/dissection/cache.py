@@ -38,9 +38,13 @@ DISK_RESERVE = 2 << 30
 RECHECK_BYTES = 256 << 20
 """The free space is checked again after this many bytes written."""
 
-MEM_SHARE = 0.5
+MEM_SHARE = 0.25
 """``--cache-mem auto``: at most this share of the memory available (the system's
-``MemAvailable``, or what the process's cgroup still allows if that is less) ..."""
+``MemAvailable``, or what the process's cgroup still allows if that is less). Not more: at
+Broden's scale the rest of the run takes several GB too (the quantile's buffers above all),
+and free memory is also where the system keeps the spilled files it has just written (in one
+63,305-image bench/scale run, half the available memory gave a peak RSS of 16.9 GB of 23 GB and
+8.3 ms per image; a quarter ...) ..."""
 MEM_RESERVE = 4 << 30
 """... never taking the available memory below this (the rest of the run, the loader
 workers, other programs) ..."""
