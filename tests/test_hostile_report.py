@@ -266,6 +266,13 @@ def test_tally_with_bad_numbers_is_not_read(ws: Path) -> None:
 # ----------------------------------------------------------------------------- interrupted
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action. A shell's background job (a CI
+    runner's, say) starts with SIGINT ignored, which the child would inherit, and Python then
+    installs no KeyboardInterrupt handler: the test would interrupt nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_interrupted_report_leaves_out_as_it_was(
     tmp_path: Path, sig: signal.Signals, code: int
@@ -283,6 +290,7 @@ def test_interrupted_report_leaves_out_as_it_was(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "TMPDIR": str(tmp_path)},
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 60
     while not list(out.glob(".report.tmp-*/html/image/*.jpg")):  # strips are being drawn

@@ -148,6 +148,13 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action. A shell's background job (a CI
+    runner's, say) starts with SIGINT ignored, which the child would inherit, and Python then
+    installs no KeyboardInterrupt handler: the test would interrupt nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_with_workers_exits_130_cleanly(mini_broden: Path, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the whole process group) during `validate --jobs 2`: exit 130, no
     traceback from the workers or the main process, no temporary file, no process left."""
@@ -167,6 +174,7 @@ def test_ctrl_c_with_workers_exits_130_cleanly(mini_broden: Path, tmp_path: Path
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 60
     while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
