@@ -369,7 +369,8 @@ class IoUTally:
         if fast:
             from conceptkit.dissection._tally_cpu import present_kernel
 
-            present = torch.from_numpy(present_kernel(_numpy_ints(raw), nlab))
+            raw_np = _numpy_ints(raw)  # one contiguous copy at most, for both kernels
+            present = torch.from_numpy(present_kernel(raw_np, nlab))
         else:
             pl = self._clean(raw)
             present = torch.bincount(pl.flatten(), minlength=nlab)
@@ -400,7 +401,7 @@ class IoUTally:
             inv_np = np.empty((B * S, P), np.int64)
             areas_np = np.zeros((B, nc), np.int64)
             cat_np = np.zeros((B, K), np.int64)
-            label_kernel(_numpy_ints(raw), lut.numpy(), catbit.numpy(), inv_np, areas_np, cat_np)
+            label_kernel(raw_np, lut.numpy(), catbit.numpy(), inv_np, areas_np, cat_np)
             inv, areas = torch.from_numpy(inv_np), torch.from_numpy(areas_np)
             cat_pixels = torch.from_numpy(cat_np)
         else:
