@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_dissect_run import seeded_resnet18
 
-from conceptkit.dissection.cache import FeatureCache, plan_cache
+from conceptkit.dissection.cache import Costs, FeatureCache, LayerPlan, plan_cache
 from conceptkit.dissection.settings import CacheSettings
 
 GB = 1 << 30
@@ -203,11 +203,142 @@ def test_results_identical_whatever_the_cache_mix(
     main([*base, "-o", str(tmp_path / "ref"), "--cache-mem", "1GB"])
     assert "layer1+layer2+layer3+layer4 memory" in capsys.readouterr().err
     out = tmp_path / "mix"
-    main([*base, "-o", str(out), "--cache-mem", mem, "--cache-disk", disk])
+    main([*base, "-o", str(out), "--cache-mem", mem, "--cache-disk", disk, "--spill-when", "fits"])
     err = capsys.readouterr().err
     assert plan in err and note in err, err
     ref = _hashes(tmp_path / "ref")
     assert len(ref) == 12 and _hashes(out) == ref
+
+
+@pytest.mark.parametrize(
+    ("speed", "plan", "note"),
+    [
+        # a disk of 1 KB/s: recomputing everything is cheaper than any spill
+        (1e3, "layer1+layer2+layer3+layer4 recompute", "layer4 0 memory / 0 disk / 3 recompute"),
+        # a disk of 1 TB/s: the spill is free, as with --spill-when fits
+        (1e12, "layer3+layer4 disk 6.9 MB", "layer4 0 memory / 3 disk / 0 recompute"),
+    ],
+)
+def test_plan_by_predicted_cost_through_the_cli(
+    small_broden: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    speed: float,
+    plan: str,
+    note: str,
+) -> None:
+    import conceptkit.dissection.cache as cache_mod
+    from conceptkit.cli import main
+
+    probes: list[Path] = []
+
+    def probe(root: Path, nbytes: int) -> tuple[float, float]:
+        probes.append(root)
+        return speed, speed
+
+    monkeypatch.setattr(cache_mod, "disk_speed", probe)
+    weights = tmp_path / "r18.pth"
+    torch.save(seeded_resnet18().state_dict(), weights)
+    base = ["dissect", "--model", str(weights), "--arch", "resnet18", "--data", str(small_broden)]
+    for layer in ("layer1", "layer2", "layer3", "layer4"):
+        base += ["--layer", layer]
+    base += ["--workers", "0", "--batch-size", "8", "--no-report", "--top-n", "3"]
+    main([*base, "-o", str(tmp_path / "ref"), "--cache-mem", "1GB"])
+    assert probes == []  # everything fits in memory: nothing to weigh, the disk not timed
+    capsys.readouterr()
+    out = tmp_path / "cost"
+    main([*base, "-o", str(out), "--cache-mem", "1KB", "--cache-disk", str(L34)])
+    err = capsys.readouterr().err
+    assert len(probes) == 1 and plan in err and note in err, err
+    assert "predicted pass 2 extra:" in err and "fewest recomputed:" in err
+    assert _hashes(out) == _hashes(tmp_path / "ref")
+
+
+def _costs(per_batch: tuple[float, ...], bps: float, batches: int = 10) -> Costs:
+    return Costs(per_batch, bps, bps, batches)
+
+
+def test_plan_by_cost_weighs_recomputing_against_the_disk() -> None:
+    sizes = [("a", 100), ("b", 10)]
+    assert _where(plan_cache(sizes, 10, 1000)) == {"a": "disk", "b": "memory"}
+    # 100 B written and read at 100 B/s: 2 s; recomputing a: 10 batches x 0.5 s = 5 s
+    fast = plan_cache(sizes, 10, 1000, costs=_costs((0.5, 0.6), 100))
+    assert _where(fast) == {"a": "disk", "b": "memory"} and fast.fewest == (0.0, 2.0)
+    # at 10 B/s the spill costs 20 s: recomputing a (5 s) wins, recomputing b too (6 s) not
+    slow = plan_cache(sizes, 10, 1000, costs=_costs((0.5, 0.6), 10))
+    assert _where(slow) == {"a": "recompute", "b": "memory"}
+    assert slow.costs is not None and slow.costs.of(slow.layers) == (5.0, 0.0)
+    assert "a recompute (100 B; pass 2 forwards up to a)" in slow.line()
+    assert "predicted pass 2 extra: 5.0 s forward + 0.0 s disk" in slow.line()
+    assert "fewest recomputed: 20.0 s" in slow.line()
+    # a tie goes to fewer layers recomputed
+    tie = plan_cache(sizes, 10, 1000, costs=_costs((0.2, 0.3), 100))
+    assert _where(tie) == {"a": "disk", "b": "memory"}
+    # what does not fit is recomputed whatever the costs
+    assert _where(plan_cache(sizes, 10, 50, costs=_costs((9.0, 9.0), 1e9)))["a"] == "recompute"
+
+
+def test_costs_count_the_split_layers_disk_part_only() -> None:
+    layers = [
+        LayerPlan("a", "recompute", 400),
+        LayerPlan("b", "disk", 100),
+        LayerPlan("c", "split", 60, 40),  # 40 B in memory, 20 B on disk
+        LayerPlan("d", "memory", 30, 30),
+    ]
+    costs = Costs((0.25, 1.0, 2.0, 3.0), write_bps=40, read_bps=120, batches=8)
+    assert costs.of(layers) == (2.0, 120 / 40 + 120 / 120)  # 8 x 0.25 s; 120 B on disk
+    assert costs.of(layers[1:]) == (0.0, 4.0)
+
+
+def test_the_plan_measures_only_when_it_has_a_choice(monkeypatch, tmp_path: Path) -> None:
+    import conceptkit.dissection.cache as cache_mod
+
+    calls: list[str] = []
+    monkeypatch.setattr(cache_mod, "disk_speed", lambda _r, _n: calls.append("disk") or (1.0, 1.0))
+
+    def timed() -> list[float]:
+        calls.append("forward")
+        return [0.001, 0.002]
+
+    shapes = {"a": (4, 4, 4), "b": (2, 2, 2)}  # 256 B and 32 B per image
+    roomy = FeatureCache(CacheSettings(cache_mem=GB, spill_dir=tmp_path))
+    assert set(_where(roomy.plan(shapes, 10, 2, timed)).values()) == {"memory"} and calls == []
+    fits = FeatureCache(CacheSettings(cache_mem=0, spill_dir=tmp_path, spill_when="fits"))
+    assert set(_where(fits.plan(shapes, 10, 2, timed)).values()) == {"disk"} and calls == []
+    cost = FeatureCache(CacheSettings(cache_mem=0, cache_disk=GB, spill_dir=tmp_path))
+    plan = cost.plan(shapes, 10, 2, timed)  # 1 B/s: 2.9 KB cost hours, 5 batches 10 ms
+    assert calls == ["disk", "forward"] and set(_where(plan).values()) == {"recompute"}
+    assert plan.costs == Costs((0.001, 0.002), 1.0, 1.0, 5)
+
+
+def test_a_slow_spill_is_weighed_again_and_the_rest_recomputed(monkeypatch, tmp_path: Path):
+    import conceptkit.dissection.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "disk_speed", lambda _r, _n: (1e9, 1e9))
+    monkeypatch.setattr(cache_mod, "RECHECK_BYTES", 1024)  # weigh again after every 1 KB
+    logs: list[str] = []
+    cache = FeatureCache(CacheSettings(cache_mem=0, cache_disk=GB, spill_dir=tmp_path), logs.append)
+    plan = cache.plan({"a": (4, 8, 8)}, 80, 4, lambda: [0.01])  # 1 KB per image, 20 batches
+    assert _where(plan) == {"a": "disk"}  # 80 KB at 1 GB/s: far cheaper than 0.2 s
+    clock = [0.0]
+
+    def slow_clock() -> float:  # each write "takes" 1 s: 4 KB/s measured
+        clock[0] += 1.0
+        return clock[0]
+
+    monkeypatch.setattr(cache_mod, "_clock", slow_clock)
+    feats = {"a": torch.rand(4, 4, 8, 8)}
+    for k in range(4):
+        cache.put(k, feats)
+    # after batch 1 (4 KB written in 1 s): the 76 KB left would take 19 s to write, the 19
+    # batches left 0.19 s to recompute
+    assert cache.counts(list(range(4)), "a") == (0, 1) and 1 not in cache
+    assert len(logs) == 1 and "cache, batch 2 on (spill writes measured at 4.0 KB/s)" in logs[0]
+    assert "a recompute" in logs[0] and cache.layout is not None
+    assert cache.layout.where("a") == "recompute"
+    assert torch.equal(cache.take(0)["a"], feats["a"])
+    cache.close()
 
 
 class _Usage:

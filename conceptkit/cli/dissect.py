@@ -57,7 +57,11 @@ does not fit whole: as many of its batches as fit, the rest spilled), the next u
 --cache-disk (auto: half the free space, 2 GB kept free) in a temporary folder (--spill-dir,
 deleted at the end; about 300 KB per image for ResNet-18 layer3+layer4, 1.5 MB with
 layer1..layer4), and pass 2 re-runs the forward, stopped after them, for the first layers that
-fit neither. The choice is logged in one line ("cache: ..."). --no-spill: no disk.
+fit neither. When not everything fits in memory, the number of layers re-run is chosen by
+predicted cost (--spill-when faster): re-running the forward up to a layer (timed on the first
+batch) against writing and reading back the bytes spilled instead (at the disk speed measured
+in --spill-dir). The choice and its prediction are logged in one line ("cache: ...").
+--spill-when fits: spill whatever fits on disk. --no-spill: no disk.
 
 \b
 Speed: the forward runs under torch.inference_mode with the loader's workers decoding ahead;
@@ -199,6 +203,7 @@ def _settings(opts: dict[str, Any]) -> DissectSettings:
             spill=not opts["no_spill"],
             spill_dir=opts["spill_dir"],
             spill_dtype=opts["spill_dtype"],
+            spill_when=opts["spill_when"],
             cache_disk=None
             if opts["cache_disk"] == "auto"
             else parse_size(opts["cache_disk"], "--cache-disk"),
@@ -351,6 +356,14 @@ DISSECT_HEAP = 1 << 30
 )
 @click.option(
     "--no-spill", is_flag=True, help="Never write features to disk; re-run the forward instead."
+)
+@click.option(
+    "--spill-when",
+    type=click.Choice(settings.SPILL_WHEN),
+    default="faster",
+    show_default=True,
+    help="faster: spill a layer only where that is predicted to beat re-running the forward up "
+    "to it; fits: spill whatever fits --cache-disk.",
 )
 @click.option(
     "--spill-dtype",

@@ -81,6 +81,10 @@ class FeatureHooks:
         #: whether ``stop_after`` may end a forward early: a whole forward has run and called
         #: each hooked module once (a module called twice keeps its last output)
         self.stoppable = False
+        #: when set, each hook records ``clock()`` in :attr:`fired_at` as its layer's output
+        #: is stored (the cache plan times the forward up to each layer so)
+        self.clock: Callable[[], float] | None = None
+        self.fired_at: dict[str, float] = {}
         self._handles: list[Any] = []
         modules = dict(model.named_modules())
         self.extractor: NodeExtractor | None = None
@@ -113,6 +117,8 @@ class FeatureHooks:
             # a copy: a later in-place op (ReLU(inplace=True) after a conv) must not change it
             self.features[name] = out.detach().clone()
             self._fired.append(name)
+            if self.clock is not None:
+                self.fired_at[name] = self.clock()
 
         return hook
 

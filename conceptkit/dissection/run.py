@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -376,7 +377,7 @@ class Dissection:
             len(self.ds), run.batch_size, self.ctx.rank, self.ctx.world, run.shard
         )
         self.stats: dict[str, LayerStats] = {}
-        self.cache = FeatureCache(settings.cache)
+        self.cache = FeatureCache(settings.cache, self.say)
         self.model_fp = (run.model_info or {}).get("fingerprint") or fingerprint(self.model)
         self.data_fp = data_fingerprint(self.ds.root)
         self.work = {"pass1": 0, "pass2": 0, "forward": 0}
@@ -423,13 +424,49 @@ class Dissection:
             "spill_dtype": self.settings.cache.spill_dtype,
         }
 
-    def _plan_cache(self, shape_of: Mapping[str, Sequence[int]]) -> None:
-        """Plan the feature cache for this rank's images, layers in the forward's order."""
+    def _plan_cache(
+        self, shape_of: Mapping[str, Sequence[int]], batch: Batch, hooks: FeatureHooks
+    ) -> None:
+        """Plan the feature cache for this rank's images, layers in the forward's order
+        (``batch``, the first, timed again if the plan has a choice to weigh)."""
         rows = sum(b - a for a, b in self.batches)
         plan = self.cache.plan(
-            {n: shape_of[n] for n in self.order}, rows, self.settings.run.batch_size
+            {n: shape_of[n] for n in self.order},
+            rows,
+            self.settings.run.batch_size,
+            lambda: self._recompute_costs(batch, hooks),
         )
         self.say(plan.line())
+
+    def _clock(self) -> float:
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        return time.perf_counter()
+
+    def _recompute_costs(self, batch: Batch, hooks: FeatureHooks) -> list[float]:
+        """Seconds per batch that pass 2 would take to load ``batch``'s images again and
+        re-run the forward up to each layer of :attr:`order`, measured on ``batch``: a few of
+        its images decoded again (as if loading were not overlapped with compute) and one
+        more forward of it, warm, timed at each layer's hook (the whole forward for every
+        layer where the forward cannot stop early)."""
+        if batch.images is None:
+            raise RuntimeError("a batch without images reached the cache plan")
+        rows = [int(r) for r in batch.rows[:4]]
+        images = self.ds.with_options(load_images=True, load_planes=False)
+        t0 = time.perf_counter()
+        for r in rows:
+            images[r]
+        load = (time.perf_counter() - t0) / max(1, len(rows)) * len(batch.rows)
+        hooks.fired_at = {}
+        hooks.clock = self._clock
+        try:
+            start = self._clock()
+            self.fwd(hooks, self.prep(batch.images.to(self.dev)))
+            end = self._clock()
+        finally:
+            hooks.clock = None
+        stops = hooks.stoppable and hooks.extractor is None
+        return [load + ((hooks.fired_at.get(n, end) if stops else end) - start) for n in self.order]
 
     def _reading(self) -> dict[str, Any]:
         """``input_size`` and ``grid`` where set (absent otherwise: outputs stay as they were)."""
@@ -561,7 +598,7 @@ class Dissection:
                 if not self.stats:
                     self._setup({n: f.shape[1:] for n, f in feats.items()})
                 if j == start and not self.one_pass:
-                    self._plan_cache({n: f.shape[1:] for n, f in feats.items()})
+                    self._plan_cache({n: f.shape[1:] for n, f in feats.items()}, batch, hooks)
                 lb = self._label_batch(batch) if self.one_pass else None
                 for name, f in feats.items():
                     self.stats[name].add_pass1(f, batch.rows, lb)
@@ -723,7 +760,8 @@ def dissect(
     :class:`~conceptkit.dissection.preprocess.Preprocess`), ``mean``, ``std``,
     ``thresholds`` (a mapping ``layer -> (C,)`` or a folder of ``quantile_<layer>.npy``:
     one pass, no quantile); ``cache_mem`` (None: auto), ``cache_disk`` (None: auto),
-    ``spill=True``, ``spill_dir``, ``spill_dtype="float32"``; ``batch_size=64``, ``workers``,
+    ``spill=True``, ``spill_dir``, ``spill_dtype="float32"``, ``spill_when="faster"`` (or
+    ``fits``); ``batch_size=64``, ``workers``,
     ``device``, ``checkpoint_dir``, ``checkpoint_every=50``, ``resume=True``, ``dist_ctx``,
     ``shard="strided"``, ``progress``, ``log``, ``model_info``, ``autocast`` (None, ``bf16``,
     ``fp16``: changes the activations), ``channels_last="auto"``, ``fold_bn="auto"``; ``baseline="random"``: the

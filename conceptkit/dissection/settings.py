@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_CACHE_MEM: int | None = None  # memory for features between the passes (None: auto)
 UNIONS = ("category", "global")
 SPILL_DTYPES = ("float32", "float16")
+SPILL_WHEN = ("faster", "fits")
 AUTOCASTS = (None, "bf16", "fp16")
 CHANNELS_LAST = ("auto", "on", "off")
 FOLD_BN = ("auto", "off")
@@ -98,6 +99,9 @@ class CacheSettings:
     ``float16``: half the disk, pass-2 masks may differ at the threshold); for the layers
     that fit neither (all of them past memory with ``spill=False``) pass 2 re-runs the
     forward, stopped after the last of them (:mod:`conceptkit.dissection.cache`).
+    ``spill_when``: ``faster`` (spill a layer only where writing it and reading it back is
+    predicted to take less time than re-running the forward up to it) or ``fits`` (spill
+    whatever fits the disk budget).
     """
 
     cache_mem: int | None = DEFAULT_CACHE_MEM
@@ -105,6 +109,7 @@ class CacheSettings:
     spill: bool = True
     spill_dir: str | Path | None = None
     spill_dtype: str = "float32"
+    spill_when: str = "faster"
 
     def check(self) -> None:
         if (self.cache_mem is not None and self.cache_mem < 0) or (
@@ -113,6 +118,8 @@ class CacheSettings:
             raise UsageError("cache budgets must be 0 or more bytes")
         if self.spill_dtype not in SPILL_DTYPES:
             raise UsageError(f"spill dtype must be float32 or float16, not {self.spill_dtype!r}")
+        if self.spill_when not in SPILL_WHEN:
+            raise UsageError(f"spill_when must be faster or fits, not {self.spill_when!r}")
 
 
 @dataclass(frozen=True)
