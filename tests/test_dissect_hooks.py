@@ -68,6 +68,30 @@ def test_preprocess_arithmetic():
         get_preprocess("netdissect", mean=[0.5, 0.5, 0.5])
 
 
+@pytest.mark.parametrize(
+    "prep",
+    [
+        get_preprocess("imagenet"),
+        get_preprocess("netdissect"),
+        get_preprocess("imagenet", mean=[0.1, 0.2, 0.3], std=[0.7, 0.11, 0.013]),
+    ],
+    ids=["imagenet", "netdissect", "custom"],
+)
+def test_preprocess_table_lookup_gives_the_arithmetics_bits(prep):
+    # every value of every channel, then a random batch with a strided (non-contiguous) view
+    every = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(2, 3, 16, 16)
+    gen = torch.Generator().manual_seed(0)
+    batch = torch.randint(0, 256, (4, 3, 40, 30), dtype=torch.uint8, generator=gen)
+    for img in (every, batch, batch[:, :, ::2, 1::3], batch.to(memory_format=torch.channels_last)):
+        looked_up = prep(img)
+        computed = prep._arithmetic(img)
+        assert looked_up.dtype == torch.float32 and looked_up.shape == img.shape
+        assert torch.equal(looked_up.view(torch.int32), computed.view(torch.int32))
+    # not uint8 (a float batch): the arithmetic itself
+    as_float = batch.to(torch.float32)
+    assert torch.equal(prep(as_float), prep._arithmetic(as_float))
+
+
 def test_preprocess_input_size_resizes_after_normalising():
     # a ramp of 10 grey levels per column: 0, 10, ..., 70
     img = (torch.arange(8) * 10).to(torch.uint8).view(1, 1, 1, 8).expand(2, 3, 8, 8)

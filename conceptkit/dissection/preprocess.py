@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,25 @@ class Preprocess:
         size = (self.input_size, self.input_size)
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
+    @cached_property
+    def table(self) -> torch.Tensor:
+        """``(3, 256) float32``: :meth:`_normalise` of every uint8 value of each channel, on
+        the CPU; a uint8 CPU batch is normalised by looking values up in it (the same bits,
+        in one pass: :mod:`conceptkit.dissection._preprocess_cpu`)."""
+        values = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
+        return self._arithmetic(values.contiguous()).reshape(3, 256).contiguous()
+
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        if images.device.type == "cpu" and images.dtype == torch.uint8 and images.dim() == 4:
+            if images.shape[1] == 3:
+                from conceptkit.dissection._preprocess_cpu import lookup_kernel
+
+                b, c, h, w = images.shape
+                flat = images.contiguous().reshape(b, c, h * w).numpy()
+                return torch.from_numpy(lookup_kernel(flat, self.table.numpy())).view(b, c, h, w)
+        return self._arithmetic(images)
+
+    def _arithmetic(self, images: torch.Tensor) -> torch.Tensor:
         dev = images.device
         if self.reference:
             mean64 = torch.tensor(self.mean, dtype=torch.float64, device=dev).view(1, 3, 1, 1)
