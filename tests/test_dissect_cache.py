@@ -150,6 +150,17 @@ def _hashes(folder: Path) -> dict[str, str]:
     }
 
 
+def _r18_dissect(tmp_path: Path, data: Path) -> list[str]:
+    """``conceptkit dissect`` arguments for a seeded ResNet-18's layer1..layer4 on ``data``
+    (batches of 8, no report), less the output folder and the cache options."""
+    weights = tmp_path / "r18.pth"
+    torch.save(seeded_resnet18().state_dict(), weights)
+    base = ["dissect", "--model", str(weights), "--arch", "resnet18", "--data", str(data)]
+    for layer in ("layer1", "layer2", "layer3", "layer4"):
+        base += ["--layer", layer]
+    return [*base, "--workers", "0", "--batch-size", "8", "--no-report", "--top-n", "3"]
+
+
 L34 = 24 * (R18["layer3"] + R18["layer4"])  # bytes of layer3+layer4 over small_broden
 
 
@@ -194,12 +205,7 @@ def test_results_identical_whatever_the_cache_mix(
 
         monkeypatch.setattr(FeatureCache, "plan", plan_then_shrink)
 
-    weights = tmp_path / "r18.pth"
-    torch.save(seeded_resnet18().state_dict(), weights)
-    base = ["dissect", "--model", str(weights), "--arch", "resnet18", "--data", str(small_broden)]
-    for layer in ("layer1", "layer2", "layer3", "layer4"):
-        base += ["--layer", layer]
-    base += ["--workers", "0", "--batch-size", "8", "--no-report", "--top-n", "3"]
+    base = _r18_dissect(tmp_path, small_broden)
     main([*base, "-o", str(tmp_path / "ref"), "--cache-mem", "1GB"])
     assert "layer1+layer2+layer3+layer4 memory" in capsys.readouterr().err
     out = tmp_path / "mix"
@@ -238,12 +244,7 @@ def test_plan_by_predicted_cost_through_the_cli(
         return speed, speed
 
     monkeypatch.setattr(cache_mod, "disk_speed", probe)
-    weights = tmp_path / "r18.pth"
-    torch.save(seeded_resnet18().state_dict(), weights)
-    base = ["dissect", "--model", str(weights), "--arch", "resnet18", "--data", str(small_broden)]
-    for layer in ("layer1", "layer2", "layer3", "layer4"):
-        base += ["--layer", layer]
-    base += ["--workers", "0", "--batch-size", "8", "--no-report", "--top-n", "3"]
+    base = _r18_dissect(tmp_path, small_broden)
     main([*base, "-o", str(tmp_path / "ref"), "--cache-mem", "1GB"])
     assert probes == []  # everything fits in memory: nothing to weigh, the disk not timed
     capsys.readouterr()
