@@ -91,8 +91,13 @@ class Costs:
         """``(recompute seconds, disk seconds)`` that ``layers`` (a plan) would cost."""
         k = sum(1 for p in layers if p.where == "recompute")
         forward = self.batches * self.recompute[k - 1] if k else 0.0
-        spilled = sum(p.nbytes - p.mem_bytes for p in layers if p.where in ("disk", "split"))
+        spilled = spilled_bytes(layers)
         return forward, spilled / self.write_bps + spilled / self.read_bps
+
+
+def spilled_bytes(layers: Sequence[LayerPlan]) -> int:
+    """Bytes a plan's ``layers`` put on disk (a split layer's disk part)."""
+    return sum(p.nbytes - p.mem_bytes for p in layers if p.where in ("disk", "split"))
 
 
 @dataclass(frozen=True)
@@ -397,7 +402,6 @@ class FeatureCache:
         self._grain: dict[str, int] = {}
         self._batches = 0
         self._put = 0
-        self._written = 0
         self._write_secs = 0.0
         self._next_review = RECHECK_BYTES
 
@@ -421,13 +425,10 @@ class FeatureCache:
         self._batches = -(-n_images // max(1, batch_size))
         self.mem = mem_budget(self.settings)
         self.disk_budget = disk_budget(self.settings)
-        ratio = 0.5 if self.spill_dtype == torch.float16 else 1.0
+        ratio = self._disk_ratio
         self.layout = plan_cache(sizes, self.mem, self.disk_budget, ratio, grain)
-        spills = any(p.where in ("disk", "split") for p in self.layout.layers)
-        if spills and recompute_costs is not None and self.settings.spill_when == "faster":
-            spilled = sum(
-                p.nbytes - p.mem_bytes for p in self.layout.layers if p.where in ("disk", "split")
-            )
+        spilled = spilled_bytes(self.layout.layers)
+        if spilled and recompute_costs is not None and self.settings.spill_when == "faster":
             speed = disk_speed(spill_root(self.settings), min(PROBE_BYTES, max(4 << 20, spilled)))
             if speed is not None:
                 costs = Costs(tuple(recompute_costs()), speed[0], speed[1], self._batches)
@@ -459,9 +460,14 @@ class FeatureCache:
         if slot:
             self.batches[key] = slot
         self._put += 1
-        if self.layout.costs is not None and self._written >= self._next_review:
-            self._next_review = self._written + RECHECK_BYTES
+        if self.layout.costs is not None and self.disk >= self._next_review:
+            self._next_review = self.disk + RECHECK_BYTES
             self.review()
+
+    @property
+    def _disk_ratio(self) -> float:
+        """Bytes on disk per float32 byte of features."""
+        return self.spill_dtype.itemsize / 4
 
     def review(self) -> CachePlan | None:
         """Weigh the batches not yet put again (a plan by cost only), with the write speed
@@ -472,13 +478,12 @@ class FeatureCache:
         left = self._batches - self._put
         if old is None or old.costs is None or left <= 0 or self._write_secs <= 0:
             return None
-        costs = replace(old.costs, write_bps=self._written / self._write_secs, batches=left)
-        ratio = 0.5 if self.spill_dtype == torch.float16 else 1.0
+        costs = replace(old.costs, write_bps=self.disk / self._write_secs, batches=left)
         new = plan_cache(
             [(n, g * left) for n, g in self._grain.items()],
             max(0, self.mem - self.used),
             max(0, self.disk_budget - self.disk),
-            ratio,
+            self._disk_ratio,
             self._grain,
             costs,
         )
@@ -550,9 +555,7 @@ class FeatureCache:
         except (OSError, RuntimeError):  # disk full, unwritable: recompute the rest
             self.disk_ok = False
             return None
-        size = item.path.stat().st_size
-        self.disk += size
-        self._written += size
+        self.disk += item.path.stat().st_size
         return item
 
     def __len__(self) -> int:

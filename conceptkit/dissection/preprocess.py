@@ -64,14 +64,15 @@ class Preprocess:
         return self._arithmetic(values.contiguous()).reshape(3, 256).contiguous()
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
-        if images.device.type == "cpu" and images.dtype == torch.uint8 and images.dim() == 4:
-            if images.shape[1] == 3:
-                from conceptkit.dissection._preprocess_cpu import lookup_kernel
+        if images.device.type != "cpu" or images.dtype != torch.uint8 or images.dim() != 4:
+            return self._arithmetic(images)
+        b, c, h, w = images.shape
+        if c != 3:
+            return self._arithmetic(images)
+        from conceptkit.dissection._preprocess_cpu import lookup_kernel
 
-                b, c, h, w = images.shape
-                flat = images.contiguous().reshape(b, c, h * w).numpy()
-                return torch.from_numpy(lookup_kernel(flat, self.table.numpy())).view(b, c, h, w)
-        return self._arithmetic(images)
+        flat = images.contiguous().reshape(b, c, h * w).numpy()
+        return torch.from_numpy(lookup_kernel(flat, self.table.numpy())).view(b, c, h, w)
 
     def _arithmetic(self, images: torch.Tensor) -> torch.Tensor:
         dev = images.device

@@ -447,10 +447,8 @@ class Dissection:
         """Seconds per batch that pass 2 would take to load ``batch``'s images again and
         re-run the forward up to each layer of :attr:`order`, measured on ``batch``: a few of
         its images decoded again (as if loading were not overlapped with compute) and one
-        more forward of it, warm, timed at each layer's hook (the whole forward for every
-        layer where the forward cannot stop early)."""
-        if batch.images is None:
-            raise RuntimeError("a batch without images reached the cache plan")
+        more forward of it (counted in the run's forwards), warm, timed at each layer's hook
+        (the whole forward for every layer where the forward cannot stop early)."""
         rows = [int(r) for r in batch.rows[:4]]
         images = self.ds.with_options(load_images=True, load_planes=False)
         t0 = time.perf_counter()
@@ -461,7 +459,7 @@ class Dissection:
         hooks.clock = self._clock
         try:
             start = self._clock()
-            self.fwd(hooks, self.prep(batch.images.to(self.dev)))
+            self._forward(batch.images, hooks)
             end = self._clock()
         finally:
             hooks.clock = None
